@@ -1,0 +1,48 @@
+#include "transport/domain.hpp"
+
+#include "transport/fake/fake_domain.hpp"
+#include "transport/ofi/ofi_domain.hpp"
+#include "transport/verbs/verbs_domain.hpp"
+
+namespace viaduct::transport {
+
+Result<std::unique_ptr<Domain>> Domain::open(const Address& address) {
+  switch (address.backend) {
+    case BackendKind::kOfiTcp:
+    case BackendKind::kOfiVerbs: return ofi::open_domain(address);
+    case BackendKind::kVerbs: return verbs::open_domain(address);
+    case BackendKind::kFake: return fake::open_domain(address);
+  }
+  return Status(Code::kInvalidArgument, "unknown back end");
+}
+
+std::vector<BackendReport> probe_backends() {
+  std::vector<BackendReport> reports;
+  reports.push_back(ofi::probe(BackendKind::kOfiTcp));
+  reports.push_back(ofi::probe(BackendKind::kOfiVerbs));
+  reports.push_back(verbs::probe());
+  return reports;
+}
+
+std::string_view vi_state_name(ViState s) {
+  switch (s) {
+    case ViState::kIdle: return "idle";
+    case ViState::kConnecting: return "connecting";
+    case ViState::kConnected: return "connected";
+    case ViState::kError: return "error";
+    case ViState::kClosed: return "closed";
+  }
+  return "?";
+}
+
+std::string_view opcode_name(Opcode op) {
+  switch (op) {
+    case Opcode::kSend: return "send";
+    case Opcode::kRecv: return "recv";
+    case Opcode::kRdmaWrite: return "rdma_write";
+    case Opcode::kRdmaRead: return "rdma_read";
+  }
+  return "?";
+}
+
+}  // namespace viaduct::transport

@@ -1,0 +1,24 @@
+#include "transport/tunables.hpp"
+
+namespace viaduct::transport::tunables {
+
+Tunable vi_send_queue_depth("transport", "vi_send_queue_depth", 256, 8, 16384,
+                            "send queue depth of a virtual interface (descriptors)");
+Tunable vi_recv_queue_depth("transport", "vi_recv_queue_depth", 256, 8, 16384,
+                            "receive queue depth of a virtual interface (descriptors)");
+Tunable connect_timeout_ms("transport", "connect_timeout_ms", 2000, 1, 600000,
+                           "default deadline for connect/accept");
+// rxe (Soft-RoCE) treats 7 as "retry forever", so a dead peer would never be reported.
+Tunable verbs_retry_count("transport", "verbs_retry_count", 6, 0, 6,
+                          "RC transport retries before IBV_WC_RETRY_EXC_ERR (7 would be forever)");
+Tunable verbs_rnr_retry_count("transport", "verbs_rnr_retry_count", 6, 0, 6,
+                              "RC receiver-not-ready retries (7 would be forever)");
+// 4.096 us * 2^14 = 67 ms per try; with 6 retries a silent peer is reported in ~0.6-0.7 s on rxe.
+Tunable verbs_ack_timeout_exponent("transport", "verbs_ack_timeout_exponent", 14, 1, 31,
+                                   "local ACK timeout = 4.096us * 2^value (RDMA_OPTION_ID_ACK_TIMEOUT)");
+Tunable verbs_inline_bytes("transport", "verbs_inline_bytes", 128, 0, 1024,
+                           "max_inline_data requested for verbs QPs (bytes)");
+Tunable tcp_user_timeout_ms("transport", "tcp_user_timeout_ms", 2000, 0, 600000,
+                            "TCP_USER_TIMEOUT for socket-based providers where settable (0: kernel default)");
+
+}  // namespace viaduct::transport::tunables
