@@ -1,0 +1,548 @@
+#include "transport/channel.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include "transport/tunables.hpp"
+
+namespace viaduct::transport {
+
+namespace tunables {
+Tunable channel_recv_slots("channel", "channel_recv_slots", 64, 4, 4096,
+                           "receives each side posts = credits its peer starts with");
+Tunable channel_eager_threshold_bytes(
+    "channel", "channel_eager_threshold_bytes", 16384, 64, 1 << 20,
+    "payloads up to this size travel inline; larger ones by RDMA-read rendezvous");
+Tunable channel_max_outstanding("channel", "channel_max_outstanding", 1024, 1, 65536,
+                                "requests a channel may have in flight (rounded up to 2^n)");
+Tunable channel_max_message_bytes("channel", "channel_max_message_bytes", 1LL << 30, 1024,
+                                  1LL << 40, "largest request or response payload");
+}  // namespace tunables
+
+namespace {
+
+// Completion contexts: the top bits say which kind of buffer, the rest its index.
+constexpr std::uint64_t kTagShift = 60;
+constexpr std::uint64_t kTagRecv = 1ULL << kTagShift;
+constexpr std::uint64_t kTagSend = 2ULL << kTagShift;
+constexpr std::uint64_t kTagRead = 3ULL << kTagShift;
+constexpr std::uint64_t kTagMask = 0xFULL << kTagShift;
+
+// request_id = generation << 16 | pending-table index: a late answer to a slot since reused
+// carries an old generation and is recognised as late instead of completing the wrong call.
+constexpr unsigned kIndexBits = 16;
+
+constexpr std::uint32_t kRendezvousOfRequest = 0;
+constexpr std::uint32_t kRendezvousOfResponse = 1;
+
+std::uint32_t round_up_pow2(std::uint32_t v) {
+  std::uint32_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+Status Channel::init(Domain& domain, const ChannelOptions& options) {
+  domain_ = &domain;
+  recv_slots_ = options.recv_slots != 0
+                    ? options.recv_slots
+                    : static_cast<std::uint32_t>(tunables::channel_recv_slots.get());
+  if (recv_slots_ < 4) return {Code::kInvalidArgument, "a channel needs at least 4 receive slots"};
+  eager_threshold_ = options.eager_threshold != 0
+                         ? options.eager_threshold
+                         : static_cast<std::uint32_t>(tunables::channel_eager_threshold_bytes.get());
+  if (eager_threshold_ < kRendezvousRefBytes) {
+    return {Code::kInvalidArgument, "eager threshold below 24 bytes"};
+  }
+  max_message_bytes_ = static_cast<std::uint64_t>(tunables::channel_max_message_bytes.get());
+  std::uint32_t max_outstanding = round_up_pow2(
+      options.max_outstanding != 0
+          ? options.max_outstanding
+          : static_cast<std::uint32_t>(tunables::channel_max_outstanding.get()));
+  if (max_outstanding > (1u << kIndexBits)) {
+    return {Code::kInvalidArgument, "max_outstanding above 65536"};
+  }
+  busy_poll_ = options.busy_poll;
+  if (options.hello_app.size() > kMaxHelloAppBytes) {
+    return {Code::kInvalidArgument, "hello application data over 40 bytes"};
+  }
+  hello_app_.assign(options.hello_app.begin(), options.hello_app.end());
+
+  std::size_t slot_bytes = kFrameHeaderBytes + eager_threshold_;
+  auto recv = BufferSlab::create(domain, slot_bytes, recv_slots_, Access::kLocal);
+  if (!recv) return recv.status();
+  recv_slab_ = std::move(recv.value());
+  auto send = BufferSlab::create(domain, slot_bytes, recv_slots_, Access::kLocal);
+  if (!send) return send.status();
+  send_slab_ = std::move(send.value());
+  rendezvous_sources_ = std::make_unique<RendezvousPool>(domain, Access::kRemoteRead);
+  rendezvous_sinks_ = std::make_unique<RendezvousPool>(domain, Access::kLocal);
+
+  pending_.resize(max_outstanding);
+  free_pending_.reserve(max_outstanding);
+  for (std::uint32_t i = max_outstanding; i > 0; --i) free_pending_.push_back(i - 1);
+  // Every frame needs either a pending request, a received request, a rendezvous or a credit
+  // return behind it, so this bound is never reached by a well-behaved peer.
+  backlog_.resize(static_cast<std::size_t>(max_outstanding) * 2 + recv_slots_ * 2 + 16);
+  outgoing_.reserve(64);
+  reads_.reserve(64);
+  return Status::ok();
+}
+
+Status Channel::post_all_receives(VirtualInterface& vi) {
+  for (std::uint32_t i = 0; i < recv_slots_; ++i) {
+    Descriptor d = Descriptor::single(Opcode::kRecv, kTagRecv | i, recv_slab_->slot(i),
+                                      static_cast<std::uint32_t>(recv_slab_->slot_bytes()),
+                                      &recv_slab_->region());
+    VIADUCT_RETURN_IF_ERROR(vi.post_recv({&d, 1}, nullptr));
+  }
+  return Status::ok();
+}
+
+Status Channel::finish_connect(std::unique_ptr<VirtualInterface> vi) {
+  ChannelHello peer;
+  VIADUCT_RETURN_IF_ERROR(decode_hello(vi->peer_private_data(), &peer));
+  if (peer.recv_slots < 4) return {Code::kMalformed, "peer posts fewer than 4 receives"};
+  peer_eager_threshold_ = peer.eager_threshold;
+  peer_app_.assign(peer.app.begin(), peer.app.end());
+  window_ = CreditWindow(peer.recv_slots, recv_slots_);
+  inline_limit_ = vi->inline_limit();
+  vi_ = std::move(vi);
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Channel>> Channel::connect(Domain& domain, const Address& remote,
+                                                  const ChannelOptions& options, int timeout_ms,
+                                                  std::vector<std::byte>* reject_data) {
+  std::unique_ptr<Channel> ch(new Channel());  // private constructor
+  VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
+  std::byte hello[kMaxPrivateData];
+  std::size_t n = encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(ch->recv_slots_, 0xffff)),
+                                ch->eager_threshold_, ch->hello_app_},
+                               hello);
+  ViOptions vi_options;
+  vi_options.recv_queue_depth = ch->recv_slots_;
+  vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
+    return raw->post_all_receives(vi);
+  };
+  auto vi = domain.connect(remote, {hello, n}, vi_options, timeout_ms, reject_data);
+  if (!vi) return vi.status();
+  VIADUCT_RETURN_IF_ERROR(ch->finish_connect(std::move(vi.value())));
+  return ch;
+}
+
+Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionRequest& request,
+                                                 const ChannelOptions& options, int timeout_ms) {
+  ChannelHello peer;
+  if (Status s = decode_hello(request.private_data(), &peer); !s) {
+    (void)request.reject({});
+    return s;
+  }
+  std::unique_ptr<Channel> ch(new Channel());
+  VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
+  std::byte hello[kMaxPrivateData];
+  std::size_t n = encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(ch->recv_slots_, 0xffff)),
+                                ch->eager_threshold_, ch->hello_app_},
+                               hello);
+  ViOptions vi_options;
+  vi_options.recv_queue_depth = ch->recv_slots_;
+  vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
+    return raw->post_all_receives(vi);
+  };
+  auto vi = request.accept({hello, n}, vi_options, timeout_ms);
+  if (!vi) return vi.status();
+  // The acceptor's VI carries the connector's hello as the request's private data.
+  ch->peer_eager_threshold_ = peer.eager_threshold;
+  ch->peer_app_.assign(peer.app.begin(), peer.app.end());
+  ch->window_ = CreditWindow(peer.recv_slots, ch->recv_slots_);
+  ch->inline_limit_ = vi.value()->inline_limit();
+  ch->vi_ = std::move(vi.value());
+  return ch;
+}
+
+Channel::~Channel() {
+  if (vi_) vi_->close();
+}
+
+void Channel::close() {
+  if (!vi_) return;
+  vi_->close();
+  fail({Code::kConnLost, "channel closed locally", ConnLostCause::kLocalClose});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+Status Channel::post_frame(std::byte* frame, std::uint32_t length, std::int64_t send_slot) {
+  // The credit count is filled in at the last moment, so a frame that waited in the backlog
+  // returns every credit freed meanwhile.
+  store_le<std::uint16_t>(frame + 4, window_.on_send());
+  Descriptor d;
+  d.opcode = Opcode::kSend;
+  d.segments[0] = {frame, length, send_slot >= 0 ? &send_slab_->region() : nullptr};
+  d.segment_count = 1;
+  if (send_slot < 0) {
+    d.inline_data = true;
+  } else {
+    d.context = kTagSend | static_cast<std::uint64_t>(send_slot);
+  }
+  Status s = vi_->post_send({&d, 1}, nullptr);
+  if (!s) fail(s);
+  return s;
+}
+
+Status Channel::push_backlog(const BacklogEntry& entry) {
+  if (backlog_size_ == backlog_.size()) {
+    return {Code::kResource, "channel backlog full"};
+  }
+  backlog_[(backlog_head_ + backlog_size_) % backlog_.size()] = entry;
+  ++backlog_size_;
+  ++stats_.backlogged;
+  return Status::ok();
+}
+
+Status Channel::send_control_frame(FrameType type, std::uint64_t request_id,
+                                   std::uint32_t app_status) {
+  if (backlog_size_ > 0 || !window_.can_send_data()) {
+    return push_backlog({type, 0, 0, request_id, app_status});
+  }
+  std::byte frame[kFrameHeaderBytes];
+  encode_header({type, 0, 0, 0, app_status, request_id}, frame);
+  return post_frame(frame, kFrameHeaderBytes, -1);
+}
+
+Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
+                                std::span<const std::byte> payload) {
+  if (!error_.is_ok()) return error_;
+  if (payload.size() > max_message_bytes_) {
+    return {Code::kInvalidArgument, "payload of " + std::to_string(payload.size()) +
+                                        " bytes over channel_max_message_bytes"};
+  }
+  std::byte rendezvous[kRendezvousRefBytes];
+  std::uint16_t flags = 0;
+  std::span<const std::byte> body = payload;
+  if (payload.size() > peer_eager_threshold_ || payload.size() > eager_threshold_) {
+    // Too large to travel inline: stage it in registered memory the peer can read.
+    auto handle = rendezvous_sources_->acquire(payload.size());
+    if (!handle) return handle.status();
+    std::byte* staged = rendezvous_sources_->data(handle.value());
+    std::memcpy(staged, payload.data(), payload.size());
+    RemoteSegment seg = rendezvous_sources_->region(handle.value()).remote(staged);
+    encode_rendezvous({seg.addr, seg.key, payload.size()}, rendezvous);
+    outgoing_.push_back({request_id, handle.value(), type == FrameType::kResponse, true});
+    body = {rendezvous, kRendezvousRefBytes};
+    flags = kFlagRendezvous;
+  }
+  auto length = static_cast<std::uint32_t>(kFrameHeaderBytes + body.size());
+  FrameHeader header{type, 0, flags, static_cast<std::uint32_t>(body.size()), app_status, request_id};
+  bool can_send_now = backlog_size_ == 0 && window_.can_send_data();
+  if (can_send_now && length <= inline_limit_) {
+    std::byte frame[kFrameHeaderBytes + 256];
+    if (length <= sizeof(frame)) {
+      encode_header(header, frame);
+      if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
+      return post_frame(frame, length, -1);
+    }
+  }
+  std::uint32_t slot = 0;
+  if (!send_slab_->acquire(&slot)) {
+    return {Code::kWouldBlock, "all send slots busy"};
+  }
+  std::byte* frame = send_slab_->slot(slot);
+  encode_header(header, frame);
+  if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
+  if (!can_send_now) return push_backlog({type, slot, length, request_id, app_status});
+  return post_frame(frame, length, slot);
+}
+
+void Channel::flush_backlog() {
+  while (backlog_size_ > 0 && error_.is_ok()) {
+    BacklogEntry& e = backlog_[backlog_head_];
+    bool is_credit = e.type == FrameType::kCredit;
+    if (is_credit ? window_.send_credits() < 1 : !window_.can_send_data()) return;
+    Status s;
+    if (e.length > 0) {
+      s = post_frame(send_slab_->slot(e.send_slot), e.length, e.send_slot);
+    } else {
+      std::byte frame[kFrameHeaderBytes];
+      encode_header({e.type, 0, 0, 0, e.app_status, e.request_id}, frame);
+      s = post_frame(frame, kFrameHeaderBytes, -1);
+    }
+    if (!s) return;
+    backlog_head_ = (backlog_head_ + 1) % backlog_.size();
+    --backlog_size_;
+  }
+}
+
+void Channel::maybe_return_credits() {
+  if (backlog_size_ == 0 && error_.is_ok() && window_.should_send_credit()) {
+    std::byte frame[kFrameHeaderBytes];
+    encode_header({FrameType::kCredit, 0, 0, 0, 0, 0}, frame);
+    if (post_frame(frame, kFrameHeaderBytes, -1)) ++stats_.credit_frames_sent;
+  }
+}
+
+Status Channel::call_async(std::span<const std::byte> request, ResponseFn fn, void* user,
+                           std::uint64_t* request_id) {
+  if (!error_.is_ok()) return error_;
+  if (free_pending_.empty()) {
+    return {Code::kWouldBlock, "too many requests outstanding"};
+  }
+  std::uint32_t index = free_pending_.back();
+  PendingCall& p = pending_[index];
+  ++p.generation;
+  p.request_id = (static_cast<std::uint64_t>(p.generation) << kIndexBits) | index;
+  p.fn = fn;
+  p.user = user;
+  p.active = true;
+  Status s = send_data_frame(FrameType::kRequest, p.request_id, 0, request);
+  if (!s) {
+    p.active = false;
+    return s;
+  }
+  free_pending_.pop_back();
+  ++outstanding_;
+  ++stats_.requests_sent;
+  if (request_id != nullptr) *request_id = p.request_id;
+  return Status::ok();
+}
+
+Status Channel::respond(std::uint64_t request_id, std::span<const std::byte> payload,
+                        std::uint32_t app_status) {
+  return send_data_frame(FrameType::kResponse, request_id, app_status, payload);
+}
+
+Result<std::size_t> Channel::call(std::span<const std::byte> request,
+                                  std::span<std::byte> response, int timeout_ms,
+                                  std::uint32_t* app_status) {
+  struct SyncCall {
+    bool done = false;
+    Status status;
+    std::size_t length = 0;
+    std::uint32_t app_status = 0;
+    std::span<std::byte> out;
+  } sync;
+  sync.out = response;
+  auto on_response = [](void* user, const Response& r) {
+    auto* s = static_cast<SyncCall*>(user);
+    s->done = true;
+    s->status = r.status;
+    s->app_status = r.app_status;
+    s->length = r.payload.size();
+    if (r.payload.size() > s->out.size()) {
+      s->status = Status(Code::kResource, "response of " + std::to_string(r.payload.size()) +
+                                              " bytes does not fit the " +
+                                              std::to_string(s->out.size()) + "-byte buffer");
+    } else if (!r.payload.empty()) {
+      std::memcpy(s->out.data(), r.payload.data(), r.payload.size());
+    }
+  };
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::uint64_t id = 0;
+  for (;;) {
+    Status s = call_async(request, on_response, &sync, &id);
+    if (s) break;
+    if (s.code() != Code::kWouldBlock) return s;
+    if (poll() == 0 && Clock::now() > deadline) return Status(Code::kTimeout, "no request slot");
+  }
+  unsigned idle = 0;
+  while (!sync.done) {
+    if (poll() != 0) continue;
+    // Reading the clock costs ~20 ns; do it every 256 idle rounds when spinning.
+    if (busy_poll_ && (++idle & 255) != 0) continue;
+    auto now = Clock::now();
+    if (now >= deadline) {
+      // Forget the call: a late answer finds a stale generation and is counted, not delivered.
+      PendingCall* p = find_pending(id);
+      if (p != nullptr) {
+        p->active = false;
+        free_pending_.push_back(static_cast<std::uint32_t>(id & ((1u << kIndexBits) - 1)));
+        --outstanding_;
+      }
+      return Status(Code::kTimeout, "no response within " + std::to_string(timeout_ms) + " ms");
+    }
+    if (!busy_poll_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+      (void)wait(static_cast<int>(std::max<std::int64_t>(1, left)));
+    }
+  }
+  if (app_status != nullptr) *app_status = sync.app_status;
+  if (!sync.status) return sync.status;
+  return sync.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+std::size_t Channel::poll() {
+  if (!vi_) return 0;
+  std::array<Completion, 32> completions;
+  std::size_t n = vi_->cq().poll(completions);
+  for (std::size_t i = 0; i < n; ++i) handle_completion(completions[i]);
+  if (n == 0 && error_.is_ok() && vi_->state() != ViState::kConnected) {
+    fail(vi_->error().is_ok() ? Status(Code::kConnLost, "connection lost") : vi_->error());
+  }
+  if (backlog_size_ > 0) flush_backlog();
+  maybe_return_credits();
+  return n;
+}
+
+void Channel::handle_completion(const Completion& c) {
+  std::uint64_t tag = c.context & kTagMask;
+  auto index = static_cast<std::uint32_t>(c.context & ~kTagMask);
+  if (c.status != CompletionStatus::kSuccess) {
+    if (c.status == CompletionStatus::kError) {
+      fail(vi_->error().is_ok() ? Status(Code::kConnLost, "completion error",
+                                         ConnLostCause::kCompletionError)
+                                : vi_->error());
+    } else {
+      fail(vi_->error().is_ok() ? Status(Code::kConnLost, "descriptors flushed") : vi_->error());
+    }
+    return;
+  }
+  if (tag == kTagRecv) {
+    handle_frame(index, c.byte_count);
+  } else if (tag == kTagSend) {
+    send_slab_->release(index);
+  } else if (tag == kTagRead) {
+    finish_read(index);
+  }
+}
+
+void Channel::handle_frame(std::uint32_t slot, std::uint32_t bytes) {
+  const std::byte* data = recv_slab_->slot(slot);
+  FrameHeader h;
+  RendezvousRef ref;
+  Status s = decode_frame({data, bytes}, eager_threshold_, max_message_bytes_, &h, &ref);
+  if (!s) {
+    // A peer that sends garbage is cut off; nothing it says can be trusted any more.
+    Status reason(Code::kConnLost, "protocol error from peer: " + s.message(),
+                  ConnLostCause::kProtocolError);
+    vi_->abort(reason);
+    fail(reason);
+    return;
+  }
+  window_.on_credits_returned(h.credits);
+  if ((h.flags & kFlagRendezvous) != 0) {
+    start_read(h, ref);
+  } else if (h.type == FrameType::kRequest) {
+    deliver_request(h, {data + kFrameHeaderBytes, h.payload_len});
+  } else if (h.type == FrameType::kResponse) {
+    deliver_response(h, {data + kFrameHeaderBytes, h.payload_len});
+  } else if (h.type == FrameType::kRendezvousDone) {
+    bool of_response = h.app_status == kRendezvousOfResponse;
+    for (auto& o : outgoing_) {
+      if (o.active && o.request_id == h.request_id && o.is_response == of_response) {
+        rendezvous_sources_->release(o.handle);
+        o.active = false;
+        break;
+      }
+    }
+    std::erase_if(outgoing_, [](const OutgoingRendezvous& o) { return !o.active; });
+  }
+  if (!error_.is_ok()) return;
+  Descriptor d = Descriptor::single(Opcode::kRecv, kTagRecv | slot, recv_slab_->slot(slot),
+                                    static_cast<std::uint32_t>(recv_slab_->slot_bytes()),
+                                    &recv_slab_->region());
+  if (Status ps = vi_->post_recv({&d, 1}, nullptr); !ps) {
+    fail(ps);
+    return;
+  }
+  window_.on_slot_reposted();
+}
+
+void Channel::deliver_request(const FrameHeader& h, std::span<const std::byte> payload) {
+  ++stats_.requests_received;
+  if (handler_ == nullptr) {
+    static constexpr char kMsg[] = "no request handler";
+    (void)respond(h.request_id, std::as_bytes(std::span(kMsg, sizeof(kMsg) - 1)), 0xffffffffu);
+    return;
+  }
+  handler_->on_request(*this, {h.request_id, payload});
+}
+
+Channel::PendingCall* Channel::find_pending(std::uint64_t request_id) {
+  auto index = static_cast<std::uint32_t>(request_id & ((1u << kIndexBits) - 1));
+  if (index >= pending_.size()) return nullptr;
+  PendingCall& p = pending_[index];
+  if (!p.active || p.request_id != request_id) return nullptr;
+  return &p;
+}
+
+void Channel::deliver_response(const FrameHeader& h, std::span<const std::byte> payload) {
+  PendingCall* p = find_pending(h.request_id);
+  if (p == nullptr) {
+    ++stats_.late_responses;
+    return;
+  }
+  ResponseFn fn = p->fn;
+  void* user = p->user;
+  p->active = false;
+  free_pending_.push_back(static_cast<std::uint32_t>(p - pending_.data()));
+  --outstanding_;
+  ++stats_.responses_received;
+  if (fn != nullptr) fn(user, {h.request_id, Status::ok(), h.app_status, payload});
+}
+
+void Channel::start_read(const FrameHeader& h, const RendezvousRef& ref) {
+  auto handle = rendezvous_sinks_->acquire(ref.length);
+  if (!handle) {
+    fail(handle.status());
+    return;
+  }
+  std::uint32_t index = 0;
+  while (index < reads_.size() && reads_[index].active) ++index;
+  if (index == reads_.size()) reads_.push_back({});
+  reads_[index] = {h, handle.value(), ref.length, true};
+  // Large reads are split so one descriptor never exceeds what every provider accepts.
+  constexpr std::uint64_t kChunk = 1ULL << 30;
+  std::byte* sink = rendezvous_sinks_->data(handle.value());
+  for (std::uint64_t off = 0; off < ref.length; off += kChunk) {
+    auto len = static_cast<std::uint32_t>(std::min(kChunk, ref.length - off));
+    Descriptor d = Descriptor::single(Opcode::kRdmaRead, 0, sink + off, len,
+                                      &rendezvous_sinks_->region(handle.value()));
+    d.remote = {ref.addr + off, ref.key};
+    // Only the last piece is reported; completions arrive in order on one queue pair.
+    if (off + len == ref.length) d.context = kTagRead | index;
+    else d.context = kTagRead | 0xFFFFFFFULL;
+    if (Status s = vi_->post_send({&d, 1}, nullptr); !s) {
+      fail(s);
+      return;
+    }
+  }
+  ++stats_.rendezvous_reads;
+}
+
+void Channel::finish_read(std::uint32_t index) {
+  if (index >= reads_.size() || !reads_[index].active) return;  // a non-final chunk
+  IncomingRead read = reads_[index];
+  reads_[index].active = false;
+  std::span<const std::byte> payload(rendezvous_sinks_->data(read.handle), read.length);
+  if (read.header.type == FrameType::kRequest) {
+    deliver_request(read.header, payload);
+  } else {
+    deliver_response(read.header, payload);
+  }
+  rendezvous_sinks_->release(read.handle);
+  (void)send_control_frame(
+      FrameType::kRendezvousDone, read.header.request_id,
+      read.header.type == FrameType::kResponse ? kRendezvousOfResponse : kRendezvousOfRequest);
+}
+
+void Channel::fail(Status reason) {
+  if (!error_.is_ok()) return;
+  error_ = std::move(reason);
+  // Complete every pending call with the error, so callers (and the failover layer) can re-send.
+  for (std::uint32_t i = 0; i < pending_.size(); ++i) {
+    PendingCall& p = pending_[i];
+    if (!p.active) continue;
+    p.active = false;
+    free_pending_.push_back(i);
+    --outstanding_;
+    if (p.fn != nullptr) p.fn(p.user, {p.request_id, error_, 0, {}});
+  }
+}
+
+}  // namespace viaduct::transport

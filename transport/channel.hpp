@@ -1,0 +1,199 @@
+// The request/response channel: many outstanding requests over one virtual interface, with
+// credit-based flow control, eager frames up to a threshold and RDMA-read rendezvous above it.
+//
+// Threading model: a Channel belongs to one thread at a time (like eRPC's Rpc object). Every call
+// — call_async, respond, poll, wait — must come from that thread; callbacks and the request
+// handler run on it, from inside poll(). Progress happens only inside poll() (busy) or the
+// sync call() / wait() (busy or blocking on the CQ's fd, per ChannelOptions::busy_poll). Use one
+// channel per thread for parallelism; nothing is shared between channels but the Domain.
+//
+// Hot path allocation: none. Receive and send slots are registered up front, pending requests
+// live in a fixed table, and the backlog is a fixed ring. Rendezvous buffers are taken from a
+// registered pool that only grows the first time a size class is used.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "transport/buffer_pool.hpp"
+#include "transport/channel_credit.hpp"
+#include "transport/domain.hpp"
+#include "transport/frame.hpp"
+#include "transport/tunable.hpp"
+
+namespace viaduct::transport {
+
+namespace tunables {
+extern Tunable channel_recv_slots;
+extern Tunable channel_eager_threshold_bytes;
+extern Tunable channel_max_outstanding;
+extern Tunable channel_max_message_bytes;
+}  // namespace tunables
+
+struct ChannelOptions {
+  std::uint32_t recv_slots = 0;       // 0: tunable channel_recv_slots
+  std::uint32_t eager_threshold = 0;  // 0: tunable channel_eager_threshold_bytes
+  std::uint32_t max_outstanding = 0;  // 0: tunable channel_max_outstanding
+  bool busy_poll = true;              // sync call(): spin on the CQ, or block on its fd
+  // Application bytes carried in the connection hello (name, epoch, ...): at most
+  // kMaxPrivateData - kHelloBytes = 40.
+  std::span<const std::byte> hello_app;
+};
+inline constexpr std::size_t kMaxHelloAppBytes = kMaxPrivateData - kHelloBytes;
+
+struct Response {
+  std::uint64_t request_id = 0;
+  Status status;                // transport outcome: ok, or kConnLost / kTimeout
+  std::uint32_t app_status = 0;  // the handler's own status code
+  std::span<const std::byte> payload;  // valid only during the callback
+};
+using ResponseFn = void (*)(void* user, const Response& response);
+
+struct IncomingRequest {
+  std::uint64_t request_id = 0;
+  std::span<const std::byte> payload;  // valid only during on_request: copy to keep
+};
+
+class Channel;
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // Answer with channel.respond(request.request_id, ...), now or later from the same thread.
+  virtual void on_request(Channel& channel, const IncomingRequest& request) = 0;
+};
+
+struct ChannelStats {
+  std::uint64_t requests_sent = 0;
+  std::uint64_t responses_received = 0;
+  std::uint64_t requests_received = 0;
+  std::uint64_t credit_frames_sent = 0;
+  std::uint64_t rendezvous_reads = 0;
+  std::uint64_t late_responses = 0;  // answers to requests that had timed out
+  std::uint64_t backlogged = 0;      // frames that waited for a credit or a send slot
+};
+
+class Channel {
+ public:
+  static Result<std::unique_ptr<Channel>> connect(Domain& domain, const Address& remote,
+                                                  const ChannelOptions& options, int timeout_ms,
+                                                  std::vector<std::byte>* reject_data = nullptr);
+  static Result<std::unique_ptr<Channel>> accept(Domain& domain, ConnectionRequest& request,
+                                                 const ChannelOptions& options, int timeout_ms);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // Send a request; `fn(user, response)` runs from poll() when it is answered or fails. The
+  // request bytes are copied before return. kWouldBlock: max_outstanding reached, poll and retry.
+  Status call_async(std::span<const std::byte> request, ResponseFn fn, void* user,
+                    std::uint64_t* request_id = nullptr);
+  // Send and wait up to timeout_ms; returns the response length copied into `response`.
+  Result<std::size_t> call(std::span<const std::byte> request, std::span<std::byte> response,
+                           int timeout_ms, std::uint32_t* app_status = nullptr);
+  Status respond(std::uint64_t request_id, std::span<const std::byte> payload,
+                 std::uint32_t app_status = 0);
+  void set_handler(RequestHandler* handler) { handler_ = handler; }
+
+  // One round of progress; returns the completions handled (0: nothing happened).
+  std::size_t poll();
+  // Block until progress may be possible or timeout_ms passes (kTimeout).
+  Status wait(int timeout_ms) { return vi_->cq().wait(timeout_ms); }
+  [[nodiscard]] int wait_fd() const { return vi_->cq().wait_fd(); }
+  bool arm() { return vi_->cq().arm(); }
+
+  [[nodiscard]] bool healthy() const { return error_.is_ok(); }
+  [[nodiscard]] const Status& error() const { return error_; }
+  [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
+  [[nodiscard]] std::span<const std::byte> peer_hello_app() const { return peer_app_; }
+  [[nodiscard]] const ChannelStats& stats() const { return stats_; }
+  [[nodiscard]] std::uint32_t eager_threshold() const { return eager_threshold_; }
+  VirtualInterface& vi() { return *vi_; }
+  // Orderly close; pending requests fail with kConnLost (local_close).
+  void close();
+
+ private:
+  struct PendingCall {
+    ResponseFn fn = nullptr;
+    void* user = nullptr;
+    std::uint64_t request_id = 0;
+    std::uint32_t generation = 0;
+    bool active = false;
+  };
+  // A frame waiting for a credit or a send slot. Slot-backed frames already hold their bytes;
+  // control frames are encoded when they go out.
+  struct BacklogEntry {
+    FrameType type = FrameType::kCredit;
+    std::uint32_t send_slot = 0;
+    std::uint32_t length = 0;  // slot-backed when > 0
+    std::uint64_t request_id = 0;
+    std::uint32_t app_status = 0;
+  };
+  struct OutgoingRendezvous {
+    std::uint64_t request_id = 0;
+    std::uint32_t handle = 0;
+    bool is_response = false;
+    bool active = false;
+  };
+  struct IncomingRead {
+    FrameHeader header;
+    std::uint32_t handle = 0;
+    std::uint64_t length = 0;
+    bool active = false;
+  };
+
+  Channel() = default;
+  Status init(Domain& domain, const ChannelOptions& options);
+  Status post_all_receives(VirtualInterface& vi);
+  Status finish_connect(std::unique_ptr<VirtualInterface> vi);
+
+  Status send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
+                         std::span<const std::byte> payload);
+  Status send_control_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status);
+  Status post_frame(std::byte* frame, std::uint32_t length, std::int64_t send_slot);
+  Status push_backlog(const BacklogEntry& entry);
+  void flush_backlog();
+  void maybe_return_credits();
+
+  void handle_completion(const Completion& c);
+  void handle_frame(std::uint32_t slot, std::uint32_t bytes);
+  void deliver_request(const FrameHeader& h, std::span<const std::byte> payload);
+  void deliver_response(const FrameHeader& h, std::span<const std::byte> payload);
+  void start_read(const FrameHeader& h, const RendezvousRef& ref);
+  void finish_read(std::uint32_t index);
+  void fail(Status reason);
+  PendingCall* find_pending(std::uint64_t request_id);
+
+  Domain* domain_ = nullptr;
+  std::unique_ptr<BufferSlab> recv_slab_;
+  std::unique_ptr<BufferSlab> send_slab_;
+  std::unique_ptr<RendezvousPool> rendezvous_sources_;
+  std::unique_ptr<RendezvousPool> rendezvous_sinks_;
+  std::unique_ptr<VirtualInterface> vi_;  // after the memory it uses: destroyed first
+
+  CreditWindow window_;
+  RequestHandler* handler_ = nullptr;
+  std::uint32_t recv_slots_ = 0;
+  std::uint32_t eager_threshold_ = 0;
+  std::uint32_t peer_eager_threshold_ = 0;
+  std::uint64_t max_message_bytes_ = 0;
+  std::size_t inline_limit_ = 0;
+  bool busy_poll_ = true;
+
+  std::vector<PendingCall> pending_;
+  std::vector<std::uint32_t> free_pending_;
+  std::size_t outstanding_ = 0;
+  std::vector<BacklogEntry> backlog_;  // ring
+  std::size_t backlog_head_ = 0;
+  std::size_t backlog_size_ = 0;
+  std::vector<OutgoingRendezvous> outgoing_;
+  std::vector<IncomingRead> reads_;
+  std::vector<std::byte> peer_app_;
+  std::vector<std::byte> hello_app_;
+  Status error_;
+  ChannelStats stats_;
+};
+
+}  // namespace viaduct::transport
