@@ -1,5 +1,6 @@
 #include "transport/channel.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -82,9 +83,6 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
   pending_.resize(max_outstanding);
   free_pending_.reserve(max_outstanding);
   for (std::uint32_t i = max_outstanding; i > 0; --i) free_pending_.push_back(i - 1);
-  // Every frame needs either a pending request, a received request, a rendezvous or a credit
-  // return behind it, so this bound is never reached by a well-behaved peer.
-  backlog_.resize(static_cast<std::size_t>(max_outstanding) * 2 + recv_slots_ * 2 + 16);
   outgoing_.reserve(64);
   reads_.reserve(64);
   return Status::ok();
@@ -192,20 +190,16 @@ Status Channel::post_frame(std::byte* frame, std::uint32_t length, std::int64_t 
   return s;
 }
 
-Status Channel::push_backlog(const BacklogEntry& entry) {
-  if (backlog_size_ == backlog_.size()) {
-    return {Code::kResource, "channel backlog full"};
-  }
-  backlog_[(backlog_head_ + backlog_size_) % backlog_.size()] = entry;
-  ++backlog_size_;
+Status Channel::push_backlog(BacklogEntry entry) {
+  backlog_.push_back(std::move(entry));
   ++stats_.backlogged;
   return Status::ok();
 }
 
 Status Channel::send_control_frame(FrameType type, std::uint64_t request_id,
                                    std::uint32_t app_status) {
-  if (backlog_size_ > 0 || !window_.can_send_data()) {
-    return push_backlog({type, 0, 0, request_id, app_status});
+  if (!backlog_.empty() || !window_.can_send_data()) {
+    return push_backlog({type, 0, 0, request_id, app_status, {}});
   }
   std::byte frame[kFrameHeaderBytes];
   encode_header({type, 0, 0, 0, app_status, request_id}, frame);
@@ -236,7 +230,7 @@ Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::u
   }
   auto length = static_cast<std::uint32_t>(kFrameHeaderBytes + body.size());
   FrameHeader header{type, 0, flags, static_cast<std::uint32_t>(body.size()), app_status, request_id};
-  bool can_send_now = backlog_size_ == 0 && window_.can_send_data();
+  bool can_send_now = backlog_.empty() && window_.can_send_data();
   if (can_send_now && length <= inline_limit_) {
     std::byte frame[kFrameHeaderBytes + 256];
     if (length <= sizeof(frame)) {
@@ -247,20 +241,41 @@ Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::u
   }
   std::uint32_t slot = 0;
   if (!send_slab_->acquire(&slot)) {
-    return {Code::kWouldBlock, "all send slots busy"};
+    // Requests push back on the application; a response must go out eventually, so it waits.
+    if (type == FrameType::kRequest) return {Code::kWouldBlock, "all send slots busy"};
+    BacklogEntry entry{type, 0, length, request_id, app_status, {}};
+    entry.bytes.resize(length);
+    encode_header(header, entry.bytes.data());
+    if (!body.empty()) std::memcpy(entry.bytes.data() + kFrameHeaderBytes, body.data(), body.size());
+    return push_backlog(std::move(entry));
   }
   std::byte* frame = send_slab_->slot(slot);
   encode_header(header, frame);
   if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
-  if (!can_send_now) return push_backlog({type, slot, length, request_id, app_status});
+  if (!can_send_now) return push_backlog({type, slot, length, request_id, app_status, {}});
   return post_frame(frame, length, slot);
 }
 
 void Channel::flush_backlog() {
-  while (backlog_size_ > 0 && error_.is_ok()) {
-    BacklogEntry& e = backlog_[backlog_head_];
+  while (!backlog_.empty() && error_.is_ok()) {
+    BacklogEntry& e = backlog_.front();
     bool is_credit = e.type == FrameType::kCredit;
     if (is_credit ? window_.send_credits() < 1 : !window_.can_send_data()) return;
+    if (!e.bytes.empty()) {
+      // An overflowed response: it needs a registered slot before it can be posted. If frames
+      // queued behind it hold every slot, take the last one's slot (its bytes move to its own
+      // buffer): FIFO order must never wait on what stands behind it.
+      if (!send_slab_->acquire(&e.send_slot)) {
+        auto holder = std::find_if(backlog_.rbegin(), std::prev(backlog_.rend()),
+                                   [](const BacklogEntry& b) { return b.length > 0 && b.bytes.empty(); });
+        if (holder == std::prev(backlog_.rend())) return;  // slots are in flight; they come back
+        const std::byte* held = send_slab_->slot(holder->send_slot);
+        holder->bytes.assign(held, held + holder->length);
+        e.send_slot = holder->send_slot;
+      }
+      std::memcpy(send_slab_->slot(e.send_slot), e.bytes.data(), e.bytes.size());
+      e.bytes.clear();
+    }
     Status s;
     if (e.length > 0) {
       s = post_frame(send_slab_->slot(e.send_slot), e.length, e.send_slot);
@@ -270,13 +285,15 @@ void Channel::flush_backlog() {
       s = post_frame(frame, kFrameHeaderBytes, -1);
     }
     if (!s) return;
-    backlog_head_ = (backlog_head_ + 1) % backlog_.size();
-    --backlog_size_;
+    backlog_.pop_front();
   }
 }
 
+// Runs after flush_backlog, so a non-empty backlog means data cannot go; a credit frame may then
+// jump the queue (it carries no ordering), which is what keeps two backlogged sides from waiting
+// on each other forever.
 void Channel::maybe_return_credits() {
-  if (backlog_size_ == 0 && error_.is_ok() && window_.should_send_credit()) {
+  if (error_.is_ok() && window_.should_send_credit()) {
     std::byte frame[kFrameHeaderBytes];
     encode_header({FrameType::kCredit, 0, 0, 0, 0, 0}, frame);
     if (post_frame(frame, kFrameHeaderBytes, -1)) ++stats_.credit_frames_sent;
@@ -384,7 +401,7 @@ std::size_t Channel::poll() {
   if (n == 0 && error_.is_ok() && vi_->state() != ViState::kConnected) {
     fail(vi_->error().is_ok() ? Status(Code::kConnLost, "connection lost") : vi_->error());
   }
-  if (backlog_size_ > 0) flush_backlog();
+  if (!backlog_.empty()) flush_backlog();
   maybe_return_credits();
   return n;
 }
@@ -529,6 +546,19 @@ void Channel::finish_read(std::uint32_t index) {
   (void)send_control_frame(
       FrameType::kRendezvousDone, read.header.request_id,
       read.header.type == FrameType::kResponse ? kRendezvousOfResponse : kRendezvousOfRequest);
+}
+
+std::string Channel::debug_string() const {
+  return "credits=" + std::to_string(window_.send_credits()) +
+         " to_return=" + std::to_string(window_.to_return()) +
+         " backlog=" + std::to_string(backlog_.size()) +
+         " outstanding=" + std::to_string(outstanding_) +
+         " send_slots_free=" + std::to_string(send_slab_ ? send_slab_->available() : 0) +
+         " sent=" + std::to_string(stats_.requests_sent) +
+         " answered=" + std::to_string(stats_.responses_received) +
+         " received=" + std::to_string(stats_.requests_received) +
+         " credit_frames=" + std::to_string(stats_.credit_frames_sent) +
+         " error=" + error_.to_string();
 }
 
 void Channel::fail(Status reason) {

@@ -7,15 +7,18 @@
 // sync call() / wait() (busy or blocking on the CQ's fd, per ChannelOptions::busy_poll). Use one
 // channel per thread for parallelism; nothing is shared between channels but the Domain.
 //
-// Hot path allocation: none. Receive and send slots are registered up front, pending requests
-// live in a fixed table, and the backlog is a fixed ring. Rendezvous buffers are taken from a
+// Hot path allocation: none. Receive and send slots are registered up front and pending requests
+// live in a fixed table. Only under overload (a peer that withholds credits while requests keep
+// arriving) may the backlog allocate, so that a response is never lost. Rendezvous buffers are taken from a
 // registered pool that only grows the first time a size class is used.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "transport/buffer_pool.hpp"
@@ -111,6 +114,8 @@ class Channel {
   [[nodiscard]] const ChannelStats& stats() const { return stats_; }
   [[nodiscard]] std::uint32_t eager_threshold() const { return eager_threshold_; }
   VirtualInterface& vi() { return *vi_; }
+  // Credits, backlog and counters in one line, for logs and failing tests.
+  [[nodiscard]] std::string debug_string() const;
   // Orderly close; pending requests fail with kConnLost (local_close).
   void close();
 
@@ -130,6 +135,9 @@ class Channel {
     std::uint32_t length = 0;  // slot-backed when > 0
     std::uint64_t request_id = 0;
     std::uint32_t app_status = 0;
+    // A response that found every send slot busy keeps its encoded frame here until a slot frees
+    // up. Only the overload path allocates; a response is never dropped.
+    std::vector<std::byte> bytes;
   };
   struct OutgoingRendezvous {
     std::uint64_t request_id = 0;
@@ -153,7 +161,7 @@ class Channel {
                          std::span<const std::byte> payload);
   Status send_control_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status);
   Status post_frame(std::byte* frame, std::uint32_t length, std::int64_t send_slot);
-  Status push_backlog(const BacklogEntry& entry);
+  Status push_backlog(BacklogEntry entry);
   void flush_backlog();
   void maybe_return_credits();
 
@@ -185,9 +193,7 @@ class Channel {
   std::vector<PendingCall> pending_;
   std::vector<std::uint32_t> free_pending_;
   std::size_t outstanding_ = 0;
-  std::vector<BacklogEntry> backlog_;  // ring
-  std::size_t backlog_head_ = 0;
-  std::size_t backlog_size_ = 0;
+  std::deque<BacklogEntry> backlog_;
   std::vector<OutgoingRendezvous> outgoing_;
   std::vector<IncomingRead> reads_;
   std::vector<std::byte> peer_app_;

@@ -1,0 +1,198 @@
+// `viaduct`: one command, subcommands. Thin: parse arguments, call the library.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "tools/perf/perf.hpp"
+#include "transport/channel_server.hpp"
+#include "transport/domain.hpp"
+#include "transport/tunables.hpp"
+
+namespace {
+
+using viaduct::Status;
+using viaduct::Tunable;
+namespace vt = viaduct::transport;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true); }
+
+int fail(const Status& s) {
+  spdlog::error("{}", s.to_string());
+  return 1;
+}
+
+int cmd_info(bool json) {
+  auto reports = vt::probe_backends();
+  if (json) {
+    nlohmann::json j;
+    for (const auto& r : reports) {
+      j["backends"].push_back({{"scheme", vt::scheme_name(r.backend)},
+                               {"usable", r.usable},
+                               {"detail", r.detail},
+                               {"devices", r.devices}});
+    }
+    for (const Tunable* t : Tunable::all()) {
+      j["tunables"].push_back({{"module", t->module()}, {"name", t->name()}, {"value", t->get()},
+                               {"default", t->default_value()}, {"min", t->min_value()},
+                               {"max", t->max_value()}, {"source", t->source()},
+                               {"env", t->env_name()}, {"help", t->help()}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "back ends:\n";
+  for (const auto& r : reports) {
+    std::cout << "  " << vt::scheme_name(r.backend) << "://  "
+              << (r.usable ? "usable" : "NOT usable") << "  (" << r.detail << ")\n";
+    for (const auto& d : r.devices) std::cout << "      device: " << d << "\n";
+  }
+  std::cout << "  fake://     usable  (in-process, for tests)\n\ntunables (set with --set NAME=VALUE or "
+               "the environment variable shown):\n";
+  for (const Tunable* t : Tunable::all()) {
+    std::printf("  %-32s %12lld  (default %lld, %s, %s)\n      %s\n",
+                std::string(t->name()).c_str(), static_cast<long long>(t->get()),
+                static_cast<long long>(t->default_value()), std::string(t->source()).c_str(),
+                t->env_name().c_str(), std::string(t->help()).c_str());
+  }
+  return 0;
+}
+
+int cmd_perf_server(const std::string& uri, bool blocking) {
+  auto address = vt::Address::parse(uri);
+  if (!address) return fail(address.status());
+  auto domain = vt::Domain::open(address.value());
+  if (!domain) return fail(domain.status());
+  viaduct::perf::PerfHandler handler;
+  vt::ChannelServerOptions options;
+  options.busy_poll = !blocking;
+  options.on_channel_closed = [](const Status& s) { spdlog::info("channel closed: {}", s.to_string()); };
+  auto server = vt::ChannelServer::listen(*domain.value(), address.value(), &handler, options);
+  if (!server) return fail(server.status());
+  // The bound address on stdout, flushed: scripts and tests read it to find the port.
+  std::cout << "listening " << server.value()->address().to_string() << std::endl;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  server.value()->run(g_stop);
+  spdlog::info("served {} requests", handler.served());
+  return 0;
+}
+
+std::vector<std::size_t> parse_sizes(const std::string& text) {
+  std::vector<std::size_t> sizes;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto comma = text.find(',', pos);
+    sizes.push_back(std::stoull(text.substr(pos, comma - pos)));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return sizes;
+}
+
+int cmd_perf_client(const std::string& uri, const std::string& tests, const std::string& sizes_text,
+                    std::uint64_t iterations, std::uint32_t depth, double seconds, bool json,
+                    bool blocking) {
+  auto address = vt::Address::parse(uri);
+  if (!address) return fail(address.status());
+  auto domain = vt::Domain::open(address.value());
+  if (!domain) return fail(domain.status());
+  vt::ChannelOptions options;
+  options.busy_poll = !blocking;
+  auto channel = vt::Channel::connect(*domain.value(), address.value(), options,
+                                      static_cast<int>(vt::tunables::connect_timeout_ms.get()));
+  if (!channel) return fail(channel.status());
+  std::vector<std::size_t> sizes;
+  try {
+    sizes = parse_sizes(sizes_text);
+  } catch (const std::exception&) {
+    return fail({viaduct::Code::kInvalidArgument, "bad --sizes '" + sizes_text + "'"});
+  }
+  nlohmann::json results = nlohmann::json::array();
+  auto want = [&](const char* t) { return tests == "all" || tests.find(t) != std::string::npos; };
+  for (std::size_t size : sizes) {
+    if (want("lat")) {
+      auto r = viaduct::perf::measure_latency(*channel.value(), size, iterations, iterations / 10 + 10);
+      if (!r) return fail(r.status());
+      results.push_back(viaduct::perf::to_json(r.value()));
+      if (!json) {
+        std::printf("latency   %9zu B  rtt p50 %8.2f us  p99 %8.2f us  one-way %7.2f us\n", size,
+                    r->rtt_p50_us, r->rtt_p99_us, r->one_way_us());
+      }
+    }
+    if (want("rate")) {
+      auto r = viaduct::perf::measure_rate(*channel.value(), size, depth, seconds);
+      if (!r) return fail(r.status());
+      results.push_back(viaduct::perf::to_json(r.value()));
+      if (!json) std::printf("rate      %9zu B  depth %u  %8.3f Mmsg/s\n", size, depth, r->mmsgs_per_s());
+    }
+    if (want("bw")) {
+      std::uint64_t transfers = std::max<std::uint64_t>(depth * 4ULL, (256ULL << 20) / size);
+      auto r = viaduct::perf::measure_bandwidth(*channel.value(), size, depth, transfers);
+      if (!r) return fail(r.status());
+      results.push_back(viaduct::perf::to_json(r.value()));
+      if (!json) std::printf("bandwidth %9zu B  depth %u  %9.1f MB/s\n", size, depth, r->mb_per_s());
+    }
+  }
+  if (json) {
+    std::cout << nlohmann::json{{"address", uri}, {"results", results}}.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"viaduct: VIA-style low-latency transport with seamless failover"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options (--set, --log-level) may follow the subcommand
+  std::vector<std::string> sets;
+  app.add_option("--set", sets, "set a tunable, NAME=VALUE (see `viaduct info`)");
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+
+  auto* info = app.add_subcommand("info", "back ends, providers and devices usable here; tunables");
+  bool info_json = false;
+  info->add_flag("--json", info_json, "machine-readable output");
+
+  auto* perf = app.add_subcommand("perf", "latency, message rate and bandwidth (like perftest)");
+  perf->require_subcommand(1);
+  perf->fallthrough();
+  auto* server = perf->add_subcommand("server", "serve perf requests until SIGINT/SIGTERM");
+  std::string listen_uri = "ofi+tcp://127.0.0.1:7400";
+  bool blocking = false;
+  server->add_option("--listen", listen_uri, "address to listen on")->capture_default_str();
+  server->add_flag("--blocking", blocking, "block in epoll when idle instead of busy-polling");
+  auto* client = perf->add_subcommand("client", "measure against a perf server");
+  std::string connect_uri = "ofi+tcp://127.0.0.1:7400";
+  std::string tests = "all";
+  std::string sizes = "64,4096,65536";
+  std::uint64_t iterations = 10000;
+  std::uint32_t depth = 32;
+  double seconds = 2.0;
+  bool json = false;
+  client->add_option("--connect", connect_uri, "server address")->capture_default_str();
+  client->add_option("--tests", tests, "lat,rate,bw or all")->capture_default_str();
+  client->add_option("--sizes", sizes, "payload sizes in bytes, comma-separated")->capture_default_str();
+  client->add_option("--iterations", iterations, "latency round trips per size")->capture_default_str();
+  client->add_option("--depth", depth, "requests in flight for rate and bandwidth")->capture_default_str();
+  client->add_option("--seconds", seconds, "duration of each rate test")->capture_default_str();
+  client->add_flag("--json", json, "print results as JSON");
+  client->add_flag("--blocking", blocking, "block on the CQ fd instead of busy-polling");
+
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  for (const auto& s : sets) {
+    if (Status st = Tunable::set_from_string(s); !st) return fail(st);
+  }
+  if (info->parsed()) return cmd_info(info_json);
+  if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
+  if (client->parsed()) {
+    return cmd_perf_client(connect_uri, tests, sizes, iterations, depth, seconds, json, blocking);
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+// A server's event loop over one listener and the channels it accepted: accepts, polls, and drops
+// channels that failed (a malformed peer is cut off while the others keep being served).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "transport/channel.hpp"
+
+namespace viaduct::transport {
+
+struct ChannelServerOptions {
+  ChannelOptions channel;
+  // Busy-poll (lowest latency, one core spinning) or block in epoll when idle.
+  bool busy_poll = true;
+  // Decide on a connection from the peer's hello application bytes; fill `reject_reason` and
+  // return false to refuse it. Default: accept everyone.
+  std::function<bool(std::span<const std::byte> hello_app, std::vector<std::byte>* reject_reason)>
+      admit;
+  // Called when a channel is dropped, with why.
+  std::function<void(const Status&)> on_channel_closed;
+};
+
+class ChannelServer {
+ public:
+  static Result<std::unique_ptr<ChannelServer>> listen(Domain& domain, const Address& local,
+                                                       RequestHandler* handler,
+                                                       ChannelServerOptions options);
+  ~ChannelServer();
+  [[nodiscard]] const Address& address() const { return listener_->address(); }
+  // One round: accept what is waiting, progress every channel, drop failed ones. In blocking
+  // mode, sleeps up to timeout_ms when nothing happened. Returns the completions handled.
+  std::size_t run_once(int timeout_ms);
+  void run(const std::atomic<bool>& stop);
+  [[nodiscard]] std::size_t connections() const { return channels_.size(); }
+  [[nodiscard]] std::uint64_t accepted() const { return accepted_; }
+
+ private:
+  ChannelServer() = default;
+  void accept_pending();
+  void drop_failed();
+  void block(int timeout_ms);
+
+  Domain* domain_ = nullptr;
+  RequestHandler* handler_ = nullptr;
+  ChannelServerOptions options_;
+  std::unique_ptr<Listener> listener_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  int epoll_fd_ = -1;
+  unsigned idle_rounds_ = 0;
+  std::uint64_t accepted_ = 0;
+};
+
+}  // namespace viaduct::transport
