@@ -43,6 +43,10 @@ pair|pair-rewire)
   while ip route del local 10.77.1.2 dev vb table local 2>/dev/null; do :; done
   ip route replace local 10.77.1.1 dev va table 101
   ip route replace local 10.77.1.2 dev vb table 102
+  # Static neighbours: the first ARP across the fresh veth was measured to get lost, which made
+  # the first rdma_resolve_addr time out; and ARP must not depend on a wire a test is cutting.
+  ip neigh replace 10.77.1.1 lladdr "$(cat /sys/class/net/va/address)" dev vb nud permanent
+  ip neigh replace 10.77.1.2 lladdr "$(cat /sys/class/net/vb/address)" dev va nud permanent
   # After a link down under a live connection the device's CM (GSI QP1) stops answering although
   # data QPs work; a fresh rxe device fixes it.
   if [ "$mode" = pair-rewire ]; then

@@ -44,16 +44,20 @@ std::string env_or(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
   return value != nullptr ? value : fallback;
 }
-std::string server_host() { return env_or("VIADUCT_TEST_VERBS_HOST", "10.77.0.1"); }
-std::string client_host() { return env_or("VIADUCT_TEST_VERBS_CLIENT_HOST", server_host().c_str()); }
+std::string server_host() {
+  return env_or("VIADUCT_TEST_VERBS_HOST", "10.77.0.1");
+}
+std::string client_host() {
+  return env_or("VIADUCT_TEST_VERBS_CLIENT_HOST", server_host().c_str());
+}
 
 bool have_rdma_device() {
   static const bool usable = verbs::probe().usable;
   return usable;
 }
 
-#define SKIP_WITHOUT_RDMA_DEVICE()                                   \
-  do {                                                               \
+#define SKIP_WITHOUT_RDMA_DEVICE()                                      \
+  do {                                                                  \
     if (!have_rdma_device()) GTEST_SKIP() << "skipped: no RDMA device"; \
   } while (0)
 
@@ -262,7 +266,8 @@ TEST(VerbsVi, ConnectToSilentAddress_TimesOut) {
   ASSERT_TRUE(domain);
   constexpr int kTimeoutMs = 1500;
   auto start = Clock::now();
-  auto vi = domain->connect(Address{BackendKind::kVerbs, silent, 7471}, {}, {}, kTimeoutMs, nullptr);
+  auto vi =
+      domain->connect(Address{BackendKind::kVerbs, silent, 7471}, {}, {}, kTimeoutMs, nullptr);
   double elapsed = ms_since(start);
   ASSERT_FALSE(vi);
   EXPECT_EQ(vi.status().code(), Code::kTimeout) << vi.status().to_string();
@@ -280,7 +285,8 @@ TEST(VerbsVi, CloseByClient_ServerSeesDisconnect) {
   ASSERT_TRUE(wait_for_error(*c.server, 5000));
   EXPECT_EQ(c.server->state(), ViState::kError);
   EXPECT_EQ(c.server->error().code(), Code::kConnLost);
-  EXPECT_EQ(c.server->error().cause(), ConnLostCause::kDisconnected) << c.server->error().to_string();
+  EXPECT_EQ(c.server->error().cause(), ConnLostCause::kDisconnected)
+      << c.server->error().to_string();
 }
 
 TEST(VerbsVi, AbortFromAbove_ReasonKeptAndPeerSeesDisconnect) {
@@ -324,7 +330,8 @@ TEST(VerbsVi, SendRecv_ContentArrivesIntact) {
   // opened up front.
   auto server_domain = open_or_die(server_host());
   ASSERT_TRUE(server_domain);
-  auto recv_mr = server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
+  auto recv_mr =
+      server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
   ASSERT_TRUE(recv_mr) << recv_mr.status().to_string();
   recv_region = recv_mr->get();
   {
@@ -348,8 +355,10 @@ TEST(VerbsVi, SendRecv_ContentArrivesIntact) {
   }
 
   std::vector<std::byte> send_buffer(kSlot * 4);
-  for (std::size_t i = 0; i < send_buffer.size(); ++i) send_buffer[i] = static_cast<std::byte>(i * 7 + 3);
-  auto send_mr = c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
+  for (std::size_t i = 0; i < send_buffer.size(); ++i)
+    send_buffer[i] = static_cast<std::byte>(i * 7 + 3);
+  auto send_mr =
+      c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
   ASSERT_TRUE(send_mr);
   const MemoryRegion* send_region = send_mr->get();
 
@@ -357,7 +366,8 @@ TEST(VerbsVi, SendRecv_ContentArrivesIntact) {
   std::array<Descriptor, 3> sends;
   sends[0] = Descriptor::single(Opcode::kSend, 100, send_buffer.data(), 1, send_region);
   sends[1] = Descriptor::single(Opcode::kSend, 101, send_buffer.data() + kSlot, kSlot, send_region);
-  sends[2] = Descriptor::single(Opcode::kSend, 102, send_buffer.data() + 2 * kSlot, 100, send_region);
+  sends[2] =
+      Descriptor::single(Opcode::kSend, 102, send_buffer.data() + 2 * kSlot, 100, send_region);
   sends[2].segments[1] = {send_buffer.data() + 3 * kSlot, 200, send_region};
   sends[2].segment_count = 2;
   std::size_t bad = 99;
@@ -385,7 +395,8 @@ TEST(VerbsVi, SendRecv_ContentArrivesIntact) {
   EXPECT_EQ(recv_buffer[0], send_buffer[0]);
   EXPECT_EQ(std::memcmp(recv_buffer.data() + kSlot, send_buffer.data() + kSlot, kSlot), 0);
   EXPECT_EQ(std::memcmp(recv_buffer.data() + 2 * kSlot, send_buffer.data() + 2 * kSlot, 100), 0);
-  EXPECT_EQ(std::memcmp(recv_buffer.data() + 2 * kSlot + 100, send_buffer.data() + 3 * kSlot, 200), 0);
+  EXPECT_EQ(std::memcmp(recv_buffer.data() + 2 * kSlot + 100, send_buffer.data() + 3 * kSlot, 200),
+            0);
 }
 
 // The server's registered buffer travels to the client in the accept reply, as a real protocol
@@ -449,7 +460,8 @@ TEST(VerbsVi, RdmaWriteThenRead_RemoteMemoryChangesAndReadsBack) {
   for (std::size_t i = 0; i < local.size(); ++i) local[i] = static_cast<std::byte>(i ^ 0x5a);
   std::vector<std::byte> readback(8192);
   auto local_mr = f.c.client_domain->register_memory(local.data(), local.size(), Access::kLocal);
-  auto readback_mr = f.c.client_domain->register_memory(readback.data(), readback.size(), Access::kLocal);
+  auto readback_mr =
+      f.c.client_domain->register_memory(readback.data(), readback.size(), Access::kLocal);
   ASSERT_TRUE(local_mr && readback_mr);
 
   Descriptor write = Descriptor::single(Opcode::kRdmaWrite, 1, local.data(), 4096, local_mr->get());
@@ -462,7 +474,8 @@ TEST(VerbsVi, RdmaWriteThenRead_RemoteMemoryChangesAndReadsBack) {
   EXPECT_EQ(f.server_buffer[999], std::byte{0});
   EXPECT_EQ(f.server_buffer[5096], std::byte{0});
 
-  Descriptor read = Descriptor::single(Opcode::kRdmaRead, 2, readback.data(), 4096, readback_mr->get());
+  Descriptor read =
+      Descriptor::single(Opcode::kRdmaRead, 2, readback.data(), 4096, readback_mr->get());
   read.remote = {f.remote.addr + 1000, f.remote.key};
   ASSERT_TRUE(f.c.client->post_send({&read, 1}, &bad).is_ok());
   auto done = next_completion(*f.c.client, 5000);
@@ -509,7 +522,8 @@ TEST(VerbsVi, Rdma64MiBWriteAndRead_ChecksumsMatch) {
   const std::uint64_t expected = checksum(source);
 
   auto start = Clock::now();
-  Descriptor write = Descriptor::single(Opcode::kRdmaWrite, 1, source.data(), kSize, source_mr->get());
+  Descriptor write =
+      Descriptor::single(Opcode::kRdmaWrite, 1, source.data(), kSize, source_mr->get());
   write.remote = {f.remote.addr, f.remote.key};
   std::size_t bad = 0;
   ASSERT_TRUE(f.c.client->post_send({&write, 1}, &bad).is_ok());
@@ -518,7 +532,8 @@ TEST(VerbsVi, Rdma64MiBWriteAndRead_ChecksumsMatch) {
   EXPECT_EQ(checksum(f.server_buffer), expected);
 
   start = Clock::now();
-  Descriptor read = Descriptor::single(Opcode::kRdmaRead, 2, readback.data(), kSize, readback_mr->get());
+  Descriptor read =
+      Descriptor::single(Opcode::kRdmaRead, 2, readback.data(), kSize, readback_mr->get());
   read.remote = {f.remote.addr, f.remote.key};
   ASSERT_TRUE(f.c.client->post_send({&read, 1}, &bad).is_ok());
   ASSERT_NO_FATAL_FAILURE(expect_success(*f.c.client, 2, 120000));
@@ -547,7 +562,8 @@ TEST(VerbsVi, ManyOutstandingSends_AllArriveInOrder) {
   c.server_domain = open_or_die(server_host());
   c.client_domain = open_or_die(client_host());
   ASSERT_TRUE(c.server_domain && c.client_domain);
-  auto recv_mr = c.server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
+  auto recv_mr =
+      c.server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
   ASSERT_TRUE(recv_mr);
   recv_region = recv_mr->get();
   auto listener = c.server_domain->listen(Address{BackendKind::kVerbs, server_host(), 0});
@@ -559,7 +575,8 @@ TEST(VerbsVi, ManyOutstandingSends_AllArriveInOrder) {
     auto vi = (*req)->accept({}, server_options, kConnectTimeoutMs);
     if (vi) c.server = std::move(vi.value());
   });
-  auto vi = c.client_domain->connect(c.listener->address(), {}, client_options, kConnectTimeoutMs, nullptr);
+  auto vi = c.client_domain->connect(c.listener->address(), {}, client_options, kConnectTimeoutMs,
+                                     nullptr);
   server.join();
   ASSERT_TRUE(vi) << vi.status().to_string();
   ASSERT_TRUE(c.server);
@@ -567,7 +584,8 @@ TEST(VerbsVi, ManyOutstandingSends_AllArriveInOrder) {
   ASSERT_GE(c.client->inline_limit(), sizeof(std::uint32_t));
 
   std::vector<std::byte> send_buffer(kSlot * 64);
-  auto send_mr = c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
+  auto send_mr =
+      c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
   ASSERT_TRUE(send_mr);
 
   std::uint32_t sent = 0;
@@ -609,7 +627,8 @@ TEST(VerbsVi, ManyOutstandingSends_AllArriveInOrder) {
       std::memcpy(&seq, slot, sizeof seq);
       ASSERT_EQ(seq, received) << "message out of order";
       ++received;
-      Descriptor again = Descriptor::single(Opcode::kRecv, completions[i].context, slot, kSlot, recv_region);
+      Descriptor again =
+          Descriptor::single(Opcode::kRecv, completions[i].context, slot, kSlot, recv_region);
       std::size_t bad = 0;
       ASSERT_TRUE(c.server->post_recv({&again, 1}, &bad).is_ok());
     }
@@ -742,7 +761,8 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
   c.server_domain = open_or_die(server_host());
   c.client_domain = open_or_die(client_host());
   ASSERT_TRUE(c.server_domain && c.client_domain);
-  auto recv_mr = c.server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
+  auto recv_mr =
+      c.server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
   ASSERT_TRUE(recv_mr);
   recv_region = recv_mr->get();
   auto listener = c.server_domain->listen(Address{BackendKind::kVerbs, server_host(), 0});
@@ -761,7 +781,8 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
   c.client = std::move(vi.value());
 
   std::vector<std::byte> send_buffer(kSlot);
-  auto send_mr = c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
+  auto send_mr =
+      c.client_domain->register_memory(send_buffer.data(), send_buffer.size(), Access::kLocal);
   ASSERT_TRUE(send_mr);
   const std::string add = "tc qdisc add dev " + dev + " root netem loss 100%";
   const std::string del = "tc qdisc del dev " + dev + " root 2>/dev/null";
@@ -774,7 +795,8 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
   std::uint64_t sent = 0;
   std::array<Completion, 16> completions;
   auto pump = [&](bool cut) -> bool {  // returns false once the client VI is lost
-    Descriptor d = Descriptor::single(Opcode::kSend, sent++, send_buffer.data(), kSlot, send_mr->get());
+    Descriptor d =
+        Descriptor::single(Opcode::kSend, sent++, send_buffer.data(), kSlot, send_mr->get());
     std::size_t bad = 0;
     if (!c.client->post_send({&d, 1}, &bad).is_ok()) return false;
     auto until = Clock::now() + std::chrono::seconds(cut ? 10 : 5);
@@ -802,7 +824,8 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
   double detect_ms = ms_since(start);
   ASSERT_EQ(c.client->state(), ViState::kError) << "no CONN_LOST within 10 s of the cut";
   EXPECT_EQ(c.client->error().code(), Code::kConnLost);
-  EXPECT_EQ(c.client->error().cause(), ConnLostCause::kCompletionError) << c.client->error().to_string();
+  EXPECT_EQ(c.client->error().cause(), ConnLostCause::kCompletionError)
+      << c.client->error().to_string();
   std::printf("[ measure  ] netem loss 100%% -> %s after %.1f ms\n",
               c.client->error().to_string().c_str(), detect_ms);
   EXPECT_LT(detect_ms, 3000.0);
