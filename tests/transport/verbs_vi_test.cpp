@@ -675,8 +675,17 @@ TEST(VerbsVi, PostBeyondInlineLimit_RejectedWithBadIndex) {
   if (write(report_fd, &port, sizeof port) != sizeof port) _exit(5);
   auto req = (*listener)->get_request(30000);
   if (!req) _exit(6);
-  auto vi = (*req)->accept({}, {}, 30000);
-  if (!vi) _exit(7);
+  // Receives for the parent's probing sends, so those never meet an RNR.
+  std::vector<std::byte> buffer(64 * 64);
+  auto mr = (*domain)->register_memory(buffer.data(), buffer.size(), Access::kLocal);
+  if (!mr) _exit(7);
+  const MemoryRegion* region = mr->get();
+  ViOptions options = prepost_receives(buffer, region, 64);
+  auto vi = (*req)->accept({}, options, 30000);
+  if (!vi) _exit(8);
+  // Established on this side too: a kill from now on tears down a live connection.
+  const char established = 'E';
+  if (write(report_fd, &established, 1) != 1) _exit(9);
   // Hold the connection until the parent's SIGKILL (or give up after a minute).
   for (int i = 0; i < 600; ++i) {
     std::array<Completion, 8> sink;
@@ -726,7 +735,6 @@ TEST(VerbsVi, PeerKilled_ConnLostReported) {
   ASSERT_EQ(poll(&pfd, 1, 30000), 1) << "child server did not start";
   std::uint16_t port = 0;
   ASSERT_EQ(read(pipe_fds[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
-  close(pipe_fds[0]);
 
   auto domain = open_or_die(client_host());
   ASSERT_TRUE(domain);
@@ -734,11 +742,32 @@ TEST(VerbsVi, PeerKilled_ConnLostReported) {
                             kConnectTimeoutMs, nullptr);
   ASSERT_TRUE(vi) << vi.status().to_string();
   ASSERT_EQ((*vi)->state(), ViState::kConnected);
+  // Killed before its side saw ESTABLISHED, the child's kernel would send a REJ, not a DREQ.
+  char established = 0;
+  ASSERT_EQ(poll(&pfd, 1, 30000), 1) << "child never reported its side established";
+  ASSERT_EQ(read(pipe_fds[0], &established, 1), 1);
+  close(pipe_fds[0]);
 
+  // Probing sends while waiting: if the DREQ were lost, the dead peer's silence still ends in
+  // IBV_WC_RETRY_EXC_ERR (an idle RC connection would never notice).
+  std::vector<std::byte> probe(64);
+  auto probe_mr = domain->register_memory(probe.data(), probe.size(), Access::kLocal);
+  ASSERT_TRUE(probe_mr);
   auto start = Clock::now();
   ASSERT_EQ(kill(child, SIGKILL), 0);
-  ASSERT_TRUE(wait_for_error(**vi, 10000)) << "no CONN_LOST within 10 s of SIGKILL";
+  std::array<Completion, 8> sink;
+  std::uint64_t probes = 0;
+  while ((*vi)->state() == ViState::kConnected && ms_since(start) < 10000) {
+    if (ms_since(start) > 200.0 * static_cast<double>(probes)) {
+      Descriptor d = Descriptor::single(Opcode::kSend, probes++, probe.data(), 64, probe_mr->get());
+      std::size_t bad = 0;
+      (void)(*vi)->post_send({&d, 1}, &bad);
+    }
+    (*vi)->cq().poll(sink);
+    if ((*vi)->state() == ViState::kConnected) (void)(*vi)->cq().wait(20);
+  }
   double detect_ms = ms_since(start);
+  ASSERT_EQ((*vi)->state(), ViState::kError) << "no CONN_LOST within 10 s of SIGKILL";
   EXPECT_EQ((*vi)->error().code(), Code::kConnLost);
   std::printf("[ measure  ] SIGKILL of the peer -> %s after %.1f ms\n",
               (*vi)->error().to_string().c_str(), detect_ms);
