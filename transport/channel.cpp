@@ -121,6 +121,7 @@ Result<std::unique_ptr<Channel>> Channel::connect(Domain& domain, const Address&
                                hello);
   ViOptions vi_options;
   vi_options.recv_queue_depth = ch->recv_slots_;
+  vi_options.busy_poll = ch->busy_poll_;
   vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
     return raw->post_all_receives(vi);
   };
@@ -145,6 +146,7 @@ Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionReque
                                hello);
   ViOptions vi_options;
   vi_options.recv_queue_depth = ch->recv_slots_;
+  vi_options.busy_poll = ch->busy_poll_;
   vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
     return raw->post_all_receives(vi);
   };

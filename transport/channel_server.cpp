@@ -21,6 +21,7 @@ Result<std::unique_ptr<ChannelServer>> ChannelServer::listen(Domain& domain, con
   server->domain_ = &domain;
   server->handler_ = handler;
   server->options_ = std::move(options);
+  server->options_.channel.busy_poll = server->options_.busy_poll;
   auto listener = domain.listen(local);
   if (!listener) return listener.status();
   server->listener_ = std::move(listener.value());

@@ -25,6 +25,10 @@ inline constexpr std::size_t kMaxPrivateData = 56;
 struct ViOptions {
   std::uint32_t send_queue_depth = 0;  // 0: tunable vi_send_queue_depth
   std::uint32_t recv_queue_depth = 0;  // 0: tunable vi_recv_queue_depth
+  // A VI that is only ever busy-polled can skip the CQ's wait object: libfabric's util CQ
+  // signals that fd on every completion, a syscall per message. With busy_poll, cq().wait()
+  // returns at once and cq().arm() is always false (callers spin).
+  bool busy_poll = false;
   // Runs after the VI exists and before the connection completes: post receives here so the
   // peer's first send finds one (no RNR, no drop).
   std::function<Status(VirtualInterface&)> before_connect;

@@ -57,13 +57,16 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     fi_cq_attr cq_attr{};
     cq_attr.size = sq + rq;
     cq_attr.format = FI_CQ_FORMAT_MSG;
-    cq_attr.wait_obj = FI_WAIT_FD;
+    busy_poll_ = options.busy_poll;
+    cq_attr.wait_obj = busy_poll_ ? FI_WAIT_NONE : FI_WAIT_FD;
     fid_cq* cq = nullptr;
     int rc = fi_cq_open(core_->domain.get(), &cq_attr, &cq, nullptr);
     if (rc != 0) return fi_status(Code::kResource, "fi_cq_open", rc);
     cq_.reset(cq);
-    rc = fi_control(&cq->fid, FI_GETWAIT, &cq_fd_);
-    if (rc != 0) return fi_status(Code::kInternal, "fi_control(FI_GETWAIT) on CQ", rc);
+    if (!busy_poll_) {
+      rc = fi_control(&cq->fid, FI_GETWAIT, &cq_fd_);
+      if (rc != 0) return fi_status(Code::kInternal, "fi_control(FI_GETWAIT) on CQ", rc);
+    }
 
     info->tx_attr->size = sq;
     info->rx_attr->size = rq;
@@ -82,6 +85,7 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     epoll_.fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_.fd < 0) return {Code::kResource, "epoll_create1"};
     for (int fd : {cq_fd_, eq_fd_}) {
+      if (fd < 0) continue;
       epoll_event e{};
       e.events = EPOLLIN;
       e.data.fd = fd;
@@ -214,6 +218,10 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
   }
 
   Status wait(int timeout_ms) override {
+    if (busy_poll_) {
+      check_eq();
+      return Status::ok();  // nothing to block on: the caller spins
+    }
     if (arm()) {
       epoll_event events[2];
       int n = epoll_wait(epoll_.fd, events, 2, timeout_ms);
@@ -229,6 +237,7 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
   [[nodiscard]] int wait_fd() const override { return epoll_.fd; }
 
   bool arm() override {
+    if (busy_poll_) return false;
     fid* fids[2] = {&cq_->fid, &eq_->fid};
     return fi_trywait(core_->fabric.get(), fids, 2) == FI_SUCCESS;
   }
@@ -310,6 +319,7 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
   std::vector<std::byte> peer_data_;
   std::size_t inline_limit_ = 0;
   unsigned idle_polls_ = 0;
+  bool busy_poll_ = false;
 };
 
 }  // namespace
