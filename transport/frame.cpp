@@ -84,7 +84,8 @@ std::size_t encode_hello(const ChannelHello& hello, std::span<std::byte> out) {
   store_le<std::uint16_t>(out.data() + 4, kFrameVersion);
   store_le<std::uint16_t>(out.data() + 6, hello.recv_slots);
   store_le<std::uint32_t>(out.data() + 8, hello.eager_threshold);
-  store_le<std::uint32_t>(out.data() + 12, 0);
+  store_le<std::uint16_t>(out.data() + 12, static_cast<std::uint16_t>(hello.app.size()));
+  store_le<std::uint16_t>(out.data() + 14, 0);
   if (!hello.app.empty()) std::memcpy(out.data() + kHelloBytes, hello.app.data(), hello.app.size());
   return n;
 }
@@ -100,7 +101,9 @@ Status decode_hello(std::span<const std::byte> in, ChannelHello* hello) {
   hello->recv_slots = load_le<std::uint16_t>(in.data() + 6);
   hello->eager_threshold = load_le<std::uint32_t>(in.data() + 8);
   if (hello->recv_slots < 2) return {Code::kMalformed, "peer posts fewer than 2 receives"};
-  hello->app = in.subspan(kHelloBytes);
+  auto app_len = load_le<std::uint16_t>(in.data() + 12);
+  if (app_len > in.size() - kHelloBytes) return {Code::kMalformed, "channel hello app length too long"};
+  hello->app = in.subspan(kHelloBytes, app_len);
   return Status::ok();
 }
 

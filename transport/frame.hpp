@@ -6,7 +6,9 @@
 //                            naming the real payload in the sender's registered memory.
 //
 // Channel hello (connect / accept private data, 16 bytes + application bytes):
-//   magic u32 'VDCH' | version u16 | recv_slots u16 | eager_threshold u32 | reserved u32 | app...
+//   magic u32 'VDCH' | version u16 | recv_slots u16 | eager_threshold u32 | app_len u16 |
+//   reserved u16 | app...
+// app_len is explicit because rdma_cm pads a connect request's private data to 56 bytes.
 #pragma once
 
 #include <bit>

@@ -251,14 +251,16 @@ TEST_P(ChannelOnBackend, ServerProcessKilled_ConnLostReportedPromptlyNeverHangs)
   std::vector<std::byte> resp(64);
   ASSERT_TRUE(ch->call(req, resp, 5000).is_ok());  // echoed by the perf server
   EXPECT_EQ(req, resp);
-  // Requests in flight when the server dies.
+  // Requests surely in flight when the server dies: it is frozen first, so none is answered.
+  server.freeze();
   Tally t;
   for (int i = 0; i < 16; ++i) ASSERT_TRUE(ch->call_async(req, tally, &t).is_ok());
   server.kill_hard();
   auto t0 = Clock::now();
   while (t.ok + t.failed < 16 && Clock::now() - t0 < std::chrono::seconds(30)) ch->poll();
   auto took = Clock::now() - t0;
-  EXPECT_EQ(t.ok + t.failed, 16u) << "pending requests never completed";
+  EXPECT_EQ(t.failed, 16u) << "every in-flight request must fail, none may hang";
+  EXPECT_EQ(t.first_error.code(), Code::kConnLost) << t.first_error.to_string();
   EXPECT_FALSE(ch->healthy());
   EXPECT_EQ(ch->error().code(), Code::kConnLost) << ch->error().to_string();
   EXPECT_LT(took, std::chrono::seconds(5));  // generous: measured in milliseconds

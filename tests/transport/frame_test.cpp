@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <vector>
 
 namespace viaduct::transport {
@@ -88,6 +89,11 @@ TEST(Frame, Hello_RoundTripAndRejectsStrangers) {
   EXPECT_EQ(h.recv_slots, 64);
   EXPECT_EQ(h.eager_threshold, 16384u);
   ASSERT_EQ(h.app.size(), 3u);
+  // Padding after the application bytes (rdma_cm pads to 56) is not part of them.
+  std::byte padded[56] = {};
+  std::memcpy(padded, buf, n);
+  ASSERT_TRUE(decode_hello(padded, &h).is_ok());
+  EXPECT_EQ(h.app.size(), 3u);
   buf[0] = std::byte{0};
   EXPECT_EQ(decode_hello({buf, n}, &h).code(), Code::kMalformed);
   EXPECT_EQ(decode_hello({buf, 5}, &h).code(), Code::kMalformed);

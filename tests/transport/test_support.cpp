@@ -72,6 +72,10 @@ void ServerProcess::kill_hard() {
   pid_ = -1;
 }
 
+void ServerProcess::freeze() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
 void ReverseHandler::on_request(transport::Channel& channel, const transport::IncomingRequest& r) {
   if (delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
   if (buffer_.size() < r.payload.size()) buffer_.resize(r.payload.size());

@@ -42,6 +42,7 @@ class ServerProcess {
   [[nodiscard]] const std::string& uri() const { return uri_; }
   [[nodiscard]] pid_t pid() const { return pid_; }
   void kill_hard();  // SIGKILL and reap
+  void freeze();     // SIGSTOP: the process holds its connections but answers nothing
 
  private:
   pid_t pid_ = -1;

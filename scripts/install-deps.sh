@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs viaduct's build, test and benchmark dependencies from Debian 12 packages. Idempotent:
+# does nothing when everything is present. Needs root (or sudo).
+set -euo pipefail
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config           # build
+  libfabric-dev libfabric-bin                            # libfabric back end; fi_pingpong baseline
+  libibverbs-dev librdmacm-dev ibverbs-providers rdma-core ibverbs-utils rdmacm-utils  # verbs
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
+  libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
+  perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe)
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+timeout 900 $SUDO apt-get update -qq
+timeout 1800 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
