@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
@@ -19,7 +19,9 @@ using viaduct::Tunable;
 namespace vt = viaduct::transport;
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
 
 int fail(const Status& s) {
   spdlog::error("{}", s.to_string());
@@ -37,10 +39,15 @@ int cmd_info(bool json) {
                                {"devices", r.devices}});
     }
     for (const Tunable* t : Tunable::all()) {
-      j["tunables"].push_back({{"module", t->module()}, {"name", t->name()}, {"value", t->get()},
-                               {"default", t->default_value()}, {"min", t->min_value()},
-                               {"max", t->max_value()}, {"source", t->source()},
-                               {"env", t->env_name()}, {"help", t->help()}});
+      j["tunables"].push_back({{"module", t->module()},
+                               {"name", t->name()},
+                               {"value", t->get()},
+                               {"default", t->default_value()},
+                               {"min", t->min_value()},
+                               {"max", t->max_value()},
+                               {"source", t->source()},
+                               {"env", t->env_name()},
+                               {"help", t->help()}});
     }
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -51,8 +58,9 @@ int cmd_info(bool json) {
               << (r.usable ? "usable" : "NOT usable") << "  (" << r.detail << ")\n";
     for (const auto& d : r.devices) std::cout << "      device: " << d << "\n";
   }
-  std::cout << "  fake://     usable  (in-process, for tests)\n\ntunables (set with --set NAME=VALUE or "
-               "the environment variable shown):\n";
+  std::cout
+      << "  fake://     usable  (in-process, for tests)\n\ntunables (set with --set NAME=VALUE or "
+         "the environment variable shown):\n";
   for (const Tunable* t : Tunable::all()) {
     std::printf("  %-32s %12lld  (default %lld, %s, %s)\n      %s\n",
                 std::string(t->name()).c_str(), static_cast<long long>(t->get()),
@@ -70,7 +78,9 @@ int cmd_perf_server(const std::string& uri, bool blocking) {
   viaduct::perf::PerfHandler handler;
   vt::ChannelServerOptions options;
   options.busy_poll = !blocking;
-  options.on_channel_closed = [](const Status& s) { spdlog::info("channel closed: {}", s.to_string()); };
+  options.on_channel_closed = [](const Status& s) {
+    spdlog::info("channel closed: {}", s.to_string());
+  };
   auto server = vt::ChannelServer::listen(*domain.value(), address.value(), &handler, options);
   if (!server) return fail(server.status());
   // The bound address on stdout, flushed: scripts and tests read it to find the port.
@@ -116,7 +126,8 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
   auto want = [&](const char* t) { return tests == "all" || tests.find(t) != std::string::npos; };
   for (std::size_t size : sizes) {
     if (want("lat")) {
-      auto r = viaduct::perf::measure_latency(*channel.value(), size, iterations, iterations / 10 + 10);
+      auto r =
+          viaduct::perf::measure_latency(*channel.value(), size, iterations, iterations / 10 + 10);
       if (!r) return fail(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
       if (!json) {
@@ -128,14 +139,16 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
       auto r = viaduct::perf::measure_rate(*channel.value(), size, depth, seconds);
       if (!r) return fail(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
-      if (!json) std::printf("rate      %9zu B  depth %u  %8.3f Mmsg/s\n", size, depth, r->mmsgs_per_s());
+      if (!json)
+        std::printf("rate      %9zu B  depth %u  %8.3f Mmsg/s\n", size, depth, r->mmsgs_per_s());
     }
     if (want("bw")) {
       std::uint64_t transfers = std::max<std::uint64_t>(depth * 4ULL, (256ULL << 20) / size);
       auto r = viaduct::perf::measure_bandwidth(*channel.value(), size, depth, transfers);
       if (!r) return fail(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
-      if (!json) std::printf("bandwidth %9zu B  depth %u  %9.1f MB/s\n", size, depth, r->mb_per_s());
+      if (!json)
+        std::printf("bandwidth %9zu B  depth %u  %9.1f MB/s\n", size, depth, r->mb_per_s());
     }
   }
   if (json) {
@@ -177,9 +190,12 @@ int main(int argc, char** argv) {
   bool json = false;
   client->add_option("--connect", connect_uri, "server address")->capture_default_str();
   client->add_option("--tests", tests, "lat,rate,bw or all")->capture_default_str();
-  client->add_option("--sizes", sizes, "payload sizes in bytes, comma-separated")->capture_default_str();
-  client->add_option("--iterations", iterations, "latency round trips per size")->capture_default_str();
-  client->add_option("--depth", depth, "requests in flight for rate and bandwidth")->capture_default_str();
+  client->add_option("--sizes", sizes, "payload sizes in bytes, comma-separated")
+      ->capture_default_str();
+  client->add_option("--iterations", iterations, "latency round trips per size")
+      ->capture_default_str();
+  client->add_option("--depth", depth, "requests in flight for rate and bandwidth")
+      ->capture_default_str();
   client->add_option("--seconds", seconds, "duration of each rate test")->capture_default_str();
   client->add_flag("--json", json, "print results as JSON");
   client->add_flag("--blocking", blocking, "block on the CQ fd instead of busy-polling");

@@ -6,19 +6,24 @@ namespace viaduct::transport {
 
 std::string_view scheme_name(BackendKind kind) {
   switch (kind) {
-    case BackendKind::kOfiTcp: return "ofi+tcp";
-    case BackendKind::kOfiVerbs: return "ofi+verbs";
-    case BackendKind::kVerbs: return "verbs";
-    case BackendKind::kFake: return "fake";
+    case BackendKind::kOfiTcp:
+      return "ofi+tcp";
+    case BackendKind::kOfiVerbs:
+      return "ofi+verbs";
+    case BackendKind::kVerbs:
+      return "verbs";
+    case BackendKind::kFake:
+      return "fake";
   }
   return "?";
 }
 
 Result<Address> Address::parse(std::string_view uri) {
   auto bad = [&](std::string_view why) {
-    return Status(Code::kInvalidArgument,
-                  "bad address '" + std::string(uri) + "': " + std::string(why) +
-                      " (expected ofi+tcp://HOST:PORT, ofi+verbs://HOST:PORT or verbs://HOST:PORT)");
+    return Status(
+        Code::kInvalidArgument,
+        "bad address '" + std::string(uri) + "': " + std::string(why) +
+            " (expected ofi+tcp://HOST:PORT, ofi+verbs://HOST:PORT or verbs://HOST:PORT)");
   };
   auto sep = uri.find("://");
   if (sep == std::string_view::npos) return bad("no scheme");

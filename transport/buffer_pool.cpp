@@ -11,7 +11,8 @@ constexpr std::size_t kPageBytes = 4096;
 
 AlignedBytes allocate_aligned(std::size_t bytes) {
   std::size_t rounded = (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(kPageBytes, rounded == 0 ? kPageBytes : rounded));
+  auto* p =
+      static_cast<std::byte*>(std::aligned_alloc(kPageBytes, rounded == 0 ? kPageBytes : rounded));
   if (p != nullptr) std::memset(p, 0, rounded);
   return AlignedBytes(p);
 }
@@ -19,7 +20,7 @@ AlignedBytes allocate_aligned(std::size_t bytes) {
 Result<std::unique_ptr<BufferSlab>> BufferSlab::create(Domain& domain, std::size_t slot_bytes,
                                                        std::uint32_t count, Access access) {
   std::unique_ptr<BufferSlab> slab(new BufferSlab());  // private constructor
-  slab->slot_bytes_ = (slot_bytes + 63) / 64 * 64;      // cache-line aligned slots
+  slab->slot_bytes_ = (slot_bytes + 63) / 64 * 64;     // cache-line aligned slots
   slab->count_ = count;
   std::size_t total = slab->slot_bytes_ * count;
   slab->memory_ = allocate_aligned(total);

@@ -59,7 +59,9 @@ class RendezvousPool {
   // Returns a handle; the buffer holds at least `bytes`.
   Result<std::uint32_t> acquire(std::size_t bytes);
   void release(std::uint32_t handle) { buffers_[handle].busy = false; }
-  [[nodiscard]] std::byte* data(std::uint32_t handle) const { return buffers_[handle].memory.get(); }
+  [[nodiscard]] std::byte* data(std::uint32_t handle) const {
+    return buffers_[handle].memory.get();
+  }
   [[nodiscard]] const MemoryRegion& region(std::uint32_t handle) const {
     return *buffers_[handle].region;
   }

@@ -50,17 +50,18 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
                     ? options.recv_slots
                     : static_cast<std::uint32_t>(tunables::channel_recv_slots.get());
   if (recv_slots_ < 4) return {Code::kInvalidArgument, "a channel needs at least 4 receive slots"};
-  eager_threshold_ = options.eager_threshold != 0
-                         ? options.eager_threshold
-                         : static_cast<std::uint32_t>(tunables::channel_eager_threshold_bytes.get());
+  eager_threshold_ =
+      options.eager_threshold != 0
+          ? options.eager_threshold
+          : static_cast<std::uint32_t>(tunables::channel_eager_threshold_bytes.get());
   if (eager_threshold_ < kRendezvousRefBytes) {
     return {Code::kInvalidArgument, "eager threshold below 24 bytes"};
   }
   max_message_bytes_ = static_cast<std::uint64_t>(tunables::channel_max_message_bytes.get());
-  std::uint32_t max_outstanding = round_up_pow2(
-      options.max_outstanding != 0
-          ? options.max_outstanding
-          : static_cast<std::uint32_t>(tunables::channel_max_outstanding.get()));
+  std::uint32_t max_outstanding =
+      round_up_pow2(options.max_outstanding != 0
+                        ? options.max_outstanding
+                        : static_cast<std::uint32_t>(tunables::channel_max_outstanding.get()));
   if (max_outstanding > (1u << kIndexBits)) {
     return {Code::kInvalidArgument, "max_outstanding above 65536"};
   }
@@ -110,21 +111,29 @@ Status Channel::finish_connect(std::unique_ptr<VirtualInterface> vi) {
   return Status::ok();
 }
 
+std::size_t Channel::encode_own_hello(std::span<std::byte> out) const {
+  return encode_hello(
+      {static_cast<std::uint16_t>(std::min<std::uint32_t>(recv_slots_, 0xffff)), eager_threshold_,
+       hello_app_},
+      out);
+}
+
+ViOptions Channel::vi_options() {
+  ViOptions options;
+  options.recv_queue_depth = recv_slots_;
+  options.busy_poll = busy_poll_;
+  options.before_connect = [this](VirtualInterface& vi) { return post_all_receives(vi); };
+  return options;
+}
+
 Result<std::unique_ptr<Channel>> Channel::connect(Domain& domain, const Address& remote,
                                                   const ChannelOptions& options, int timeout_ms,
                                                   std::vector<std::byte>* reject_data) {
   std::unique_ptr<Channel> ch(new Channel());  // private constructor
   VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
   std::byte hello[kMaxPrivateData];
-  std::size_t n = encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(ch->recv_slots_, 0xffff)),
-                                ch->eager_threshold_, ch->hello_app_},
-                               hello);
-  ViOptions vi_options;
-  vi_options.recv_queue_depth = ch->recv_slots_;
-  vi_options.busy_poll = ch->busy_poll_;
-  vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
-    return raw->post_all_receives(vi);
-  };
+  std::size_t n = ch->encode_own_hello(hello);
+  ViOptions vi_options = ch->vi_options();
   auto vi = domain.connect(remote, {hello, n}, vi_options, timeout_ms, reject_data);
   if (!vi) return vi.status();
   VIADUCT_RETURN_IF_ERROR(ch->finish_connect(std::move(vi.value())));
@@ -141,15 +150,8 @@ Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionReque
   std::unique_ptr<Channel> ch(new Channel());
   VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
   std::byte hello[kMaxPrivateData];
-  std::size_t n = encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(ch->recv_slots_, 0xffff)),
-                                ch->eager_threshold_, ch->hello_app_},
-                               hello);
-  ViOptions vi_options;
-  vi_options.recv_queue_depth = ch->recv_slots_;
-  vi_options.busy_poll = ch->busy_poll_;
-  vi_options.before_connect = [raw = ch.get()](VirtualInterface& vi) {
-    return raw->post_all_receives(vi);
-  };
+  std::size_t n = ch->encode_own_hello(hello);
+  ViOptions vi_options = ch->vi_options();
   auto vi = request.accept({hello, n}, vi_options, timeout_ms);
   if (!vi) return vi.status();
   // The acceptor's VI carries the connector's hello as the request's private data.
@@ -231,7 +233,8 @@ Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::u
     flags = kFlagRendezvous;
   }
   auto length = static_cast<std::uint32_t>(kFrameHeaderBytes + body.size());
-  FrameHeader header{type, 0, flags, static_cast<std::uint32_t>(body.size()), app_status, request_id};
+  FrameHeader header{type,       0,         flags, static_cast<std::uint32_t>(body.size()),
+                     app_status, request_id};
   bool can_send_now = backlog_.empty() && window_.can_send_data();
   if (can_send_now && length <= inline_limit_) {
     std::byte frame[kFrameHeaderBytes + 256];
@@ -248,7 +251,8 @@ Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::u
     BacklogEntry entry{type, 0, length, request_id, app_status, {}};
     entry.bytes.resize(length);
     encode_header(header, entry.bytes.data());
-    if (!body.empty()) std::memcpy(entry.bytes.data() + kFrameHeaderBytes, body.data(), body.size());
+    if (!body.empty())
+      std::memcpy(entry.bytes.data() + kFrameHeaderBytes, body.data(), body.size());
     return push_backlog(std::move(entry));
   }
   std::byte* frame = send_slab_->slot(slot);
@@ -268,8 +272,9 @@ void Channel::flush_backlog() {
       // queued behind it hold every slot, take the last one's slot (its bytes move to its own
       // buffer): FIFO order must never wait on what stands behind it.
       if (!send_slab_->acquire(&e.send_slot)) {
-        auto holder = std::find_if(backlog_.rbegin(), std::prev(backlog_.rend()),
-                                   [](const BacklogEntry& b) { return b.length > 0 && b.bytes.empty(); });
+        auto holder =
+            std::find_if(backlog_.rbegin(), std::prev(backlog_.rend()),
+                         [](const BacklogEntry& b) { return b.length > 0 && b.bytes.empty(); });
         if (holder == std::prev(backlog_.rend())) return;  // slots are in flight; they come back
         const std::byte* held = send_slab_->slot(holder->send_slot);
         holder->bytes.assign(held, held + holder->length);
@@ -332,9 +337,8 @@ Status Channel::respond(std::uint64_t request_id, std::span<const std::byte> pay
   return send_data_frame(FrameType::kResponse, request_id, app_status, payload);
 }
 
-Result<std::size_t> Channel::call(std::span<const std::byte> request,
-                                  std::span<std::byte> response, int timeout_ms,
-                                  std::uint32_t* app_status) {
+Result<std::size_t> Channel::call(std::span<const std::byte> request, std::span<std::byte> response,
+                                  int timeout_ms, std::uint32_t* app_status) {
   struct SyncCall {
     bool done = false;
     Status status;
@@ -413,9 +417,9 @@ void Channel::handle_completion(const Completion& c) {
   auto index = static_cast<std::uint32_t>(c.context & ~kTagMask);
   if (c.status != CompletionStatus::kSuccess) {
     if (c.status == CompletionStatus::kError) {
-      fail(vi_->error().is_ok() ? Status(Code::kConnLost, "completion error",
-                                         ConnLostCause::kCompletionError)
-                                : vi_->error());
+      fail(vi_->error().is_ok()
+               ? Status(Code::kConnLost, "completion error", ConnLostCause::kCompletionError)
+               : vi_->error());
     } else {
       fail(vi_->error().is_ok() ? Status(Code::kConnLost, "descriptors flushed") : vi_->error());
     }
@@ -524,8 +528,10 @@ void Channel::start_read(const FrameHeader& h, const RendezvousRef& ref) {
                                       &rendezvous_sinks_->region(handle.value()));
     d.remote = {ref.addr + off, ref.key};
     // Only the last piece is reported; completions arrive in order on one queue pair.
-    if (off + len == ref.length) d.context = kTagRead | index;
-    else d.context = kTagRead | 0xFFFFFFFULL;
+    if (off + len == ref.length)
+      d.context = kTagRead | index;
+    else
+      d.context = kTagRead | 0xFFFFFFFULL;
     if (Status s = vi_->post_send({&d, 1}, nullptr); !s) {
       fail(s);
       return;

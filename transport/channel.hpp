@@ -9,8 +9,8 @@
 //
 // Hot path allocation: none. Receive and send slots are registered up front and pending requests
 // live in a fixed table. Only under overload (a peer that withholds credits while requests keep
-// arriving) may the backlog allocate, so that a response is never lost. Rendezvous buffers are taken from a
-// registered pool that only grows the first time a size class is used.
+// arriving) may the backlog allocate, so that a response is never lost. Rendezvous buffers are
+// taken from a registered pool that only grows the first time a size class is used.
 #pragma once
 
 #include <cstddef>
@@ -49,8 +49,8 @@ inline constexpr std::size_t kMaxHelloAppBytes = kMaxPrivateData - kHelloBytes;
 
 struct Response {
   std::uint64_t request_id = 0;
-  Status status;                // transport outcome: ok, or kConnLost / kTimeout
-  std::uint32_t app_status = 0;  // the handler's own status code
+  Status status;                       // transport outcome: ok, or kConnLost / kTimeout
+  std::uint32_t app_status = 0;        // the handler's own status code
   std::span<const std::byte> payload;  // valid only during the callback
 };
 using ResponseFn = void (*)(void* user, const Response& response);
@@ -155,6 +155,8 @@ class Channel {
   Channel() = default;
   Status init(Domain& domain, const ChannelOptions& options);
   Status post_all_receives(VirtualInterface& vi);
+  std::size_t encode_own_hello(std::span<std::byte> out) const;
+  ViOptions vi_options();
   Status finish_connect(std::unique_ptr<VirtualInterface> vi);
 
   Status send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,

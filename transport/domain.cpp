@@ -2,6 +2,7 @@
 
 #include "transport/fake/fake_domain.hpp"
 #include "transport/ofi/ofi_domain.hpp"
+#include "transport/tunables.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
 namespace viaduct::transport {
@@ -9,9 +10,12 @@ namespace viaduct::transport {
 Result<std::unique_ptr<Domain>> Domain::open(const Address& address) {
   switch (address.backend) {
     case BackendKind::kOfiTcp:
-    case BackendKind::kOfiVerbs: return ofi::open_domain(address);
-    case BackendKind::kVerbs: return verbs::open_domain(address);
-    case BackendKind::kFake: return fake::open_domain(address);
+    case BackendKind::kOfiVerbs:
+      return ofi::open_domain(address);
+    case BackendKind::kVerbs:
+      return verbs::open_domain(address);
+    case BackendKind::kFake:
+      return fake::open_domain(address);
   }
   return Status(Code::kInvalidArgument, "unknown back end");
 }
@@ -24,23 +28,42 @@ std::vector<BackendReport> probe_backends() {
   return reports;
 }
 
+std::uint32_t ViOptions::resolved_send_depth() const {
+  return send_queue_depth != 0 ? send_queue_depth
+                               : static_cast<std::uint32_t>(tunables::vi_send_queue_depth.get());
+}
+
+std::uint32_t ViOptions::resolved_recv_depth() const {
+  return recv_queue_depth != 0 ? recv_queue_depth
+                               : static_cast<std::uint32_t>(tunables::vi_recv_queue_depth.get());
+}
+
 std::string_view vi_state_name(ViState s) {
   switch (s) {
-    case ViState::kIdle: return "idle";
-    case ViState::kConnecting: return "connecting";
-    case ViState::kConnected: return "connected";
-    case ViState::kError: return "error";
-    case ViState::kClosed: return "closed";
+    case ViState::kIdle:
+      return "idle";
+    case ViState::kConnecting:
+      return "connecting";
+    case ViState::kConnected:
+      return "connected";
+    case ViState::kError:
+      return "error";
+    case ViState::kClosed:
+      return "closed";
   }
   return "?";
 }
 
 std::string_view opcode_name(Opcode op) {
   switch (op) {
-    case Opcode::kSend: return "send";
-    case Opcode::kRecv: return "recv";
-    case Opcode::kRdmaWrite: return "rdma_write";
-    case Opcode::kRdmaRead: return "rdma_read";
+    case Opcode::kSend:
+      return "send";
+    case Opcode::kRecv:
+      return "recv";
+    case Opcode::kRdmaWrite:
+      return "rdma_write";
+    case Opcode::kRdmaRead:
+      return "rdma_read";
   }
   return "?";
 }

@@ -32,6 +32,10 @@ struct ViOptions {
   // Runs after the VI exists and before the connection completes: post receives here so the
   // peer's first send finds one (no RNR, no drop).
   std::function<Status(VirtualInterface&)> before_connect;
+
+  // The depths in force: the option, or the tunable when 0.
+  [[nodiscard]] std::uint32_t resolved_send_depth() const;
+  [[nodiscard]] std::uint32_t resolved_recv_depth() const;
 };
 
 class ConnectionRequest {
@@ -75,10 +79,9 @@ class Domain {
   virtual Result<std::unique_ptr<Listener>> listen(const Address& local) = 0;
   // Connect; `private_data` travels in the request (at most kMaxPrivateData bytes). On kRejected
   // the peer's reason is in *reject_data when given.
-  virtual Result<std::unique_ptr<VirtualInterface>> connect(const Address& remote,
-                                                            std::span<const std::byte> private_data,
-                                                            const ViOptions& options, int timeout_ms,
-                                                            std::vector<std::byte>* reject_data) = 0;
+  virtual Result<std::unique_ptr<VirtualInterface>> connect(
+      const Address& remote, std::span<const std::byte> private_data, const ViOptions& options,
+      int timeout_ms, std::vector<std::byte>* reject_data) = 0;
 };
 
 // What `viaduct info` shows: each back end, whether it is usable here, and the devices it sees.

@@ -11,10 +11,14 @@ static_assert(kHelloBytes == 4 + 2 + 2 + 4 + 4, "hello layout");
 
 std::string_view frame_type_name(FrameType t) {
   switch (t) {
-    case FrameType::kRequest: return "request";
-    case FrameType::kResponse: return "response";
-    case FrameType::kCredit: return "credit";
-    case FrameType::kRendezvousDone: return "rendezvous_done";
+    case FrameType::kRequest:
+      return "request";
+    case FrameType::kResponse:
+      return "response";
+    case FrameType::kCredit:
+      return "credit";
+    case FrameType::kRendezvousDone:
+      return "rendezvous_done";
   }
   return "?";
 }
@@ -61,8 +65,8 @@ Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
     ref->key = load_le<std::uint64_t>(p + kFrameHeaderBytes + 8);
     ref->length = load_le<std::uint64_t>(p + kFrameHeaderBytes + 16);
     if (ref->length <= max_eager || ref->length > max_rendezvous) {
-      return {Code::kMalformed, "rendezvous length " + std::to_string(ref->length) +
-                                    " outside (" + std::to_string(max_eager) + ", " +
+      return {Code::kMalformed, "rendezvous length " + std::to_string(ref->length) + " outside (" +
+                                    std::to_string(max_eager) + ", " +
                                     std::to_string(max_rendezvous) + "]"};
     }
   } else if (header->payload_len > max_eager) {
@@ -102,7 +106,8 @@ Status decode_hello(std::span<const std::byte> in, ChannelHello* hello) {
   hello->eager_threshold = load_le<std::uint32_t>(in.data() + 8);
   if (hello->recv_slots < 2) return {Code::kMalformed, "peer posts fewer than 2 receives"};
   auto app_len = load_le<std::uint16_t>(in.data() + 12);
-  if (app_len > in.size() - kHelloBytes) return {Code::kMalformed, "channel hello app length too long"};
+  if (app_len > in.size() - kHelloBytes)
+    return {Code::kMalformed, "channel hello app length too long"};
   hello->app = in.subspan(kHelloBytes, app_len);
   return Status::ok();
 }

@@ -28,7 +28,7 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 enum class FrameType : std::uint8_t {
   kRequest = 1,
   kResponse = 2,
-  kCredit = 3,        // carries only returned credits
+  kCredit = 3,          // carries only returned credits
   kRendezvousDone = 4,  // the receiver has read a rendezvous payload; the sender may reuse it
 };
 std::string_view frame_type_name(FrameType t);

@@ -4,31 +4,50 @@ namespace viaduct {
 
 std::string_view code_name(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kTimeout: return "timeout";
-    case Code::kRejected: return "rejected";
-    case Code::kConnLost: return "conn_lost";
-    case Code::kInvalidArgument: return "invalid_argument";
-    case Code::kMalformed: return "malformed";
-    case Code::kResource: return "resource";
-    case Code::kNotSupported: return "not_supported";
-    case Code::kNoDevice: return "no_device";
-    case Code::kWouldBlock: return "would_block";
-    case Code::kInternal: return "internal";
+    case Code::kOk:
+      return "ok";
+    case Code::kTimeout:
+      return "timeout";
+    case Code::kRejected:
+      return "rejected";
+    case Code::kConnLost:
+      return "conn_lost";
+    case Code::kInvalidArgument:
+      return "invalid_argument";
+    case Code::kMalformed:
+      return "malformed";
+    case Code::kResource:
+      return "resource";
+    case Code::kNotSupported:
+      return "not_supported";
+    case Code::kNoDevice:
+      return "no_device";
+    case Code::kWouldBlock:
+      return "would_block";
+    case Code::kInternal:
+      return "internal";
   }
   return "unknown";
 }
 
 std::string_view cause_name(ConnLostCause cause) {
   switch (cause) {
-    case ConnLostCause::kNone: return "none";
-    case ConnLostCause::kCompletionError: return "completion_error";
-    case ConnLostCause::kDisconnected: return "disconnected";
-    case ConnLostCause::kUnreachable: return "unreachable";
-    case ConnLostCause::kEqShutdown: return "eq_shutdown";
-    case ConnLostCause::kProtocolError: return "protocol_error";
-    case ConnLostCause::kKeepaliveMissed: return "keepalive_missed";
-    case ConnLostCause::kLocalClose: return "local_close";
+    case ConnLostCause::kNone:
+      return "none";
+    case ConnLostCause::kCompletionError:
+      return "completion_error";
+    case ConnLostCause::kDisconnected:
+      return "disconnected";
+    case ConnLostCause::kUnreachable:
+      return "unreachable";
+    case ConnLostCause::kEqShutdown:
+      return "eq_shutdown";
+    case ConnLostCause::kProtocolError:
+      return "protocol_error";
+    case ConnLostCause::kKeepaliveMissed:
+      return "keepalive_missed";
+    case ConnLostCause::kLocalClose:
+      return "local_close";
   }
   return "unknown";
 }

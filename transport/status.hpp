@@ -16,16 +16,16 @@ namespace viaduct {
 
 enum class Code : std::uint8_t {
   kOk = 0,
-  kTimeout,           // a deadline passed (connect, accept, wait, call)
-  kRejected,          // the peer refused the connection
-  kConnLost,          // an established connection broke (see ConnLostCause)
-  kInvalidArgument,   // the caller passed something unusable
-  kMalformed,         // bytes from the wire did not decode
-  kResource,          // out of descriptors, credits, memory, registrations
-  kNotSupported,      // this back end or device cannot do it
-  kNoDevice,          // no usable NIC / provider on this host
-  kWouldBlock,        // nothing to do right now; try again
-  kInternal,          // a provider call failed in a way we do not classify
+  kTimeout,          // a deadline passed (connect, accept, wait, call)
+  kRejected,         // the peer refused the connection
+  kConnLost,         // an established connection broke (see ConnLostCause)
+  kInvalidArgument,  // the caller passed something unusable
+  kMalformed,        // bytes from the wire did not decode
+  kResource,         // out of descriptors, credits, memory, registrations
+  kNotSupported,     // this back end or device cannot do it
+  kNoDevice,         // no usable NIC / provider on this host
+  kWouldBlock,       // nothing to do right now; try again
+  kInternal,         // a provider call failed in a way we do not classify
 };
 
 std::string_view code_name(Code code);
@@ -70,7 +70,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] bool is_ok() const { return value_.has_value(); }

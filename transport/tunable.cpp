@@ -40,7 +40,8 @@ Tunable::Tunable(std::string_view module, std::string_view name, std::int64_t de
 
 std::string Tunable::env_name() const {
   std::string env = "VIADUCT_";
-  for (char c : name_) env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  for (char c : name_)
+    env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   return env;
 }
 
@@ -79,13 +80,18 @@ Status Tunable::set(std::int64_t value) {
 std::string_view Tunable::source() const {
   load_once();
   switch (state_.load(std::memory_order_acquire)) {
-    case 2: return "env";
-    case 3: return "set";
-    default: return "default";
+    case 2:
+      return "env";
+    case 3:
+      return "set";
+    default:
+      return "default";
   }
 }
 
-const std::vector<Tunable*>& Tunable::all() { return registry(); }
+const std::vector<Tunable*>& Tunable::all() {
+  return registry();
+}
 
 Tunable* Tunable::find(std::string_view name) {
   for (Tunable* t : registry()) {

@@ -14,11 +14,13 @@ Tunable verbs_retry_count("transport", "verbs_retry_count", 6, 0, 6,
 Tunable verbs_rnr_retry_count("transport", "verbs_rnr_retry_count", 6, 0, 6,
                               "RC receiver-not-ready retries (7 would be forever)");
 // 4.096 us * 2^14 = 67 ms per try; with 6 retries a silent peer is reported in ~0.6-0.7 s on rxe.
-Tunable verbs_ack_timeout_exponent("transport", "verbs_ack_timeout_exponent", 14, 1, 31,
-                                   "local ACK timeout = 4.096us * 2^value (RDMA_OPTION_ID_ACK_TIMEOUT)");
+Tunable verbs_ack_timeout_exponent(
+    "transport", "verbs_ack_timeout_exponent", 14, 1, 31,
+    "local ACK timeout = 4.096us * 2^value (RDMA_OPTION_ID_ACK_TIMEOUT)");
 Tunable verbs_inline_bytes("transport", "verbs_inline_bytes", 128, 0, 1024,
                            "max_inline_data requested for verbs QPs (bytes)");
-Tunable tcp_user_timeout_ms("transport", "tcp_user_timeout_ms", 2000, 0, 600000,
-                            "TCP_USER_TIMEOUT for socket-based providers where settable (0: kernel default)");
+Tunable tcp_user_timeout_ms(
+    "transport", "tcp_user_timeout_ms", 2000, 0, 600000,
+    "TCP_USER_TIMEOUT for socket-based providers where settable (0: kernel default)");
 
 }  // namespace viaduct::transport::tunables

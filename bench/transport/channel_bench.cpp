@@ -40,8 +40,9 @@ void BM_RoundTrip(benchmark::State& state) {
     if (!r) state.SkipWithError(r.status().to_string().c_str());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size * 2));
-  state.counters["one_way_us"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["one_way_us"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["one_way_us"] = benchmark::Counter(state.counters["one_way_us"] * 1e6);
 }
 BENCHMARK(BM_RoundTrip)->Arg(64)->Arg(4096)->Arg(65536)->UseRealTime();
@@ -74,7 +75,8 @@ void BM_Bandwidth(benchmark::State& state) {
       break;
     }
     state.SetIterationTime(r->seconds);
-    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(size * r->transfers));
+    state.SetBytesProcessed(state.bytes_processed() +
+                            static_cast<std::int64_t>(size * r->transfers));
   }
 }
 BENCHMARK(BM_Bandwidth)->Arg(1 << 20)->Arg(16 << 20)->UseManualTime()->Iterations(5);

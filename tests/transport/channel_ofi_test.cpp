@@ -209,7 +209,8 @@ TEST_P(ChannelOnBackend, MalformedFrame_OffenderCutOffOthersStillServed) {
   auto recv_mr = domain.value()->register_memory(recv_buf.data(), recv_buf.size(), Access::kLocal);
   ViOptions vo;
   vo.before_connect = [&](VirtualInterface& vi) {
-    Descriptor d = Descriptor::single(Opcode::kRecv, 1, recv_buf.data(), 4096, recv_mr.value().get());
+    Descriptor d =
+        Descriptor::single(Opcode::kRecv, 1, recv_buf.data(), 4096, recv_mr.value().get());
     return vi.post_recv({&d, 1}, nullptr);
   };
   auto vi = domain.value()->connect(server.address(), {hello, n}, vo, 5000, nullptr);
@@ -283,8 +284,8 @@ TEST_P(ChannelOnBackend, AcrossProcesses_PerfServerAnswersEveryRequest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ChannelOnBackend, ::testing::Values("ofi+tcp", "verbs"),
-                         [](const auto& info) {
-                           return std::string(info.param) == "verbs" ? "verbs" : "ofi_tcp";
+                         [](const auto& param_info) {
+                           return std::string(param_info.param) == "verbs" ? "verbs" : "ofi_tcp";
                          });
 
 }  // namespace

@@ -62,7 +62,9 @@ ServerProcess::ServerProcess(const std::string& listen_uri) {
   if (f != nullptr) fclose(f);
 }
 
-ServerProcess::~ServerProcess() { kill_hard(); }
+ServerProcess::~ServerProcess() {
+  kill_hard();
+}
 
 void ServerProcess::kill_hard() {
   if (pid_ <= 0) return;

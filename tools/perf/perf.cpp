@@ -112,9 +112,8 @@ Result<RateResult> measure_rate(transport::Channel& channel, std::size_t size, s
   auto t0 = Clock::now();
   auto end = t0 + std::chrono::duration<double>(seconds);
   unsigned tick = 0;
-  auto done = pump(channel, request, depth, [&](std::uint64_t) {
-    return (++tick & 63) == 0 && Clock::now() >= end;
-  });
+  auto done = pump(channel, request, depth,
+                   [&](std::uint64_t) { return (++tick & 63) == 0 && Clock::now() >= end; });
   if (!done) return done.status();
   RateResult r;
   r.size = size;
@@ -129,7 +128,8 @@ Result<BandwidthResult> measure_bandwidth(transport::Channel& channel, std::size
   auto request = make_request(size, 8);
   auto t0 = Clock::now();
   std::uint64_t issued_limit = transfers;
-  auto done = pump(channel, request, depth, [&](std::uint64_t d) { return d + depth >= issued_limit; });
+  auto done =
+      pump(channel, request, depth, [&](std::uint64_t d) { return d + depth >= issued_limit; });
   if (!done) return done.status();
   BandwidthResult r;
   r.size = size;
@@ -140,16 +140,17 @@ Result<BandwidthResult> measure_bandwidth(transport::Channel& channel, std::size
 }
 
 nlohmann::json to_json(const LatencyResult& r) {
-  return {{"test", "latency"},          {"size_bytes", r.size},       {"iterations", r.iterations},
-          {"rtt_p50_us", r.rtt_p50_us}, {"rtt_p99_us", r.rtt_p99_us}, {"rtt_mean_us", r.rtt_mean_us},
-          {"rtt_min_us", r.rtt_min_us}, {"rtt_max_us", r.rtt_max_us}, {"one_way_us", r.one_way_us()}};
+  return {
+      {"test", "latency"},          {"size_bytes", r.size},       {"iterations", r.iterations},
+      {"rtt_p50_us", r.rtt_p50_us}, {"rtt_p99_us", r.rtt_p99_us}, {"rtt_mean_us", r.rtt_mean_us},
+      {"rtt_min_us", r.rtt_min_us}, {"rtt_max_us", r.rtt_max_us}, {"one_way_us", r.one_way_us()}};
 }
 nlohmann::json to_json(const RateResult& r) {
-  return {{"test", "message_rate"}, {"size_bytes", r.size},  {"depth", r.depth},
+  return {{"test", "message_rate"}, {"size_bytes", r.size}, {"depth", r.depth},
           {"messages", r.messages}, {"seconds", r.seconds}, {"mmsgs_per_s", r.mmsgs_per_s()}};
 }
 nlohmann::json to_json(const BandwidthResult& r) {
-  return {{"test", "bandwidth"},      {"size_bytes", r.size},  {"depth", r.depth},
+  return {{"test", "bandwidth"},      {"size_bytes", r.size}, {"depth", r.depth},
           {"transfers", r.transfers}, {"seconds", r.seconds}, {"mb_per_s", r.mb_per_s()}};
 }
 

@@ -48,7 +48,9 @@ struct BandwidthResult {
   std::uint32_t depth = 0;
   std::uint64_t transfers = 0;
   double seconds = 0;
-  [[nodiscard]] double mb_per_s() const { return static_cast<double>(size) * transfers / seconds / 1e6; }
+  [[nodiscard]] double mb_per_s() const {
+    return static_cast<double>(size) * transfers / seconds / 1e6;
+  }
 };
 
 Result<LatencyResult> measure_latency(transport::Channel& channel, std::size_t size,

@@ -41,7 +41,8 @@ void break_side(Side& s, Status why) {
   if (s.state == ViState::kError || s.state == ViState::kClosed) return;
   s.state = ViState::kError;
   s.error = std::move(why);
-  for (auto& r : s.recvs) s.completions.push_back({r.context, Opcode::kRecv, CompletionStatus::kFlushed});
+  for (auto& r : s.recvs)
+    s.completions.push_back({r.context, Opcode::kRecv, CompletionStatus::kFlushed});
   s.recvs.clear();
   signal(s);
 }
@@ -53,9 +54,7 @@ class FakeMemoryRegion final : public MemoryRegion {
 
 class FakeVi final : public VirtualInterface, public CompletionQueue {
  public:
-  FakeVi() {
-    side_.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  }
+  FakeVi() { side_.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
   ~FakeVi() override {
     {
       std::lock_guard lock(net_mutex());

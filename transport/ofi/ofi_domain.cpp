@@ -202,7 +202,8 @@ Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms) {
   CmEvent ev;
   ssize_t rc = fi_eq_sread(eq, &ev.event, buf, sizeof(buf), timeout_ms, 0);
   if (rc == -FI_EAGAIN || rc == -FI_ETIMEDOUT) {
-    return Status(Code::kTimeout, "no connection event within " + std::to_string(timeout_ms) + " ms");
+    return Status(Code::kTimeout,
+                  "no connection event within " + std::to_string(timeout_ms) + " ms");
   }
   if (rc == -FI_EAVAIL) {
     fi_eq_err_entry err{};
@@ -256,9 +257,9 @@ BackendReport probe(BackendKind kind) {
   InfoPtr list(raw);
   if (rc != 0 || raw == nullptr) {
     report.detail = "libfabric " + std::to_string(FI_MAJOR(fi_version())) + "." +
-                    std::to_string(FI_MINOR(fi_version())) + ": provider " +
-                    provider_name(kind) + " has no FI_EP_MSG endpoint here (" +
-                    fi_strerror(rc < 0 ? -rc : FI_ENODATA) + ")";
+                    std::to_string(FI_MINOR(fi_version())) + ": provider " + provider_name(kind) +
+                    " has no FI_EP_MSG endpoint here (" + fi_strerror(rc < 0 ? -rc : FI_ENODATA) +
+                    ")";
     return report;
   }
   report.usable = true;

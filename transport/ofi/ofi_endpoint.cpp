@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
-#include <array>
 
 #include "transport/ofi/ofi_common.hpp"
 #include "transport/tunables.hpp"
@@ -48,12 +48,8 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     if (!eq) return eq.status();
     eq_ = std::move(eq.value());
 
-    auto sq = static_cast<std::size_t>(options.send_queue_depth != 0
-                                           ? options.send_queue_depth
-                                           : tunables::vi_send_queue_depth.get());
-    auto rq = static_cast<std::size_t>(options.recv_queue_depth != 0
-                                           ? options.recv_queue_depth
-                                           : tunables::vi_recv_queue_depth.get());
+    std::size_t sq = options.resolved_send_depth();
+    std::size_t rq = options.resolved_recv_depth();
     fi_cq_attr cq_attr{};
     cq_attr.size = sq + rq;
     cq_attr.format = FI_CQ_FORMAT_MSG;
@@ -107,8 +103,9 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
         state_ = ViState::kError;
         if (ev->error == FI_ECONNREFUSED) {
           if (reject_data != nullptr) *reject_data = ev->data;
-          return {Code::kRejected, ev->data.empty() ? "connection refused (no listener, or rejected)"
-                                                    : "connection rejected by peer"};
+          return {Code::kRejected, ev->data.empty()
+                                       ? "connection refused (no listener, or rejected)"
+                                       : "connection rejected by peer"};
         }
         return {Code::kConnLost, std::string("connection failed: ") + fi_strerror(ev->error),
                 ConnLostCause::kUnreachable};
@@ -136,7 +133,8 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
       if (rc != 0) {
         if (bad_index != nullptr) *bad_index = i;
         if (rc == -FI_EAGAIN) return {Code::kWouldBlock, "send queue full"};
-        return fi_status(Code::kInternal, std::string("post ") + std::string(opcode_name(descs[i].opcode)), rc);
+        return fi_status(Code::kInternal,
+                         std::string("post ") + std::string(opcode_name(descs[i].opcode)), rc);
       }
     }
     return Status::ok();
@@ -194,9 +192,9 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     if (rc > 0) {
       for (ssize_t i = 0; i < rc; ++i) {
         const fi_cq_msg_entry& e = entries[static_cast<std::size_t>(i)];
-        out[static_cast<std::size_t>(i)] = {
-            reinterpret_cast<std::uintptr_t>(e.op_context), opcode_from_flags(e.flags),
-            CompletionStatus::kSuccess, static_cast<std::uint32_t>(e.len), 0};
+        out[static_cast<std::size_t>(i)] = {reinterpret_cast<std::uintptr_t>(e.op_context),
+                                            opcode_from_flags(e.flags), CompletionStatus::kSuccess,
+                                            static_cast<std::uint32_t>(e.len), 0};
       }
       return static_cast<std::size_t>(rc);
     }
@@ -266,7 +264,8 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
           return fi_write(ep, s.addr, s.length, desc_of(s), 0, d.remote.addr, d.remote.key, ctx);
         case Opcode::kRdmaRead:
           return fi_read(ep, s.addr, s.length, desc_of(s), 0, d.remote.addr, d.remote.key, ctx);
-        case Opcode::kRecv: return -FI_EINVAL;
+        case Opcode::kRecv:
+          return -FI_EINVAL;
       }
     }
     if (d.segment_count == 0 || d.segment_count > kMaxDataSegments) return -FI_EINVAL;
@@ -274,12 +273,14 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     void* desc[kMaxDataSegments];
     fill_iov(d, iov, desc);
     switch (d.opcode) {
-      case Opcode::kSend: return fi_sendv(ep, iov, desc, d.segment_count, 0, ctx);
+      case Opcode::kSend:
+        return fi_sendv(ep, iov, desc, d.segment_count, 0, ctx);
       case Opcode::kRdmaWrite:
         return fi_writev(ep, iov, desc, d.segment_count, 0, d.remote.addr, d.remote.key, ctx);
       case Opcode::kRdmaRead:
         return fi_readv(ep, iov, desc, d.segment_count, 0, d.remote.addr, d.remote.key, ctx);
-      case Opcode::kRecv: return -FI_EINVAL;
+      case Opcode::kRecv:
+        return -FI_EINVAL;
     }
     return -FI_EINVAL;
   }

@@ -70,12 +70,8 @@ Status VerbsVi::create_queues(const ViOptions& options) {
     return Status(Code::kInvalidArgument,
                   "the connection runs over a different RDMA device than the domain's");
   }
-  auto send_depth = static_cast<std::uint32_t>(options.send_queue_depth != 0
-                                                   ? options.send_queue_depth
-                                                   : tunables::vi_send_queue_depth.get());
-  auto recv_depth = static_cast<std::uint32_t>(options.recv_queue_depth != 0
-                                                   ? options.recv_queue_depth
-                                                   : tunables::vi_recv_queue_depth.get());
+  std::uint32_t send_depth = options.resolved_send_depth();
+  std::uint32_t recv_depth = options.resolved_recv_depth();
 
   comp_channel_.reset(ibv_create_comp_channel(context));
   if (!comp_channel_) return Status(Code::kResource, errno_text("ibv_create_comp_channel"));
