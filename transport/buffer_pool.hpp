@@ -17,7 +17,7 @@ struct FreeDeleter {
   void operator()(std::byte* p) const { std::free(p); }
 };
 using AlignedBytes = std::unique_ptr<std::byte, FreeDeleter>;
-// Page-aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment).
+// Page-aligned allocation, not zeroed (aligned_alloc needs a multiple of the alignment).
 AlignedBytes allocate_aligned(std::size_t bytes);
 
 // `count` equal slots of `slot_bytes` in one registered region, with a LIFO free list (LIFO keeps

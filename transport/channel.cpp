@@ -18,9 +18,31 @@ Tunable channel_max_outstanding("channel", "channel_max_outstanding", 1024, 1, 6
                                 "requests a channel may have in flight (rounded up to 2^n)");
 Tunable channel_max_message_bytes("channel", "channel_max_message_bytes", 1LL << 30, 1024,
                                   1LL << 40, "largest request or response payload");
+// RC and libfabric's tcp provider never notice a silent peer on an idle connection (no keep-alive
+// in RC; no way to set TCP keepalive on the provider's sockets), so the channel sends its own.
+Tunable channel_keepalive_interval_ms(
+    "channel", "channel_keepalive_interval_ms", 10, 0, 600000,
+    "send a heartbeat after this long without sending anything (0: keep-alive off)");
+Tunable channel_keepalive_missed_limit(
+    "channel", "channel_keepalive_missed_limit", 10, 2, 100000,
+    "declare the peer lost (keepalive_missed) after this many intervals without hearing from it");
+// The peer's heartbeats share the connection with bulk data: while we RDMA-read a large payload
+// from it, its frames queue behind that payload. So a read in flight widens the silence allowed
+// by its size at this floor bandwidth; a peer that hangs mid-transfer is still caught, later.
+Tunable channel_keepalive_min_bandwidth_mbps(
+    "channel", "channel_keepalive_min_bandwidth_mbps", 10, 1, 1000000,
+    "bulk transfers in flight extend the keep-alive budget by their size at this rate (MB/s)");
 }  // namespace tunables
 
 namespace {
+
+constexpr unsigned kLivenessCheckEveryPolls = 256;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 // Completion contexts: the top bits say which kind of buffer, the rest its index.
 constexpr std::uint64_t kTagShift = 60;
@@ -66,6 +88,10 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
     return {Code::kInvalidArgument, "max_outstanding above 65536"};
   }
   busy_poll_ = options.busy_poll;
+  keepalive_interval_ns_ = tunables::channel_keepalive_interval_ms.get() * 1'000'000;
+  keepalive_missed_limit_ = tunables::channel_keepalive_missed_limit.get();
+  keepalive_floor_bytes_per_ms_ = tunables::channel_keepalive_min_bandwidth_mbps.get() * 1000;
+  last_heard_ns_ = last_spoke_ns_ = now_ns();
   if (options.hello_app.size() > kMaxHelloAppBytes) {
     return {Code::kInvalidArgument, "hello application data over 40 bytes"};
   }
@@ -190,7 +216,11 @@ Status Channel::post_frame(std::byte* frame, std::uint32_t length, std::int64_t 
     d.context = kTagSend | static_cast<std::uint64_t>(send_slot);
   }
   Status s = vi_->post_send({&d, 1}, nullptr);
-  if (!s) fail(s);
+  if (!s) {
+    fail(s);
+  } else {
+    ++frames_sent_;
+  }
   return s;
 }
 
@@ -409,7 +439,56 @@ std::size_t Channel::poll() {
   }
   if (!backlog_.empty()) flush_backlog();
   maybe_return_credits();
+  if (++polls_since_check_ >= kLivenessCheckEveryPolls) check_liveness();
   return n;
+}
+
+Status Channel::wait(int timeout_ms) {
+  int cap = timeout_ms;
+  if (keepalive_interval_ns_ > 0) {
+    cap = std::min<int>(cap, static_cast<int>(std::max<std::int64_t>(1, keepalive_interval_ns_ / 1'000'000)));
+  }
+  Status s = vi_->cq().wait(cap);
+  check_liveness();
+  if (!s && s.code() == Code::kTimeout && cap < timeout_ms) return Status::ok();  // our own wake-up
+  return s;
+}
+
+void Channel::check_liveness() {
+  polls_since_check_ = 0;
+  if (keepalive_interval_ns_ == 0 || !error_.is_ok() || !vi_) return;
+  std::int64_t now = now_ns();
+  if (frames_received_ != seen_received_) {
+    seen_received_ = frames_received_;
+    last_heard_ns_ = now;
+  }
+  if (frames_sent_ != seen_sent_) {
+    seen_sent_ = frames_sent_;
+    last_spoke_ns_ = now;
+  }
+  std::int64_t allowed_ns = keepalive_interval_ns_ * keepalive_missed_limit_ +
+                           static_cast<std::int64_t>(inflight_read_bytes_) /
+                               keepalive_floor_bytes_per_ms_ * 1'000'000;
+  if (now - last_heard_ns_ > allowed_ns) {
+    Status reason(Code::kConnLost,
+                  "peer silent for " + std::to_string((now - last_heard_ns_) / 1'000'000) +
+                      " ms (" + std::to_string(keepalive_missed_limit_) + " keep-alive intervals)",
+                  ConnLostCause::kKeepaliveMissed);
+    vi_->abort(reason);
+    fail(reason);
+    return;
+  }
+  // A heartbeat uses the reserved credit if need be, like a credit return: it must get through
+  // exactly when everything else is stuck.
+  if (now - last_spoke_ns_ >= keepalive_interval_ns_ && window_.send_credits() >= 1) {
+    std::byte frame[kFrameHeaderBytes];
+    encode_header({FrameType::kHeartbeat, 0, 0, 0, 0, 0}, frame);
+    if (post_frame(frame, kFrameHeaderBytes, -1)) {
+      ++stats_.heartbeats_sent;
+      seen_sent_ = frames_sent_;
+      last_spoke_ns_ = now;
+    }
+  }
 }
 
 void Channel::handle_completion(const Completion& c) {
@@ -448,6 +527,7 @@ void Channel::handle_frame(std::uint32_t slot, std::uint32_t bytes) {
     return;
   }
   window_.on_credits_returned(h.credits);
+  ++frames_received_;
   if ((h.flags & kFlagRendezvous) != 0) {
     start_read(h, ref);
   } else if (h.type == FrameType::kRequest) {
@@ -519,6 +599,7 @@ void Channel::start_read(const FrameHeader& h, const RendezvousRef& ref) {
   while (index < reads_.size() && reads_[index].active) ++index;
   if (index == reads_.size()) reads_.push_back({});
   reads_[index] = {h, handle.value(), ref.length, true};
+  inflight_read_bytes_ += ref.length;
   // Large reads are split so one descriptor never exceeds what every provider accepts.
   constexpr std::uint64_t kChunk = 1ULL << 30;
   std::byte* sink = rendezvous_sinks_->data(handle.value());
@@ -544,6 +625,7 @@ void Channel::finish_read(std::uint32_t index) {
   if (index >= reads_.size() || !reads_[index].active) return;  // a non-final chunk
   IncomingRead read = reads_[index];
   reads_[index].active = false;
+  inflight_read_bytes_ -= read.length;
   std::span<const std::byte> payload(rendezvous_sinks_->data(read.handle), read.length);
   if (read.header.type == FrameType::kRequest) {
     deliver_request(read.header, payload);

@@ -34,6 +34,9 @@ extern Tunable channel_recv_slots;
 extern Tunable channel_eager_threshold_bytes;
 extern Tunable channel_max_outstanding;
 extern Tunable channel_max_message_bytes;
+extern Tunable channel_keepalive_interval_ms;
+extern Tunable channel_keepalive_missed_limit;
+extern Tunable channel_keepalive_min_bandwidth_mbps;
 }  // namespace tunables
 
 struct ChannelOptions {
@@ -76,6 +79,7 @@ struct ChannelStats {
   std::uint64_t rendezvous_reads = 0;
   std::uint64_t late_responses = 0;  // answers to requests that had timed out
   std::uint64_t backlogged = 0;      // frames that waited for a credit or a send slot
+  std::uint64_t heartbeats_sent = 0;
 };
 
 class Channel {
@@ -102,8 +106,13 @@ class Channel {
 
   // One round of progress; returns the completions handled (0: nothing happened).
   std::size_t poll();
-  // Block until progress may be possible or timeout_ms passes (kTimeout).
-  Status wait(int timeout_ms) { return vi_->cq().wait(timeout_ms); }
+  // Block until progress may be possible or timeout_ms passes (kTimeout). Wakes at least once per
+  // keep-alive interval so heartbeats go out and a silent peer is noticed.
+  Status wait(int timeout_ms);
+  // Sends a heartbeat if this side has been quiet for a keep-alive interval, and declares the peer
+  // lost if it has been silent too long. poll() and wait() call it; an event loop that blocks on
+  // wait_fd() itself calls it after each wake-up (at least once per interval).
+  void check_liveness();
   [[nodiscard]] int wait_fd() const { return vi_->cq().wait_fd(); }
   bool arm() { return vi_->cq().arm(); }
 
@@ -198,6 +207,19 @@ class Channel {
   std::deque<BacklogEntry> backlog_;
   std::vector<OutgoingRendezvous> outgoing_;
   std::vector<IncomingRead> reads_;
+  // Liveness without a clock read on the hot path: frames are counted, and every
+  // kLivenessCheckEveryPolls polls (and on every wait) the counts are compared with the last look.
+  std::uint64_t frames_received_ = 0;
+  std::uint64_t frames_sent_ = 0;
+  std::uint64_t seen_received_ = 0;
+  std::uint64_t seen_sent_ = 0;
+  std::int64_t last_heard_ns_ = 0;
+  std::int64_t last_spoke_ns_ = 0;
+  std::int64_t keepalive_interval_ns_ = 0;  // 0: keep-alive off
+  std::int64_t keepalive_missed_limit_ = 0;
+  std::int64_t keepalive_floor_bytes_per_ms_ = 0;
+  std::uint64_t inflight_read_bytes_ = 0;  // rendezvous reads from the peer not yet complete
+  unsigned polls_since_check_ = 0;
   std::vector<std::byte> peer_app_;
   std::vector<std::byte> hello_app_;
   Status error_;

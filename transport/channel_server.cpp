@@ -103,14 +103,19 @@ std::size_t ChannelServer::run_once(int timeout_ms) {
         (++idle_rounds_ % kListenerCheckEveryIdleRounds) == 0) {
       accept_pending();
     }
-    if (!options_.busy_poll) block(timeout_ms);
+    if (!options_.busy_poll) {
+      block(timeout_ms);
+      for (auto& c : channels_) c->check_liveness();
+    }
   }
   return handled;
 }
 
 void ChannelServer::run(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
-    (void)run_once(options_.busy_poll ? 0 : 50);
+    // Blocking servers wake at least once per keep-alive interval so heartbeats go out on time.
+    auto interval = tunables::channel_keepalive_interval_ms.get();
+    (void)run_once(options_.busy_poll ? 0 : static_cast<int>(interval > 0 ? std::min<std::int64_t>(interval, 50) : 50));
   }
 }
 

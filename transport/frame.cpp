@@ -19,6 +19,8 @@ std::string_view frame_type_name(FrameType t) {
       return "credit";
     case FrameType::kRendezvousDone:
       return "rendezvous_done";
+    case FrameType::kHeartbeat:
+      return "heartbeat";
   }
   return "?";
 }
@@ -38,7 +40,7 @@ Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
   }
   auto type = static_cast<std::uint8_t>(p[3]);
   if (type < static_cast<std::uint8_t>(FrameType::kRequest) ||
-      type > static_cast<std::uint8_t>(FrameType::kRendezvousDone)) {
+      type > static_cast<std::uint8_t>(FrameType::kHeartbeat)) {
     return {Code::kMalformed, "unknown frame type " + std::to_string(type)};
   }
   header->type = static_cast<FrameType>(type);

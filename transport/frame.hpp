@@ -30,6 +30,7 @@ enum class FrameType : std::uint8_t {
   kResponse = 2,
   kCredit = 3,          // carries only returned credits
   kRendezvousDone = 4,  // the receiver has read a rendezvous payload; the sender may reuse it
+  kHeartbeat = 5,       // "still here" on an otherwise idle connection
 };
 std::string_view frame_type_name(FrameType t);
 

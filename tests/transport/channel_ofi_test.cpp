@@ -136,6 +136,15 @@ TEST_P(ChannelOnBackend, HundredThousandSmallRequests_EveryAnswerChecked) {
 }
 
 TEST_P(ChannelOnBackend, Transfer64MiB_ChecksumMatches) {
+  // The handler reverses 64 MiB on the server's only thread (~0.2 s here, seconds under TCG): far
+  // beyond the default keep-alive budget, which is about liveness, not this test. Widen it.
+  ASSERT_TRUE(tunables::channel_keepalive_missed_limit.set(100000).is_ok());
+  struct Restore {
+    ~Restore() {
+      (void)tunables::channel_keepalive_missed_limit.set(
+          tunables::channel_keepalive_missed_limit.default_value());
+    }
+  } restore;
   ReverseHandler handler;
   ServerThread server(uri_, &handler);
   ASSERT_TRUE(server.ok());
@@ -267,6 +276,41 @@ TEST_P(ChannelOnBackend, ServerProcessKilled_ConnLostReportedPromptlyNeverHangs)
   EXPECT_LT(took, std::chrono::seconds(5));  // generous: measured in milliseconds
   auto after = ch->call(req, resp, 1000);
   EXPECT_EQ(after.status().code(), Code::kConnLost);
+}
+
+TEST_P(ChannelOnBackend, FrozenServerProcess_KeepaliveMissedReported) {
+  ServerProcess server(uri_);
+  ASSERT_FALSE(server.uri().empty());
+  auto ch = connect(Address::parse(server.uri()).value());
+  ASSERT_TRUE(ch);
+  std::byte b[16] = {};
+  ASSERT_TRUE(ch->call(std::span(b, 16), std::span(b, 16), 5000).is_ok());
+  // SIGSTOP: the process and its connection stay up (no FIN, no DREQ); only heartbeats can tell.
+  server.freeze();
+  auto t0 = Clock::now();
+  while (ch->healthy() && Clock::now() - t0 < std::chrono::seconds(20)) ch->poll();
+  EXPECT_FALSE(ch->healthy()) << "a frozen peer was never noticed";
+  EXPECT_EQ(ch->error().code(), Code::kConnLost);
+  EXPECT_EQ(ch->error().cause(), ConnLostCause::kKeepaliveMissed) << ch->error().to_string();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));  // budget: interval x missed limit
+}
+
+TEST_P(ChannelOnBackend, IdleConnection_HeartbeatsKeepItAlive) {
+  ReverseHandler handler;
+  ServerThread server(uri_, &handler);
+  ASSERT_TRUE(server.ok());
+  auto ch = connect(server.address());
+  ASSERT_TRUE(ch);
+  auto t0 = Clock::now();
+  while (Clock::now() - t0 < std::chrono::milliseconds(1500)) {
+    ch->poll();
+    ASSERT_TRUE(ch->healthy()) << ch->error().to_string();
+  }
+  EXPECT_GT(ch->stats().heartbeats_sent, 10u);
+  auto req = pattern(32, 4);
+  std::vector<std::byte> resp(32);
+  ASSERT_TRUE(ch->call(req, resp, 5000).is_ok());
+  EXPECT_EQ(server.closed_channels.load(), 0u);
 }
 
 TEST_P(ChannelOnBackend, AcrossProcesses_PerfServerAnswersEveryRequest) {
