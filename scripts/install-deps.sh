@@ -8,6 +8,7 @@ PACKAGES=(
   libibverbs-dev librdmacm-dev ibverbs-providers rdma-core ibverbs-utils rdmacm-utils  # verbs
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
+  freetds-bin                                            # tsql: an independent MC-SQLR client
   perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe)
 )
 missing=()

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "failover/lookup_client.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/domain.hpp"
@@ -157,6 +158,45 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
   return 0;
 }
 
+int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_ms, bool json) {
+  std::vector<viaduct::failover::UdpEndpoint> responders;
+  std::size_t pos = 0;
+  while (pos <= cluster.size()) {
+    auto comma = cluster.find(',', pos);
+    auto item = cluster.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!item.empty()) {
+      auto e = viaduct::failover::UdpEndpoint::parse(item);
+      if (!e) return fail(e.status());
+      responders.push_back(e.value());
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  auto a = viaduct::failover::lookup(name, responders, timeout_ms);
+  if (!a) return fail(a.status());
+  const auto& r = a->record;
+  if (json) {
+    std::cout << nlohmann::json{{"name", r.instance_name},
+                                {"address", r.server_name},
+                                {"epoch", r.epoch},
+                                {"tcp_port", r.tcp_port},
+                                {"via_port", r.via_port},
+                                {"via_host", r.via_host},
+                                {"responder", a->responder.to_string()},
+                                {"elapsed_ms", a->elapsed_ms}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf(
+        "%s is served by %s (epoch %llu): tcp %u%s, answered by %s in %.2f ms\n",
+        r.instance_name.c_str(), r.server_name.c_str(), static_cast<unsigned long long>(r.epoch),
+        r.tcp_port,
+        r.via_port != 0 ? (", via " + r.via_host + ":" + std::to_string(r.via_port)).c_str() : "",
+        a->responder.to_string().c_str(), a->elapsed_ms);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -200,12 +240,24 @@ int main(int argc, char** argv) {
   client->add_flag("--json", json, "print results as JSON");
   client->add_flag("--blocking", blocking, "block on the CQ fd instead of busy-polling");
 
+  auto* lookup = app.add_subcommand("lookup", "ask the cluster over UDP (MC-SQLR) who serves NAME");
+  std::string lookup_name;
+  std::string cluster = "127.0.0.1:1434";
+  int lookup_timeout_ms = 1000;
+  bool lookup_json = false;
+  lookup->add_option("name", lookup_name, "service name")->required();
+  lookup->add_option("--cluster", cluster, "lookup responders, HOST:PORT[,HOST:PORT...]")
+      ->capture_default_str();
+  lookup->add_option("--timeout-ms", lookup_timeout_ms, "give up after")->capture_default_str();
+  lookup->add_flag("--json", lookup_json, "print the answer as JSON");
+
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return fail(st);
   }
   if (info->parsed()) return cmd_info(info_json);
+  if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
   if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
   if (client->parsed()) {
     return cmd_perf_client(connect_uri, tests, sizes, iterations, depth, seconds, json, blocking);

@@ -138,10 +138,9 @@ Status Channel::finish_connect(std::unique_ptr<VirtualInterface> vi) {
 }
 
 std::size_t Channel::encode_own_hello(std::span<std::byte> out) const {
-  return encode_hello(
-      {static_cast<std::uint16_t>(std::min<std::uint32_t>(recv_slots_, 0xffff)), eager_threshold_,
-       hello_app_},
-      out);
+  return encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(recv_slots_, 0xffff)),
+                       eager_threshold_, hello_app_},
+                      out);
 }
 
 ViOptions Channel::vi_options() {
@@ -446,7 +445,8 @@ std::size_t Channel::poll() {
 Status Channel::wait(int timeout_ms) {
   int cap = timeout_ms;
   if (keepalive_interval_ns_ > 0) {
-    cap = std::min<int>(cap, static_cast<int>(std::max<std::int64_t>(1, keepalive_interval_ns_ / 1'000'000)));
+    cap = std::min<int>(
+        cap, static_cast<int>(std::max<std::int64_t>(1, keepalive_interval_ns_ / 1'000'000)));
   }
   Status s = vi_->cq().wait(cap);
   check_liveness();
@@ -466,9 +466,9 @@ void Channel::check_liveness() {
     seen_sent_ = frames_sent_;
     last_spoke_ns_ = now;
   }
-  std::int64_t allowed_ns = keepalive_interval_ns_ * keepalive_missed_limit_ +
-                           static_cast<std::int64_t>(inflight_read_bytes_) /
-                               keepalive_floor_bytes_per_ms_ * 1'000'000;
+  std::int64_t allowed_ns =
+      keepalive_interval_ns_ * keepalive_missed_limit_ +
+      static_cast<std::int64_t>(inflight_read_bytes_) / keepalive_floor_bytes_per_ms_ * 1'000'000;
   if (now - last_heard_ns_ > allowed_ns) {
     Status reason(Code::kConnLost,
                   "peer silent for " + std::to_string((now - last_heard_ns_) / 1'000'000) +

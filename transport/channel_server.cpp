@@ -115,7 +115,10 @@ void ChannelServer::run(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
     // Blocking servers wake at least once per keep-alive interval so heartbeats go out on time.
     auto interval = tunables::channel_keepalive_interval_ms.get();
-    (void)run_once(options_.busy_poll ? 0 : static_cast<int>(interval > 0 ? std::min<std::int64_t>(interval, 50) : 50));
+    (void)run_once(
+        options_.busy_poll
+            ? 0
+            : static_cast<int>(interval > 0 ? std::min<std::int64_t>(interval, 50) : 50));
   }
 }
 

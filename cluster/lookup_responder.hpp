@@ -1,0 +1,64 @@
+// The UDP lookup responder (MC-SQLR server side): answers "who serves NAME?" for the names this
+// server is currently *active* for, and stays silent otherwise — on unknown names, on malformed or
+// oversized packets, and for sources over their rate (the _EX answers are an amplification vector).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "failover/ssrp.hpp"
+#include "failover/udp_socket.hpp"
+#include "transport/tunable.hpp"
+
+namespace viaduct::cluster {
+
+namespace tunables {
+extern Tunable lookup_rate_limit_per_s;
+}  // namespace tunables
+
+struct LookupResponderStats {
+  std::atomic<std::uint64_t> answered{0};
+  std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> unknown_name{0};
+  std::atomic<std::uint64_t> rate_limited{0};
+};
+
+class LookupResponder {
+ public:
+  // Binds UDP host:port (port 0: any free port).
+  static Result<std::unique_ptr<LookupResponder>> bind(const std::string& host, std::uint16_t port);
+
+  [[nodiscard]] failover::UdpEndpoint address() const { return socket_.local(); }
+  // From now on answer for record.instance_name with this record (this server is its active).
+  void set_active(const failover::ssrp::InstanceRecord& record);
+  // Stop answering for the name (stepped down, or shutting down).
+  void set_inactive(const std::string& name);
+
+  // Handles every packet waiting now; returns how many. Thread-safe against set_active.
+  std::size_t handle_pending();
+  // Serves until `stop` is set (wakes every 50 ms to check it).
+  void run(const std::atomic<bool>& stop);
+  [[nodiscard]] const LookupResponderStats& stats() const { return stats_; }
+
+ private:
+  LookupResponder() = default;
+  bool admit(const failover::UdpEndpoint& from);
+  void handle(std::span<const std::byte> packet, const failover::UdpEndpoint& from);
+
+  failover::UdpSocket socket_;
+  std::mutex mutex_;
+  std::map<std::string, failover::ssrp::InstanceRecord> active_;  // key: lower-case name
+  struct Bucket {
+    double tokens = 0;
+    std::int64_t last_ns = 0;
+  };
+  std::unordered_map<std::string, Bucket> buckets_;  // per source address
+  LookupResponderStats stats_;
+};
+
+}  // namespace viaduct::cluster

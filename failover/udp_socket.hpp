@@ -1,0 +1,50 @@
+// A bound UDP socket (RAII) and IPv4/IPv6 "host:port" endpoints, shared by the lookup client and
+// the responder.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "transport/status.hpp"
+
+namespace viaduct::failover {
+
+struct UdpEndpoint {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  // "HOST:PORT" or "[V6]:PORT"; HOST must be a numeric address (no name resolution on this path).
+  static Result<UdpEndpoint> parse(std::string_view text);
+  static Result<UdpEndpoint> from(std::string_view host, std::uint16_t port);
+  [[nodiscard]] std::string to_string() const;
+  [[nodiscard]] std::string host() const;
+  [[nodiscard]] std::uint16_t port() const;
+};
+
+class UdpSocket {
+ public:
+  UdpSocket() = default;
+  ~UdpSocket();
+  UdpSocket(UdpSocket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  UdpSocket& operator=(UdpSocket&& other) noexcept;
+  UdpSocket(const UdpSocket&) = delete;
+  UdpSocket& operator=(const UdpSocket&) = delete;
+
+  // Bound to `local` (port 0: any); non-blocking.
+  static Result<UdpSocket> bind(const UdpEndpoint& local);
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] UdpEndpoint local() const;
+  Status send_to(std::span<const std::byte> data, const UdpEndpoint& to) const;
+  // Returns bytes received (0 if nothing waiting); `from` filled in.
+  Result<std::size_t> receive(std::span<std::byte> buffer, UdpEndpoint* from) const;
+  // Waits until readable or timeout (false on timeout).
+  bool wait_readable(int timeout_ms) const;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace viaduct::failover
