@@ -24,7 +24,7 @@ Tunable channel_keepalive_interval_ms(
     "channel", "channel_keepalive_interval_ms", 10, 0, 600000,
     "send a heartbeat after this long without sending anything (0: keep-alive off)");
 Tunable channel_keepalive_missed_limit(
-    "channel", "channel_keepalive_missed_limit", 10, 2, 100000,
+    "channel", "channel_keepalive_missed_limit", 50, 2, 100000,
     "declare the peer lost (keepalive_missed) after this many intervals without hearing from it");
 // The peer's heartbeats share the connection with bulk data: while we RDMA-read a large payload
 // from it, its frames queue behind that payload. So a read in flight widens the silence allowed
