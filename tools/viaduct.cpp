@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
@@ -158,6 +159,36 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
   return 0;
 }
 
+// The built-in service of `viaduct serve`: echoes each request (a stand-in for an application).
+class EchoService final : public vt::RequestHandler {
+ public:
+  void on_request(vt::Channel& channel, const vt::IncomingRequest& request) override {
+    (void)channel.respond(request.request_id, request.payload);
+  }
+};
+
+int cmd_serve(const viaduct::cluster::ServiceConfig& config) {
+  EchoService echo;
+  auto server = viaduct::cluster::ServiceServer::start(config, &echo);
+  if (!server) return fail(server.status());
+  auto& s = *server.value();
+  // One line per event on stdout, flushed: tests and scripts follow the role changes.
+  s.on_role_change = [&config](viaduct::cluster::RoleEvent event,
+                               const viaduct::cluster::RoleState& r) {
+    std::cout << (event == viaduct::cluster::RoleEvent::kTookOver ? "took-over " : "stepped-down ")
+              << config.name << " epoch " << r.epoch << std::endl;
+  };
+  std::cout << "serving " << config.name << " " << s.address().to_string() << " role "
+            << viaduct::cluster::role_name(s.role().role) << " epoch " << s.role().epoch
+            << " lookup "
+            << (s.responder() != nullptr ? s.responder()->address().to_string() : "off")
+            << std::endl;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  s.run(g_stop);
+  return 0;
+}
+
 int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_ms, bool json) {
   std::vector<viaduct::failover::UdpEndpoint> responders;
   std::size_t pos = 0;
@@ -251,12 +282,39 @@ int main(int argc, char** argv) {
   lookup->add_option("--timeout-ms", lookup_timeout_ms, "give up after")->capture_default_str();
   lookup->add_flag("--json", lookup_json, "print the answer as JSON");
 
+  auto* serve = app.add_subcommand("serve", "run one server instance of a named service (echo)");
+  viaduct::cluster::ServiceConfig serve_config;
+  std::string role_text = "active";
+  std::string lookup_bind = "127.0.0.1:1434";
+  serve->add_option("--name", serve_config.name, "service name (1..31 bytes)")->required();
+  serve->add_option("--role", role_text, "initial role: active|passive")
+      ->check(CLI::IsMember({"active", "passive"}))
+      ->capture_default_str();
+  serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on")
+      ->required();
+  serve->add_option("--partner", serve_config.partner_uri, "the partner's transport address");
+  serve->add_option("--lookup", lookup_bind, "UDP HOST:PORT of the lookup responder, or 'off'")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return fail(st);
   }
   if (info->parsed()) return cmd_info(info_json);
+  if (serve->parsed()) {
+    serve_config.initial_role =
+        role_text == "active" ? viaduct::cluster::Role::kActive : viaduct::cluster::Role::kPassive;
+    if (lookup_bind == "off") {
+      serve_config.lookup_enabled = false;
+    } else {
+      auto e = viaduct::failover::UdpEndpoint::parse(lookup_bind);
+      if (!e) return fail(e.status());
+      serve_config.lookup_host = e->host();
+      serve_config.lookup_port = e->port();
+    }
+    return cmd_serve(serve_config);
+  }
   if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
   if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
   if (client->parsed()) {

@@ -52,7 +52,13 @@ void ChannelServer::accept_pending() {
       (void)request.value()->reject(reason);
       continue;
     }
-    auto channel = Channel::accept(*domain_, *request.value(), options_.channel,
+    ChannelOptions channel_options = options_.channel;
+    std::vector<std::byte> reply;
+    if (options_.reply_hello) {
+      reply = options_.reply_hello();
+      channel_options.hello_app = reply;
+    }
+    auto channel = Channel::accept(*domain_, *request.value(), channel_options,
                                    static_cast<int>(tunables::connect_timeout_ms.get()));
     if (!channel) {
       if (options_.on_channel_closed) options_.on_channel_closed(channel.status());
@@ -70,6 +76,13 @@ void ChannelServer::drop_failed() {
     if (options_.on_channel_closed) options_.on_channel_closed(c->error());
     return true;
   });
+}
+
+void ChannelServer::close_if(const std::function<bool(const Channel&)>& which) {
+  for (auto& c : channels_) {
+    if (c->healthy() && which(*c)) c->close();
+  }
+  drop_failed();
 }
 
 void ChannelServer::block(int timeout_ms) {

@@ -19,6 +19,9 @@ struct ChannelServerOptions {
   // return false to refuse it. Default: accept everyone.
   std::function<bool(std::span<const std::byte> hello_app, std::vector<std::byte>* reject_reason)>
       admit;
+  // If set, the hello application bytes of each accept reply (e.g. the server's current role and
+  // epoch); otherwise channel.hello_app.
+  std::function<std::vector<std::byte>()> reply_hello;
   // Called when a channel is dropped, with why.
   std::function<void(const Status&)> on_channel_closed;
 };
@@ -36,6 +39,8 @@ class ChannelServer {
   void run(const std::atomic<bool>& stop);
   [[nodiscard]] std::size_t connections() const { return channels_.size(); }
   [[nodiscard]] std::uint64_t accepted() const { return accepted_; }
+  // Closes every channel whose peer hello matches `which` (e.g. all clients, when stepping down).
+  void close_if(const std::function<bool(const Channel&)>& which);
 
  private:
   ChannelServer() = default;

@@ -1,0 +1,58 @@
+#include "cluster/partner_protocol.hpp"
+
+#include <cstring>
+
+#include "transport/frame.hpp"
+
+namespace viaduct::cluster {
+
+using transport::load_le;
+using transport::store_le;
+
+namespace {
+constexpr std::uint32_t kPingMagic = 0x50504456;  // "VDPP"
+}
+
+std::vector<std::byte> encode_hello_app(const Hello& hello) {
+  std::vector<std::byte> out(9 + hello.name.size());
+  out[0] = static_cast<std::byte>(hello.kind);
+  store_le<std::uint64_t>(out.data() + 1, hello.epoch);
+  std::memcpy(out.data() + 9, hello.name.data(), hello.name.size());
+  return out;
+}
+
+Result<Hello> decode_hello_app(std::span<const std::byte> bytes) {
+  if (bytes.size() < 10 || bytes.size() > 9 + kMaxServiceNameBytes) {
+    return Status(Code::kMalformed, "service hello of " + std::to_string(bytes.size()) + " bytes");
+  }
+  Hello h;
+  auto kind = static_cast<char>(bytes[0]);
+  if (kind != 'C' && kind != 'P' && kind != 'A' && kind != 'S') {
+    return Status(Code::kMalformed, "unknown hello kind");
+  }
+  h.kind = static_cast<HelloKind>(kind);
+  h.epoch = load_le<std::uint64_t>(bytes.data() + 1);
+  h.name.assign(reinterpret_cast<const char*>(bytes.data() + 9), bytes.size() - 9);
+  for (char c : h.name) {
+    if (c <= 0x20 || c >= 0x7f || c == ';') return Status(Code::kMalformed, "bad service name");
+  }
+  return h;
+}
+
+void encode_ping(const Ping& ping, std::span<std::byte, kPingBytes> out) {
+  store_le<std::uint32_t>(out.data(), kPingMagic);
+  out[4] = static_cast<std::byte>(ping.role);
+  out[5] = out[6] = out[7] = std::byte{0};
+  store_le<std::uint64_t>(out.data() + 8, ping.epoch);
+}
+
+Result<Ping> decode_ping(std::span<const std::byte> bytes) {
+  if (bytes.size() != kPingBytes || load_le<std::uint32_t>(bytes.data()) != kPingMagic) {
+    return Status(Code::kMalformed, "not a partner ping");
+  }
+  auto role = static_cast<std::uint8_t>(bytes[4]);
+  if (role > 1) return Status(Code::kMalformed, "bad role in partner ping");
+  return Ping{static_cast<WireRole>(role), load_le<std::uint64_t>(bytes.data() + 8)};
+}
+
+}  // namespace viaduct::cluster

@@ -1,0 +1,257 @@
+#include "cluster/service_server.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include "transport/tunables.hpp"
+
+namespace viaduct::cluster {
+
+namespace tunables {
+Tunable partner_ping_interval_ms("cluster", "partner_ping_interval_ms", 5, 1, 60000,
+                                 "how often partners ping each other (role and epoch)");
+Tunable partner_takeover_after_ms(
+    "cluster", "partner_takeover_after_ms", 150, 10, 600000,
+    "a passive takes over after hearing nothing from its active partner for this long");
+}  // namespace tunables
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool is_partner_channel(const transport::Channel& c) {
+  auto hello = decode_hello_app(c.peer_hello_app());
+  return hello.is_ok() && hello->kind == HelloKind::kPartner;
+}
+
+std::vector<std::byte> text_bytes(const char* s) {
+  std::vector<std::byte> v(std::strlen(s));
+  std::memcpy(v.data(), s, v.size());
+  return v;
+}
+
+}  // namespace
+
+// Routes partner pings to the role logic and client requests to the application (while active).
+class ServiceServer::Dispatcher final : public transport::RequestHandler {
+ public:
+  explicit Dispatcher(ServiceServer* owner) : owner_(owner) {}
+  void on_request(transport::Channel& channel, const transport::IncomingRequest& request) override {
+    if (is_partner_channel(channel)) {
+      auto ping = decode_ping(request.payload);
+      if (!ping) {
+        (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
+        return;
+      }
+      owner_->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
+      owner_->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
+      owner_->partner_heard_ns_.store(now_ns(), std::memory_order_release);
+      owner_->check_role();  // a newer epoch must take effect before anything else is served
+      std::array<std::byte, kPingBytes> pong;
+      encode_ping({owner_->role_.role == Role::kActive ? WireRole::kActive : WireRole::kPassive,
+                   owner_->role_.epoch},
+                  pong);
+      (void)channel.respond(request.request_id, pong);
+      return;
+    }
+    if (owner_->role_.role != Role::kActive) {
+      (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
+      return;
+    }
+    owner_->app_->on_request(channel, request);
+  }
+
+ private:
+  ServiceServer* owner_;
+};
+
+Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig& config,
+                                                            transport::RequestHandler* app) {
+  if (config.name.empty() || config.name.size() > kMaxServiceNameBytes) {
+    return Status(Code::kInvalidArgument, "service name must be 1..31 bytes");
+  }
+  auto listen = transport::Address::parse(config.listen_uri);
+  if (!listen) return listen.status();
+  std::unique_ptr<ServiceServer> s(new ServiceServer());  // private constructor
+  s->config_ = config;
+  s->app_ = app;
+  // The configured active starts at epoch 1; a passive learns the epoch from its partner.
+  s->role_ = {config.initial_role, config.initial_role == Role::kActive ? 1u : 0u};
+  s->yield_on_tie_ = config.listen_uri > config.partner_uri;
+  auto domain = transport::Domain::open(listen.value());
+  if (!domain) return domain.status();
+  s->domain_ = std::move(domain.value());
+  s->dispatcher_ = std::make_unique<Dispatcher>(s.get());
+  transport::ChannelServerOptions options;
+  options.busy_poll = true;
+  options.admit = [raw = s.get()](std::span<const std::byte> app_bytes,
+                                  std::vector<std::byte>* reason) {
+    return raw->admit(app_bytes, reason);
+  };
+  options.reply_hello = [raw = s.get()] {
+    return encode_hello_app(
+        {raw->role_.role == Role::kActive ? HelloKind::kActive : HelloKind::kStandby,
+         raw->role_.epoch, raw->config_.name});
+  };
+  auto server = transport::ChannelServer::listen(*s->domain_, listen.value(), s->dispatcher_.get(),
+                                                 std::move(options));
+  if (!server) return server.status();
+  s->server_ = std::move(server.value());
+  if (config.lookup_enabled) {
+    auto responder = LookupResponder::bind(config.lookup_host, config.lookup_port);
+    if (!responder) return responder.status();
+    s->responder_ = std::move(responder.value());
+  }
+  s->started_ns_ = now_ns();
+  s->own_epoch_ = s->role_.epoch;
+  s->own_active_ = s->role_.role == Role::kActive;
+  if (s->role_.role == Role::kActive && s->responder_)
+    s->responder_->set_active(s->lookup_record());
+  if (!config.partner_uri.empty())
+    s->monitor_ = std::thread([raw = s.get()] { raw->monitor_partner(); });
+  return s;
+}
+
+ServiceServer::~ServiceServer() {
+  stop_monitor_ = true;
+  if (monitor_.joinable()) monitor_.join();
+}
+
+failover::ssrp::InstanceRecord ServiceServer::lookup_record() const {
+  const auto& a = server_->address();
+  failover::ssrp::InstanceRecord r;
+  r.server_name = a.host;
+  r.instance_name = config_.name;
+  r.clustered = !config_.partner_uri.empty();
+  r.epoch = role_.epoch;
+  if (a.backend == transport::BackendKind::kOfiTcp) {
+    r.tcp_port = a.port;
+  } else {
+    r.via_host = "viaduct";
+    r.via_port = a.port;
+  }
+  return r;
+}
+
+bool ServiceServer::admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason) {
+  auto hello = decode_hello_app(hello_app);
+  if (!hello || hello->name != config_.name) {
+    *reason = text_bytes(kRejectWrongName);
+    return false;
+  }
+  if (hello->kind == HelloKind::kPartner) return true;
+  if (hello->epoch > role_.epoch) {
+    // The client has seen a newer active than us: we are stale, whatever we believed.
+    apply(on_newer_epoch_seen(role_, hello->epoch));
+    *reason = text_bytes(kRejectStaleEpoch);
+    return false;
+  }
+  if (role_.role != Role::kActive) {
+    *reason = text_bytes(kRejectNotActive);
+    return false;
+  }
+  return true;
+}
+
+void ServiceServer::apply(RoleEvent event) {
+  own_epoch_.store(role_.epoch, std::memory_order_relaxed);
+  own_active_.store(role_.role == Role::kActive, std::memory_order_relaxed);
+  if (event == RoleEvent::kNone) return;
+  if (event == RoleEvent::kTookOver) {
+    if (responder_) responder_->set_active(lookup_record());
+  } else {
+    // Stepped down: stop answering lookups and drop every client, so they look again.
+    if (responder_) responder_->set_inactive(config_.name);
+    server_->close_if([](const transport::Channel& c) { return !is_partner_channel(c); });
+  }
+  if (on_role_change) on_role_change(event, role_);
+}
+
+void ServiceServer::check_role() {
+  std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
+  if (heard != 0) {
+    apply(on_partner_heard(role_, partner_active_.load(std::memory_order_relaxed),
+                           partner_epoch_.load(std::memory_order_relaxed), yield_on_tie_));
+  }
+  if (role_.role == Role::kPassive && !config_.partner_uri.empty()) {
+    std::int64_t last = heard != 0 ? heard : started_ns_;
+    std::int64_t deadline_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
+    // Only an active partner's silence is a reason to take over.
+    bool partner_was_active = heard == 0 || partner_active_.load(std::memory_order_relaxed);
+    if (partner_was_active && now_ns() - last > deadline_ns) apply(on_partner_silent(role_));
+  }
+}
+
+std::size_t ServiceServer::run_once() {
+  std::size_t handled = server_->run_once(0);
+  // Lookups and role checks cost a syscall or a clock read: do them every 64 rounds (~µs apart).
+  if ((++rounds_ & 63) == 0) {
+    if (responder_) handled += responder_->handle_pending();
+    check_role();
+  }
+  return handled;
+}
+
+void ServiceServer::run(const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_relaxed)) (void)run_once();
+}
+
+void ServiceServer::monitor_partner() {
+  auto partner = transport::Address::parse(config_.partner_uri);
+  if (!partner) return;
+  auto domain = transport::Domain::open(partner.value());
+  if (!domain) return;
+  auto interval = std::chrono::milliseconds(tunables::partner_ping_interval_ms.get());
+  std::unique_ptr<transport::Channel> channel;
+  struct Pong {
+    ServiceServer* owner;
+    bool waiting = false;
+  } pong{this};
+  auto on_pong = [](void* user, const transport::Response& r) {
+    auto* p = static_cast<Pong*>(user);
+    p->waiting = false;
+    if (!r.status) return;
+    auto ping = decode_ping(r.payload);
+    if (!ping) return;
+    p->owner->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
+    p->owner->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
+    p->owner->partner_heard_ns_.store(now_ns(), std::memory_order_release);
+  };
+  auto next_ping = std::chrono::steady_clock::now();
+  while (!stop_monitor_.load(std::memory_order_relaxed)) {
+    if (!channel || !channel->healthy()) {
+      channel.reset();
+      pong.waiting = false;
+      auto hello = encode_hello_app(
+          {HelloKind::kPartner, own_epoch_.load(std::memory_order_relaxed), config_.name});
+      transport::ChannelOptions options;
+      options.hello_app = hello;
+      options.recv_slots = 8;
+      // Short: a frozen partner accepts TCP in the kernel but never answers the handshake.
+      auto c = transport::Channel::connect(*domain.value(), partner.value(), options,
+                                           static_cast<int>(interval.count() * 10));
+      if (!c) {
+        std::this_thread::sleep_for(interval);
+        continue;
+      }
+      channel = std::move(c.value());
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (!pong.waiting && now >= next_ping) {
+      std::array<std::byte, kPingBytes> ping;
+      encode_ping(
+          {own_active_.load(std::memory_order_relaxed) ? WireRole::kActive : WireRole::kPassive,
+           own_epoch_.load(std::memory_order_relaxed)},
+          ping);
+      if (channel->call_async(ping, on_pong, &pong).is_ok()) pong.waiting = true;
+      next_ping = now + interval;
+    }
+    if (channel->poll() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+}  // namespace viaduct::cluster

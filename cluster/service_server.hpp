@@ -1,0 +1,90 @@
+// One server instance of a named service: serves clients while active, watches its partner, takes
+// over when the active partner falls silent, steps down when it learns of a newer epoch, and
+// answers name lookups (MC-SQLR over UDP) only while active.
+//
+// Threads: the serving loop (run / run_once) owns the listener, every accepted channel, the
+// lookup responder and the role. The partner monitor runs on its own thread with its own channel
+// to the partner, because connecting to a frozen partner blocks, and that must never stall
+// serving; it hands what it hears to the serving loop through atomics.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cluster/lookup_responder.hpp"
+#include "cluster/partner_protocol.hpp"
+#include "cluster/service_role.hpp"
+#include "transport/channel_server.hpp"
+#include "transport/tunable.hpp"
+
+namespace viaduct::cluster {
+
+namespace tunables {
+extern Tunable partner_ping_interval_ms;
+extern Tunable partner_takeover_after_ms;
+}  // namespace tunables
+
+// A request refused because this instance is not (or no longer) the active one: the client
+// should look up the name again.
+inline constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
+
+struct ServiceConfig {
+  std::string name;
+  Role initial_role = Role::kPassive;
+  std::string listen_uri;   // transport address clients and the partner connect to
+  std::string partner_uri;  // the partner's listen address; empty: no partner
+  std::string lookup_host = "127.0.0.1";
+  std::uint16_t lookup_port = 0;  // 0: any free port
+  bool lookup_enabled = true;
+};
+
+class ServiceServer {
+ public:
+  static Result<std::unique_ptr<ServiceServer>> start(const ServiceConfig& config,
+                                                      transport::RequestHandler* app);
+  ~ServiceServer();
+
+  void run(const std::atomic<bool>& stop);
+  std::size_t run_once();
+  [[nodiscard]] RoleState role() const { return role_; }
+  [[nodiscard]] const transport::Address& address() const { return server_->address(); }
+  [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
+  // Role changes, for logs and tools (called on the serving thread).
+  std::function<void(RoleEvent, const RoleState&)> on_role_change;
+
+ private:
+  class Dispatcher;
+  ServiceServer() = default;
+  void apply(RoleEvent event);
+  void check_role();
+  void monitor_partner();
+  [[nodiscard]] failover::ssrp::InstanceRecord lookup_record() const;
+  bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
+
+  ServiceConfig config_;
+  transport::RequestHandler* app_ = nullptr;
+  RoleState role_;
+  std::unique_ptr<transport::Domain> domain_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<transport::ChannelServer> server_;
+  std::unique_ptr<LookupResponder> responder_;
+  bool yield_on_tie_ = false;
+  std::int64_t started_ns_ = 0;
+  std::uint64_t rounds_ = 0;
+
+  // Written by the monitor thread, read by the serving loop; published/acquired through
+  // partner_heard_ns_ (0: never).
+  std::atomic<std::int64_t> partner_heard_ns_{0};
+  std::atomic<std::uint64_t> partner_epoch_{0};
+  std::atomic<bool> partner_active_{false};
+  // Written by the serving loop, read by the monitor (what its pings announce).
+  std::atomic<std::uint64_t> own_epoch_{0};
+  std::atomic<bool> own_active_{false};
+  std::atomic<bool> stop_monitor_{false};
+  std::thread monitor_;
+};
+
+}  // namespace viaduct::cluster

@@ -1,0 +1,196 @@
+// Active/passive partners as real `viaduct serve` processes on 127.0.0.1, killed (SIGKILL) and
+// frozen (SIGSTOP/SIGCONT); the name lookup and client connections observed from this process.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "cluster/partner_protocol.hpp"
+#include "failover/lookup_client.hpp"
+#include "transport/channel.hpp"
+
+namespace viaduct::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A child process whose stdout lines we can wait for.
+class Proc {
+ public:
+  explicit Proc(std::vector<std::string> args) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    fd_ = out[0];
+    fcntl(fd_, F_SETFL, O_NONBLOCK);
+  }
+  ~Proc() {
+    if (pid_ > 0) {
+      kill(pid_, SIGCONT);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) close(fd_);
+  }
+  void signal(int sig) { kill(pid_, sig); }
+  void kill_hard() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  // Waits until the output contains `text`; returns false after timeout.
+  bool wait_for(const std::string& text, int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      if (out_.find(text) != std::string::npos) return true;
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) > 0) {
+        char buf[512];
+        ssize_t n = read(fd_, buf, sizeof(buf));
+        if (n > 0) out_.append(buf, static_cast<std::size_t>(n));
+        if (n == 0) return out_.find(text) != std::string::npos;
+      }
+    }
+  }
+  const std::string& output() const { return out_; }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+};
+
+struct Pair {
+  std::uint16_t base;
+  std::string a_uri, b_uri;
+  std::uint16_t a_lookup, b_lookup;
+  std::unique_ptr<Proc> a, b;
+
+  Pair() {
+    // Distinct ports per test process (ctest runs tests as separate processes).
+    base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
+    a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
+    b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+    a_lookup = static_cast<std::uint16_t>(base + 2);
+    b_lookup = static_cast<std::uint16_t>(base + 3);
+    a = std::make_unique<Proc>(std::vector<std::string>{
+        VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", a_uri,
+        "--partner", b_uri, "--lookup", "127.0.0.1:" + std::to_string(a_lookup)});
+    b = std::make_unique<Proc>(std::vector<std::string>{
+        VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "passive", "--listen", b_uri,
+        "--partner", a_uri, "--lookup", "127.0.0.1:" + std::to_string(b_lookup)});
+  }
+  std::vector<failover::UdpEndpoint> both() const {
+    return {failover::UdpEndpoint::from("127.0.0.1", a_lookup).value(),
+            failover::UdpEndpoint::from("127.0.0.1", b_lookup).value()};
+  }
+  failover::UdpEndpoint only_a() const {
+    return failover::UdpEndpoint::from("127.0.0.1", a_lookup).value();
+  }
+};
+
+Result<std::unique_ptr<transport::Channel>> connect_client(const std::string& uri,
+                                                           const std::string& name,
+                                                           std::uint64_t epoch,
+                                                           std::string* reject_reason) {
+  auto a = transport::Address::parse(uri).value();
+  static std::unique_ptr<transport::Domain> domain = std::move(transport::Domain::open(a).value());
+  auto hello = encode_hello_app({HelloKind::kClient, epoch, name});
+  transport::ChannelOptions options;
+  options.hello_app = hello;
+  std::vector<std::byte> reason;
+  auto ch = transport::Channel::connect(*domain, a, options, 2000, &reason);
+  if (reject_reason != nullptr) {
+    reject_reason->assign(reinterpret_cast<const char*>(reason.data()), reason.size());
+    auto nul = reject_reason->find('\0');
+    if (nul != std::string::npos) reject_reason->resize(nul);
+  }
+  return ch;
+}
+
+TEST(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000)) << p.b->output();
+  auto answer = failover::lookup("ORDERS", p.both(), 3000);
+  ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
+  EXPECT_EQ(answer->record.tcp_port, p.base);
+  EXPECT_EQ(answer->record.epoch, 1u);
+  std::array<failover::UdpEndpoint, 1> b_only{
+      failover::UdpEndpoint::from("127.0.0.1", p.b_lookup).value()};
+  EXPECT_EQ(failover::lookup("ORDERS", b_only, 300).status().code(), Code::kTimeout);
+  auto ch = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+  ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
+  std::byte buf[8] = {std::byte{1}, std::byte{2}};
+  std::byte out[8] = {};
+  ASSERT_TRUE(ch.value()->call(std::span(buf, 8), std::span(out, 8), 3000).is_ok());
+  EXPECT_EQ(std::memcmp(buf, out, 8), 0);
+  // The passive refuses clients; a wrong name is refused everywhere.
+  std::string reason;
+  EXPECT_FALSE(connect_client(p.b_uri, "ORDERS", 1, &reason).is_ok());
+  EXPECT_EQ(reason, kRejectNotActive);
+  EXPECT_FALSE(connect_client(p.a_uri, "BILLING", 1, &reason).is_ok());
+  EXPECT_EQ(reason, kRejectWrongName);
+}
+
+TEST(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
+  p.a->kill_hard();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  auto answer = failover::lookup("ORDERS", p.both(), 3000);
+  ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
+  EXPECT_EQ(answer->record.tcp_port, p.base + 1);
+  EXPECT_EQ(answer->record.epoch, 2u);
+  auto ch = connect_client(p.b_uri, "ORDERS", 2, nullptr);
+  ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
+  std::byte buf[4] = {std::byte{9}};
+  EXPECT_TRUE(ch.value()->call(std::span(buf, 4), std::span(buf, 4), 3000).is_ok());
+}
+
+TEST(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
+  p.a->signal(SIGSTOP);
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  p.a->signal(SIGCONT);
+  ASSERT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
+  // Never two actives: the old one no longer answers lookups nor accepts clients.
+  std::array<failover::UdpEndpoint, 1> a_only{p.only_a()};
+  EXPECT_EQ(failover::lookup("ORDERS", a_only, 500).status().code(), Code::kTimeout);
+  std::string reason;
+  EXPECT_FALSE(connect_client(p.a_uri, "ORDERS", 2, &reason).is_ok());
+  EXPECT_EQ(reason, kRejectNotActive);
+  auto answer = failover::lookup("ORDERS", p.both(), 3000);
+  ASSERT_TRUE(answer.is_ok());
+  EXPECT_EQ(answer->record.tcp_port, p.base + 1);
+}
+
+}  // namespace
+}  // namespace viaduct::cluster
