@@ -79,8 +79,10 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   std::unique_ptr<ServiceServer> s(new ServiceServer());  // private constructor
   s->config_ = config;
   s->app_ = app;
-  // The configured active starts at epoch 1; a passive learns the epoch from its partner.
-  s->role_ = {config.initial_role, config.initial_role == Role::kActive ? 1u : 0u};
+  // Epoch 1 belongs to the configured active. A passive starts knowing it, so even a takeover
+  // before it has ever heard its partner (partner frozen or dead at start) claims epoch 2 or more
+  // and can never tie with the active it replaces.
+  s->role_ = {config.initial_role, 1};
   s->yield_on_tie_ = config.listen_uri > config.partner_uri;
   auto domain = transport::Domain::open(listen.value());
   if (!domain) return domain.status();
