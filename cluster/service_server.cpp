@@ -13,6 +13,10 @@ Tunable partner_ping_interval_ms("cluster", "partner_ping_interval_ms", 5, 1, 60
 Tunable partner_takeover_after_ms(
     "cluster", "partner_takeover_after_ms", 150, 10, 600000,
     "a passive takes over after hearing nothing from its active partner for this long");
+// Partners rarely start at the same instant: before a passive has ever heard its partner, it
+// waits this long (not partner_takeover_after_ms) before concluding the active is not there.
+Tunable partner_startup_grace_ms("cluster", "partner_startup_grace_ms", 2000, 0, 600000,
+                                 "a passive that never heard its partner waits this long to take over");
 }  // namespace tunables
 
 namespace {
@@ -181,7 +185,9 @@ void ServiceServer::check_role() {
   }
   if (role_.role == Role::kPassive && !config_.partner_uri.empty()) {
     std::int64_t last = heard != 0 ? heard : started_ns_;
-    std::int64_t deadline_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
+    std::int64_t deadline_ns = (heard != 0 ? tunables::partner_takeover_after_ms.get()
+                                           : tunables::partner_startup_grace_ms.get()) *
+                               1'000'000;
     // Only an active partner's silence is a reason to take over.
     bool partner_was_active = heard == 0 || partner_active_.load(std::memory_order_relaxed);
     if (partner_was_active && now_ns() - last > deadline_ns) apply(on_partner_silent(role_));

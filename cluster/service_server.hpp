@@ -25,6 +25,7 @@ namespace viaduct::cluster {
 namespace tunables {
 extern Tunable partner_ping_interval_ms;
 extern Tunable partner_takeover_after_ms;
+extern Tunable partner_startup_grace_ms;
 }  // namespace tunables
 
 // A request refused because this instance is not (or no longer) the active one: the client
