@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "failover/request_header.hpp"
 #include "transport/tunables.hpp"
 
 namespace viaduct::cluster {
@@ -66,7 +67,22 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
       return;
     }
-    owner_->app_->on_request(channel, request);
+    failover::RequestHeader header;
+    if (!failover::decode_request_header(request.payload, &header)) {
+      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
+      return;
+    }
+    if (const auto* cached = owner_->replies_.find(header.client_id, header.seq)) {
+      // Executed before (the answer was lost in a failover): answer again, do not execute again.
+      (void)channel.respond(request.request_id, cached->response, cached->app_status);
+      return;
+    }
+    auto& response = owner_->response_;
+    response.clear();
+    std::uint32_t status =
+        owner_->app_->handle(request.payload.subspan(failover::kRequestHeaderBytes), response);
+    owner_->replies_.store(header.client_id, header.seq, status, response);
+    (void)channel.respond(request.request_id, response, status);
   }
 
  private:
@@ -74,7 +90,7 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
 };
 
 Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig& config,
-                                                            transport::RequestHandler* app) {
+                                                            ServiceHandler* app) {
   if (config.name.empty() || config.name.size() > kMaxServiceNameBytes) {
     return Status(Code::kInvalidArgument, "service name must be 1..31 bytes");
   }

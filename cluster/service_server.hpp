@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cluster/lookup_responder.hpp"
+#include "cluster/reply_cache.hpp"
 #include "cluster/partner_protocol.hpp"
 #include "cluster/service_role.hpp"
 #include "transport/channel_server.hpp"
@@ -31,6 +32,21 @@ extern Tunable partner_startup_grace_ms;
 // A request refused because this instance is not (or no longer) the active one: the client
 // should look up the name again.
 inline constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
+// A request without the 16-byte (client id, sequence) header.
+inline constexpr std::uint32_t kAppStatusBadRequest = 0xFFFF0002u;
+
+// The application's side of a service. Runs on the serving thread; must not block it long (the
+// peers' keep-alive budget). Fills `response`, returns the application's status code.
+class ServiceHandler {
+ public:
+  virtual ~ServiceHandler() = default;
+  virtual std::uint32_t handle(std::span<const std::byte> request,
+                               std::vector<std::byte>& response) = 0;
+};
+
+namespace tunables {
+extern Tunable reply_cache_per_client;
+}  // namespace tunables
 
 struct ServiceConfig {
   std::string name;
@@ -45,7 +61,7 @@ struct ServiceConfig {
 class ServiceServer {
  public:
   static Result<std::unique_ptr<ServiceServer>> start(const ServiceConfig& config,
-                                                      transport::RequestHandler* app);
+                                                      ServiceHandler* app);
   ~ServiceServer();
 
   void run(const std::atomic<bool>& stop);
@@ -66,7 +82,9 @@ class ServiceServer {
   bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
 
   ServiceConfig config_;
-  transport::RequestHandler* app_ = nullptr;
+  ServiceHandler* app_ = nullptr;
+  ReplyCache replies_{1024, 4096};
+  std::vector<std::byte> response_;  // reused: no allocation per request once warm
   RoleState role_;
   std::unique_ptr<transport::Domain> domain_;
   std::unique_ptr<Dispatcher> dispatcher_;

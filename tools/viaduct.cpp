@@ -160,10 +160,11 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
 }
 
 // The built-in service of `viaduct serve`: echoes each request (a stand-in for an application).
-class EchoService final : public vt::RequestHandler {
+class EchoService final : public viaduct::cluster::ServiceHandler {
  public:
-  void on_request(vt::Channel& channel, const vt::IncomingRequest& request) override {
-    (void)channel.respond(request.request_id, request.payload);
+  std::uint32_t handle(std::span<const std::byte> request, std::vector<std::byte>& response) override {
+    response.assign(request.begin(), request.end());
+    return 0;
   }
 };
 

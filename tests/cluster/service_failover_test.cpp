@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cluster/partner_protocol.hpp"
+#include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "transport/channel.hpp"
 
@@ -143,10 +144,18 @@ TEST(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
   EXPECT_EQ(failover::lookup("ORDERS", b_only, 300).status().code(), Code::kTimeout);
   auto ch = connect_client(p.a_uri, "ORDERS", 1, nullptr);
   ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
-  std::byte buf[8] = {std::byte{1}, std::byte{2}};
+  // (client id, seq) header, then the payload the echo service returns.
+  std::byte buf[24] = {std::byte{1}, std::byte{2}};
+  buf[16] = std::byte{0x5a};
   std::byte out[8] = {};
-  ASSERT_TRUE(ch.value()->call(std::span(buf, 8), std::span(out, 8), 3000).is_ok());
-  EXPECT_EQ(std::memcmp(buf, out, 8), 0);
+  auto n = ch.value()->call(std::span(buf, 24), std::span(out, 8), 3000);
+  ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+  EXPECT_EQ(n.value(), 8u);
+  EXPECT_EQ(out[0], std::byte{0x5a});
+  // A request without the header gets a clear status, and the server keeps serving.
+  std::uint32_t app_status = 0;
+  ASSERT_TRUE(ch.value()->call(std::span(buf, 4), std::span(out, 8), 3000, &app_status).is_ok());
+  EXPECT_EQ(app_status, kAppStatusBadRequest);
   // The passive refuses clients; a wrong name is refused everywhere.
   std::string reason;
   EXPECT_FALSE(connect_client(p.b_uri, "ORDERS", 1, &reason).is_ok());
@@ -168,8 +177,8 @@ TEST(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   EXPECT_EQ(answer->record.epoch, 2u);
   auto ch = connect_client(p.b_uri, "ORDERS", 2, nullptr);
   ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
-  std::byte buf[4] = {std::byte{9}};
-  EXPECT_TRUE(ch.value()->call(std::span(buf, 4), std::span(buf, 4), 3000).is_ok());
+  std::byte buf[20] = {std::byte{9}};
+  EXPECT_TRUE(ch.value()->call(std::span(buf, 20), std::span(buf, 20), 3000).is_ok());
 }
 
 TEST(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
