@@ -16,8 +16,9 @@ Tunable partner_takeover_after_ms(
     "a passive takes over after hearing nothing from its active partner for this long");
 // Partners rarely start at the same instant: before a passive has ever heard its partner, it
 // waits this long (not partner_takeover_after_ms) before concluding the active is not there.
-Tunable partner_startup_grace_ms("cluster", "partner_startup_grace_ms", 2000, 0, 600000,
-                                 "a passive that never heard its partner waits this long to take over");
+Tunable partner_startup_grace_ms(
+    "cluster", "partner_startup_grace_ms", 2000, 0, 600000,
+    "a passive that never heard its partner waits this long to take over");
 }  // namespace tunables
 
 namespace {

@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "cluster/lookup_responder.hpp"
-#include "cluster/reply_cache.hpp"
 #include "cluster/partner_protocol.hpp"
+#include "cluster/reply_cache.hpp"
 #include "cluster/service_role.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/tunable.hpp"

@@ -16,6 +16,7 @@
 #include "cluster/partner_protocol.hpp"
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
+#include "failover/session.hpp"
 #include "transport/channel.hpp"
 
 namespace viaduct::cluster {
@@ -199,6 +200,136 @@ TEST(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok());
   EXPECT_EQ(answer->record.tcp_port, p.base + 1);
+}
+
+}  // namespace
+}  // namespace viaduct::cluster
+
+namespace viaduct::cluster {
+namespace {
+
+// A steady async load through a failover::Session; `on_progress(done)` may break things midway.
+struct LoadResult {
+  std::uint64_t answered = 0, errors = 0, wrong = 0, doubled = 0;
+  Status first_error;
+};
+template <typename F>
+LoadResult run_load(failover::Session& session, std::uint64_t total, std::uint32_t depth,
+                    F on_progress) {
+  struct Ctx {
+    LoadResult* result;
+    std::uint64_t seq;
+    int answers = 0;
+  };
+  LoadResult result;
+  std::vector<Ctx> ctx(total);
+  auto on_response = [](void* user, const transport::Response& r) {
+    auto* c = static_cast<Ctx*>(user);
+    if (++c->answers > 1) ++c->result->doubled;
+    if (!r.status) {
+      if (c->result->errors++ == 0) c->result->first_error = r.status;
+      return;
+    }
+    std::uint64_t echoed = 0;
+    if (r.payload.size() == 8) std::memcpy(&echoed, r.payload.data(), 8);
+    if (echoed != c->seq) ++c->result->wrong;
+    ++c->result->answered;
+  };
+  std::uint64_t issued = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (result.answered + result.errors < total && Clock::now() < deadline) {
+    while (issued < total && issued - (result.answered + result.errors) < depth) {
+      ctx[issued] = {&result, issued, 0};
+      std::uint64_t payload = issued;
+      auto bytes = std::as_bytes(std::span(&payload, 1));
+      if (!session.call_async(bytes, on_response, &ctx[issued]).is_ok()) break;
+      ++issued;
+    }
+    session.poll();
+    on_progress(result.answered);
+  }
+  return result;
+}
+
+failover::SessionOptions session_options(const Pair& p) {
+  return {"ORDERS", p.both(), 64};
+}
+
+TEST(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  auto session = failover::Session::open(session_options(p));
+  ASSERT_TRUE(session.is_ok());
+  bool killed = false;
+  auto r = run_load(*session.value(), 6000, 8, [&](std::uint64_t done) {
+    if (!killed && done >= 2000) {
+      p.a->kill_hard();
+      killed = true;
+    }
+  });
+  EXPECT_TRUE(killed);
+  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
+  EXPECT_EQ(r.answered, 6000u);
+  EXPECT_EQ(r.wrong, 0u);
+  EXPECT_EQ(r.doubled, 0u);
+  EXPECT_EQ(session.value()->failovers(), 1u);
+  EXPECT_EQ(session.value()->epoch(), 2u);
+  EXPECT_EQ(session.value()->server(), p.b_uri);
+}
+
+TEST(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  auto session = failover::Session::open(session_options(p));
+  ASSERT_TRUE(session.is_ok());
+  bool frozen = false;
+  auto r = run_load(*session.value(), 6000, 8, [&](std::uint64_t done) {
+    if (!frozen && done >= 2000) {
+      p.a->signal(SIGSTOP);
+      frozen = true;
+    }
+  });
+  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
+  EXPECT_EQ(r.answered, 6000u);
+  EXPECT_EQ(r.wrong + r.doubled, 0u);
+  EXPECT_EQ(session.value()->failovers(), 1u);
+  p.a->signal(SIGCONT);
+  EXPECT_TRUE(p.a->wait_for("stepped-down ORDERS", 10000)) << p.a->output();
+}
+
+TEST(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  auto session = failover::Session::open(session_options(p));
+  ASSERT_TRUE(session.is_ok());
+  std::uint64_t v = 1;
+  std::byte out[8];
+  ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&v, 1)), out).is_ok());
+  p.a->kill_hard();
+  p.b->kill_hard();
+  ASSERT_TRUE(failover::tunables::failover_call_deadline_ms.set(1500).is_ok());
+  auto t0 = Clock::now();
+  auto r = session.value()->call(std::as_bytes(std::span(&v, 1)), out);
+  (void)failover::tunables::failover_call_deadline_ms.set(
+      failover::tunables::failover_call_deadline_ms.default_value());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+  EXPECT_NE(r.status().message().find("no server answers for 'ORDERS'"), std::string::npos)
+      << r.status().to_string();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10));
+  // A server comes back (the old passive's address, as active): the same session carries on.
+  Proc back({VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", p.b_uri,
+             "--lookup", "127.0.0.1:" + std::to_string(p.b_lookup)});
+  ASSERT_TRUE(back.wait_for("serving ORDERS", 5000));
+  v = 42;
+  auto again = session.value()->call(std::as_bytes(std::span(&v, 1)), out);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  std::uint64_t echoed = 0;
+  std::memcpy(&echoed, out, 8);
+  EXPECT_EQ(echoed, 42u);
 }
 
 }  // namespace

@@ -1,0 +1,246 @@
+#include "failover/session.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "failover/request_header.hpp"
+
+namespace viaduct::failover {
+
+namespace tunables {
+Tunable failover_call_deadline_ms("failover", "failover_call_deadline_ms", 5000, 1, 3600000,
+                                  "a call fails with a clear error when no server answers for the "
+                                  "name within this long");
+Tunable failover_connect_timeout_ms("failover", "failover_connect_timeout_ms", 500, 1, 600000,
+                                    "connect timeout to a server named by a lookup answer");
+}  // namespace tunables
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+double ms_between(std::int64_t a, std::int64_t b) {
+  return static_cast<double>(b - a) / 1e6;
+}
+
+// Mirrors cluster/partner_protocol.hpp's hello (failover must not include cluster/): kind u8,
+// epoch u64 LE, name. 'C' = client; the server answers 'A' when active.
+std::vector<std::byte> client_hello(std::uint64_t epoch, const std::string& name) {
+  std::vector<std::byte> out(9 + name.size());
+  out[0] = static_cast<std::byte>('C');
+  transport::store_le<std::uint64_t>(out.data() + 1, epoch);
+  std::memcpy(out.data() + 9, name.data(), name.size());
+  return out;
+}
+
+bool verify_server_hello(std::span<const std::byte> app, const std::string& name,
+                         std::uint64_t min_epoch, std::uint64_t* epoch) {
+  if (app.size() != 9 + name.size() || app[0] != static_cast<std::byte>('A')) return false;
+  if (std::memcmp(app.data() + 9, name.data(), name.size()) != 0) return false;
+  *epoch = transport::load_le<std::uint64_t>(app.data() + 1);
+  return *epoch >= min_epoch;
+}
+
+// Mirrors cluster::kAppStatusNotActive: the server we reached is no longer the active one.
+constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
+
+}  // namespace
+
+Result<std::unique_ptr<Session>> Session::open(SessionOptions options) {
+  if (options.name.empty() || options.name.size() > 31) {
+    return Status(Code::kInvalidArgument, "service name must be 1..31 bytes");
+  }
+  if (options.lookup.empty()) return Status(Code::kInvalidArgument, "no lookup responders given");
+  std::unique_ptr<Session> s(new Session());  // private constructor
+  s->options_ = std::move(options);
+  std::random_device rd;
+  s->client_id_ = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+  s->inflight_.resize(s->options_.max_outstanding);
+  for (std::uint32_t i = s->options_.max_outstanding; i > 0; --i) s->free_.push_back(i - 1);
+  return s;
+}
+
+Session::~Session() = default;
+
+void Session::on_channel_response(void* user, const transport::Response& r) {
+  auto* slot = static_cast<Inflight*>(user);
+  if (!slot->active) return;
+  if (!r.status || r.app_status == kAppStatusNotActive) {
+    // Lost with the connection, or refused by a server that stepped down: re-sent after failover.
+    slot->sent = false;
+    slot->session->broken_ = true;
+    return;
+  }
+  slot->session->finish(*slot, r);
+}
+
+void Session::finish(Inflight& slot, const transport::Response& r) {
+  transport::ResponseFn fn = slot.fn;
+  void* user = slot.user;
+  slot.active = false;
+  free_.push_back(static_cast<std::uint32_t>(&slot - inflight_.data()));
+  --outstanding_;
+  if (fn != nullptr) fn(user, r);
+}
+
+Status Session::send(Inflight& slot) {
+  Status s = channel_->call_async(slot.frame, on_channel_response, &slot);
+  if (s) slot.sent = true;
+  return s;
+}
+
+Status Session::call_async(std::span<const std::byte> request, transport::ResponseFn fn,
+                           void* user) {
+  if (free_.empty()) return {Code::kWouldBlock, "too many requests outstanding"};
+  std::uint32_t index = free_.back();
+  free_.pop_back();
+  Inflight& slot = inflight_[index];
+  slot.session = this;
+  slot.seq = next_seq_++;
+  slot.frame.resize(kRequestHeaderBytes + request.size());
+  encode_request_header({client_id_, slot.seq}, slot.frame.data());
+  if (!request.empty())
+    std::memcpy(slot.frame.data() + kRequestHeaderBytes, request.data(), request.size());
+  slot.fn = fn;
+  slot.user = user;
+  slot.deadline_ns = now_ns() + tunables::failover_call_deadline_ms.get() * 1'000'000;
+  slot.active = true;
+  slot.sent = false;
+  ++outstanding_;
+  if (!broken_ && channel_ && channel_->healthy()) {
+    Status s = send(slot);
+    if (!s && s.code() != Code::kWouldBlock) broken_ = true;
+  }
+  return Status::ok();
+}
+
+std::size_t Session::poll() {
+  std::size_t n = 0;
+  if (channel_ && !broken_) {
+    n = channel_->poll();
+    if (!channel_->healthy()) broken_ = true;
+    // Requests that found the channel busy are sent as room frees up.
+    for (auto& slot : inflight_) {
+      if (broken_) break;
+      if (slot.active && !slot.sent && !send(slot).is_ok()) break;
+    }
+  }
+  if (broken_ && outstanding_ > 0) fail_over();
+  if ((++polls_ & 255) == 0 && outstanding_ > 0) expire(now_ns());
+  return n;
+}
+
+void Session::expire(std::int64_t now) {
+  for (auto& slot : inflight_) {
+    if (slot.active && now > slot.deadline_ns) {
+      transport::Response r;
+      r.status = Status(Code::kTimeout,
+                        "no server answers for '" + options_.name + "' within " +
+                            std::to_string(tunables::failover_call_deadline_ms.get()) + " ms");
+      finish(slot, r);
+    }
+  }
+}
+
+void Session::fail_over() {
+  std::int64_t t0 = now_ns();
+  FailoverTimings timings;
+  if (channel_) {
+    channel_->close();  // pending calls come back failed and are marked for re-sending
+    channel_.reset();
+  }
+  for (auto& slot : inflight_) slot.sent = false;
+  cache_.purge(options_.name);
+  // The earliest deadline among requests in flight bounds how long we keep looking.
+  std::int64_t deadline = INT64_MAX;
+  for (const auto& slot : inflight_) {
+    if (slot.active) deadline = std::min(deadline, slot.deadline_ns);
+  }
+  while (now_ns() < deadline) {
+    auto left_ms = static_cast<int>(std::max<std::int64_t>(1, (deadline - now_ns()) / 1'000'000));
+    std::int64_t l0 = now_ns();
+    ++timings.lookups;
+    auto answer = lookup(options_.name, options_.lookup, left_ms);
+    timings.lookup_ms += ms_between(l0, now_ns());
+    if (!answer) break;  // nobody answers for the name: the requests time out below
+    const auto& rec = answer->record;
+    if (rec.epoch < epoch_seen_) continue;  // a stale (or spoofed) answer: ask again
+    transport::Address address;
+    address.host = rec.server_name;
+    if (rec.tcp_port != 0) {
+      address.backend = transport::BackendKind::kOfiTcp;
+      address.port = rec.tcp_port;
+    } else {
+      address.backend = transport::BackendKind::kVerbs;
+      address.port = rec.via_port;
+    }
+    if (!domain_ || domain_->backend() != address.backend) {
+      auto d = transport::Domain::open(address);
+      if (!d) break;
+      domain_ = std::move(d.value());
+    }
+    auto hello = client_hello(epoch_seen_, options_.name);
+    transport::ChannelOptions copts;
+    copts.hello_app = hello;
+    std::int64_t c0 = now_ns();
+    auto ch = transport::Channel::connect(
+        *domain_, address, copts, static_cast<int>(tunables::failover_connect_timeout_ms.get()));
+    timings.connect_ms += ms_between(c0, now_ns());
+    std::uint64_t epoch = 0;
+    if (!ch ||
+        !verify_server_hello(ch.value()->peer_hello_app(), options_.name, epoch_seen_, &epoch)) {
+      continue;  // refused, unreachable, or not the active for this name: look again
+    }
+    epoch_seen_ = epoch;
+    cache_.put(rec);
+    server_ = address.to_string();
+    channel_ = std::move(ch.value());
+    broken_ = false;
+    for (auto& slot : inflight_) {
+      if (slot.active && send(slot).is_ok()) ++timings.replayed;
+    }
+    if (ever_connected_) {
+      ++failovers_;
+      timings.total_ms = ms_between(t0, now_ns());
+      last_ = timings;
+    }
+    ever_connected_ = true;
+    return;
+  }
+  expire(INT64_MAX);  // nobody took over in time: every waiting request gets the clear error
+}
+
+Result<std::size_t> Session::call(std::span<const std::byte> request, std::span<std::byte> response,
+                                  std::uint32_t* app_status) {
+  struct Sync {
+    bool done = false;
+    Status status;
+    std::size_t length = 0;
+    std::uint32_t app_status = 0;
+    std::span<std::byte> out;
+  } sync;
+  sync.out = response;
+  auto on_done = [](void* user, const transport::Response& r) {
+    auto* s = static_cast<Sync*>(user);
+    s->done = true;
+    s->status = r.status;
+    s->app_status = r.app_status;
+    s->length = r.payload.size();
+    if (r.payload.size() > s->out.size()) {
+      s->status = Status(Code::kResource, "response does not fit the buffer");
+    } else if (!r.payload.empty()) {
+      std::memcpy(s->out.data(), r.payload.data(), r.payload.size());
+    }
+  };
+  VIADUCT_RETURN_IF_ERROR(call_async(request, on_done, &sync));
+  while (!sync.done) poll();
+  if (app_status != nullptr) *app_status = sync.app_status;
+  if (!sync.status) return sync.status;
+  return sync.length;
+}
+
+}  // namespace viaduct::failover

@@ -1,0 +1,96 @@
+// A client's session with a named service: the network access module. The application calls the
+// name; the session finds the active server (MC-SQLR lookup), connects, verifies, and when the
+// connection breaks (completion error, disconnect, missed heartbeats) it looks the name up again,
+// connects to whoever took over, and re-sends every request still in flight — the application sees
+// no error. Requests carry (client id, sequence) so a server that already executed one answers it
+// from its reply cache instead of executing it again.
+//
+// Threading: like a Channel, a Session belongs to one thread; callbacks run inside poll()/call().
+// A failover runs inside poll() and blocks it until a server is found or the deadline passes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "failover/lookup_client.hpp"
+#include "transport/channel.hpp"
+
+namespace viaduct::failover {
+
+namespace tunables {
+extern Tunable failover_call_deadline_ms;
+extern Tunable failover_connect_timeout_ms;
+}  // namespace tunables
+
+struct SessionOptions {
+  std::string name;
+  std::vector<UdpEndpoint> lookup;  // every responder is asked at once
+  std::uint32_t max_outstanding = 256;
+};
+
+// Timings of the last failover, for benchmarks and logs.
+struct FailoverTimings {
+  double lookup_ms = 0;
+  double connect_ms = 0;
+  double total_ms = 0;  // from noticing the failure to having re-sent everything
+  std::uint32_t replayed = 0;
+  std::uint32_t lookups = 0;  // more than 1 when an answer failed verification
+};
+
+class Session {
+ public:
+  static Result<std::unique_ptr<Session>> open(SessionOptions options);
+  ~Session();
+
+  // `fn` runs exactly once per request: with the answer, or with kTimeout once
+  // failover_call_deadline_ms passes without any server answering for the name.
+  Status call_async(std::span<const std::byte> request, transport::ResponseFn fn, void* user);
+  Result<std::size_t> call(std::span<const std::byte> request, std::span<std::byte> response,
+                           std::uint32_t* app_status = nullptr);
+  std::size_t poll();
+
+  [[nodiscard]] std::uint64_t failovers() const { return failovers_; }
+  [[nodiscard]] const FailoverTimings& last_failover() const { return last_; }
+  [[nodiscard]] std::uint64_t epoch() const { return epoch_seen_; }
+  [[nodiscard]] std::string server() const { return server_; }
+  [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
+
+ private:
+  struct Inflight {
+    Session* session = nullptr;
+    std::uint64_t seq = 0;
+    std::vector<std::byte> frame;  // header + payload, kept for re-sending; capacity reused
+    transport::ResponseFn fn = nullptr;
+    void* user = nullptr;
+    std::int64_t deadline_ns = 0;
+    bool active = false;
+    bool sent = false;
+  };
+  Session() = default;
+  static void on_channel_response(void* user, const transport::Response& r);
+  void finish(Inflight& slot, const transport::Response& r);
+  Status send(Inflight& slot);
+  void fail_over();
+  void expire(std::int64_t now);
+
+  SessionOptions options_;
+  std::uint64_t client_id_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t epoch_seen_ = 0;
+  std::string server_;
+  LookupCache cache_;
+  std::vector<Inflight> inflight_;  // fixed size: pointers to slots stay valid
+  std::vector<std::uint32_t> free_;
+  std::size_t outstanding_ = 0;
+  std::unique_ptr<transport::Domain> domain_;
+  std::unique_ptr<transport::Channel> channel_;
+  bool broken_ = true;  // no usable channel yet
+  bool ever_connected_ = false;
+  std::uint64_t failovers_ = 0;
+  FailoverTimings last_;
+  unsigned polls_ = 0;
+};
+
+}  // namespace viaduct::failover
