@@ -45,7 +45,7 @@ perftest_round() {  # tool -> one-way usec (t_typical, the median)
   wait $srv 2>/dev/null || true
 }
 viaduct_round() {  # -> "one_way rtt_p50 rtt_p99" usec (one-way = half the median round trip)
-  local out; out=$(mktemp -p "${VIADUCT_RXEVM_OUT:-/run}")
+  local out; out=$(mktemp -p "${VIADUCT_RXEVM_RUN:-/run}")
   timeout 120 "$VIADUCT" perf server --listen "verbs://$HOST:0" >"$out" 2>/dev/null &
   local srv=$!
   for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
@@ -84,5 +84,7 @@ json=$(printf '{"where": "Soft-RoCE guest (QEMU TCG), one rxe device, %s", "size
   "$HOST" "$SIZE" "$ROUNDS" "$ITER" "$send_med" "$write_med" "$vd_med" "$p50_med" "$p99_med" \
   "$r_send" "$r_write" "$(list "${send[@]}")" "$(list "${write[@]}")" "$(list "${vd[@]}")")
 echo "json: $json"
-[ -n "${VIADUCT_RXEVM_OUT:-}" ] && echo "$json" > "$VIADUCT_RXEVM_OUT/rxe_compare.json"
+# the guest knows its run folder as VIADUCT_RXEVM_RUN
+out=${VIADUCT_RXEVM_RUN:-${VIADUCT_RXEVM_OUT:-}}
+[ -n "$out" ] && echo "$json" > "$out/rxe_compare.json" && echo "json file: $out/rxe_compare.json"
 exit 0
