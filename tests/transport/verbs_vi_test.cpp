@@ -8,6 +8,11 @@
 //                                   (default 10.77.0.2; empty skips that test)
 //   VIADUCT_TEST_VERBS_NETEM_DEV    netdev of the server's side of a wire that tc netem may cut
 //                                   (guest-rxe-up.sh pair: va); empty skips that test
+//   VIADUCT_TEST_VERBS_SERVER_DEV   netdevs of the server's and the client's side of that wire,
+//   VIADUCT_TEST_VERBS_CLIENT_DEV   which the link-down tests set down (pair: va, vb); empty skips
+//   VIADUCT_TEST_VERBS_REWIRE       shell command the link-down tests run first, before any verbs
+//                                   call, to get fresh rxe devices (pair: guest-rxe-up.sh
+//                                   pair-rewire): a link down breaks the device's CM for good
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -858,6 +863,117 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
   std::printf("[ measure  ] netem loss 100%% -> %s after %.1f ms\n",
               c.client->error().to_string().c_str(), detect_ms);
   EXPECT_LT(detect_ms, 3000.0);
+}
+
+// ---- link down (pair topology; the guest run orders these last: they leave the wire cut)
+
+// A link down under a live connection leaves that rxe device's CM deaf, so each link-down test
+// starts on fresh devices. It runs before this process makes any verbs call: rxe devices cannot
+// be deleted while a process holds them open.
+void rewire_before_link_down() {
+  const std::string rewire = env_or("VIADUCT_TEST_VERBS_REWIRE", "");
+  if (!rewire.empty()) ASSERT_EQ(std::system((rewire + " >/dev/null").c_str()), 0) << rewire;
+}
+
+// Connects client (client_host) to server (server_host) with receives posted on the server,
+// sets `dev` down, then keeps probing with one send every 200 ms until the client VI leaves
+// kConnected. Returns the milliseconds from the link down to kConnLost (or < 0: never).
+double link_down_detect_ms(const std::string& dev) {
+  constexpr std::size_t kSlot = 64;
+  std::vector<std::byte> recv_buffer(kSlot * 256);
+  const MemoryRegion* recv_region = nullptr;
+  ViOptions server_options = prepost_receives(recv_buffer, recv_region, kSlot);
+  Connection c;
+  c.server_domain = open_or_die(server_host());
+  c.client_domain = open_or_die(client_host());
+  if (!c.server_domain || !c.client_domain) return -1;
+  auto recv_mr =
+      c.server_domain->register_memory(recv_buffer.data(), recv_buffer.size(), Access::kLocal);
+  EXPECT_TRUE(recv_mr);
+  if (!recv_mr) return -1;
+  recv_region = recv_mr->get();
+  auto listener = c.server_domain->listen(Address{BackendKind::kVerbs, server_host(), 0});
+  EXPECT_TRUE(listener);
+  if (!listener) return -1;
+  c.listener = std::move(listener.value());
+  std::thread server([&] {
+    auto req = c.listener->get_request(kConnectTimeoutMs);
+    if (!req) return;
+    auto vi = (*req)->accept({}, server_options, kConnectTimeoutMs);
+    if (vi) c.server = std::move(vi.value());
+  });
+  auto vi = c.client_domain->connect(c.listener->address(), {}, {}, kConnectTimeoutMs, nullptr);
+  server.join();
+  EXPECT_TRUE(vi) << vi.status().to_string();
+  if (!vi || !c.server) return -1;
+  c.client = std::move(vi.value());
+
+  std::vector<std::byte> probe(kSlot);
+  auto probe_mr = c.client_domain->register_memory(probe.data(), probe.size(), Access::kLocal);
+  EXPECT_TRUE(probe_mr);
+  if (!probe_mr) return -1;
+  std::array<Completion, 16> sink;
+  std::uint64_t probes = 0;
+  auto send_probe = [&] {
+    Descriptor d =
+        Descriptor::single(Opcode::kSend, probes++, probe.data(), kSlot, probe_mr->get());
+    std::size_t bad = 0;
+    return c.client->post_send({&d, 1}, &bad);
+  };
+  // The wire works before the cut.
+  EXPECT_TRUE(send_probe().is_ok());
+  auto done = next_completion(*c.client, 5000);
+  EXPECT_TRUE(done && done->status == CompletionStatus::kSuccess);
+  if (!done || done->status != CompletionStatus::kSuccess) return -1;
+
+  const std::string down = "ip link set " + dev + " down";
+  struct LinkGuard {  // the link comes back whatever happens; the next test rewires the devices
+    std::string up;
+    ~LinkGuard() { (void)std::system(up.c_str()); }
+  } guard{"ip link set " + dev + " up"};
+  EXPECT_EQ(std::system(down.c_str()), 0) << down;
+  auto start = Clock::now();
+  probes = 1;
+  while (c.client->state() == ViState::kConnected && ms_since(start) < 10000) {
+    if (ms_since(start) > 200.0 * static_cast<double>(probes - 1)) (void)send_probe();
+    c.client->cq().poll(sink);
+    if (c.client->state() == ViState::kConnected) (void)c.client->cq().wait(20);
+  }
+  double detect_ms = ms_since(start);
+  EXPECT_EQ(c.client->state(), ViState::kError) << "no CONN_LOST within 10 s of " << down;
+  if (c.client->state() != ViState::kError) return -1;
+  EXPECT_EQ(c.client->error().code(), Code::kConnLost);
+  // Posting on the lost VI is refused, never queued into a dead QP.
+  EXPECT_EQ(send_probe().code(), Code::kConnLost);
+  std::printf("[ measure  ] %s -> %s after %.1f ms (%llu probing sends)\n", down.c_str(),
+              c.client->error().to_string().c_str(), detect_ms,
+              static_cast<unsigned long long>(probes - 1));
+  return detect_ms;
+}
+
+// The client's own link goes down: rxe fails the next send (IBV_WC_LOC_QP_OP_ERR).
+TEST(VerbsVi, LocalLinkDown_NextSendFailsConnLost) {
+  ASSERT_NO_FATAL_FAILURE(rewire_before_link_down());
+  SKIP_WITHOUT_RDMA_DEVICE();
+  const std::string dev = env_or("VIADUCT_TEST_VERBS_CLIENT_DEV", "");
+  if (dev.empty())
+    GTEST_SKIP() << "skipped: needs the pair topology (VIADUCT_TEST_VERBS_CLIENT_DEV)";
+  double detect_ms = link_down_detect_ms(dev);
+  ASSERT_GE(detect_ms, 0.0);
+  EXPECT_LT(detect_ms, 10000.0);
+}
+
+// The server's link goes down: the client learns it from its retries running out
+// (RDMA_CM_EVENT_UNREACHABLE ~3.2 s or IBV_WC_RETRY_EXC_ERR ~3.4 s with ack 14 / retry 6).
+TEST(VerbsVi, RemoteLinkDown_ConnLostWithinBound) {
+  ASSERT_NO_FATAL_FAILURE(rewire_before_link_down());
+  SKIP_WITHOUT_RDMA_DEVICE();
+  const std::string dev = env_or("VIADUCT_TEST_VERBS_SERVER_DEV", "");
+  if (dev.empty())
+    GTEST_SKIP() << "skipped: needs the pair topology (VIADUCT_TEST_VERBS_SERVER_DEV)";
+  double detect_ms = link_down_detect_ms(dev);
+  ASSERT_GE(detect_ms, 0.0);
+  EXPECT_LT(detect_ms, 10000.0);
 }
 
 }  // namespace
