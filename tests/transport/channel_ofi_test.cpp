@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "tests/transport/test_support.hpp"
+#include "transport/ofi/ofi_domain.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
 namespace viaduct::transport {
@@ -41,10 +42,14 @@ class ChannelOnBackend : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     std::string scheme = GetParam();
+    const char* host = std::getenv("VIADUCT_TEST_VERBS_HOST");
+    std::string rdma_host = host != nullptr ? host : "10.77.0.1";
     if (scheme == "verbs") {
       if (!verbs::probe().usable) GTEST_SKIP() << "skipped: no RDMA device";
-      const char* host = std::getenv("VIADUCT_TEST_VERBS_HOST");
-      uri_ = std::string("verbs://") + (host != nullptr ? host : "10.77.0.1") + ":0";
+      uri_ = "verbs://" + rdma_host + ":0";
+    } else if (scheme == "ofi+verbs") {
+      if (!ofi::probe(BackendKind::kOfiVerbs).usable) GTEST_SKIP() << "skipped: no RDMA device";
+      uri_ = "ofi+verbs://" + rdma_host + ":0";
     } else {
       uri_ = "ofi+tcp://127.0.0.1:0";
     }
@@ -327,9 +332,11 @@ TEST_P(ChannelOnBackend, AcrossProcesses_PerfServerAnswersEveryRequest) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ChannelOnBackend, ::testing::Values("ofi+tcp", "verbs"),
+INSTANTIATE_TEST_SUITE_P(Backends, ChannelOnBackend,
+                         ::testing::Values("ofi+tcp", "verbs", "ofi+verbs"),
                          [](const auto& param_info) {
-                           return std::string(param_info.param) == "verbs" ? "verbs" : "ofi_tcp";
+                           std::string p = param_info.param;
+                           return p == "verbs" ? "verbs" : p == "ofi+verbs" ? "ofi_verbs" : "ofi_tcp";
                          });
 
 }  // namespace
