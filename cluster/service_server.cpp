@@ -201,6 +201,11 @@ void ServiceServer::check_role() {
                            partner_epoch_.load(std::memory_order_relaxed), yield_on_tie_));
   }
   if (role_.role == Role::kPassive && !config_.partner_uri.empty()) {
+    if (heard != 0 && partner_refused_ns_.load(std::memory_order_acquire) > heard &&
+        partner_active_.load(std::memory_order_relaxed)) {
+      apply(on_partner_silent(role_));  // a crash, not a hang: no reason to wait
+      return;
+    }
     std::int64_t last = heard != 0 ? heard : started_ns_;
     std::int64_t deadline_ns = (heard != 0 ? tunables::partner_takeover_after_ms.get()
                                            : tunables::partner_startup_grace_ms.get()) *
@@ -260,9 +265,16 @@ void ServiceServer::monitor_partner() {
       auto c = transport::Channel::connect(*domain.value(), partner.value(), options,
                                            static_cast<int>(interval.count() * 10));
       if (!c) {
+        // Refused: no process listens on the partner's port. A frozen partner still has its
+        // listening socket (the kernel completes the handshake) and a cut link times out, so only
+        // a dead process looks like this.
+        if (c.status().code() == Code::kRejected) {
+          partner_refused_ns_.store(now_ns(), std::memory_order_release);
+        }
         std::this_thread::sleep_for(interval);
         continue;
       }
+      partner_refused_ns_.store(0, std::memory_order_release);
       channel = std::move(c.value());
     }
     auto now = std::chrono::steady_clock::now();

@@ -99,6 +99,10 @@ class ServiceServer {
   std::atomic<std::int64_t> partner_heard_ns_{0};
   std::atomic<std::uint64_t> partner_epoch_{0};
   std::atomic<bool> partner_active_{false};
+  // When a connect to the partner was last refused (nothing listens on its port; 0: not since
+  // the last success). Refused *after* the partner was last heard means its process is gone; a
+  // frozen or cut-off partner never looks like this.
+  std::atomic<std::int64_t> partner_refused_ns_{0};
   // Written by the serving loop, read by the monitor (what its pings announce).
   std::atomic<std::uint64_t> own_epoch_{0};
   std::atomic<bool> own_active_{false};

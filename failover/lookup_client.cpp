@@ -9,7 +9,7 @@ namespace viaduct::failover {
 namespace tunables {
 Tunable lookup_timeout_ms("failover", "lookup_timeout_ms", 1000, 1, 600000,
                           "how long a name lookup waits for any responder to answer");
-Tunable lookup_retry_interval_ms("failover", "lookup_retry_interval_ms", 50, 1, 60000,
+Tunable lookup_retry_interval_ms("failover", "lookup_retry_interval_ms", 5, 1, 60000,
                                  "re-send an unanswered lookup this often (UDP may drop it)");
 }  // namespace tunables
 

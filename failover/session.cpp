@@ -149,6 +149,7 @@ void Session::expire(std::int64_t now) {
 void Session::fail_over() {
   std::int64_t t0 = now_ns();
   FailoverTimings timings;
+  timings.noticed_at_ns = t0;
   if (channel_) {
     channel_->close();  // pending calls come back failed and are marked for re-sending
     channel_.reset();

@@ -32,6 +32,7 @@ struct SessionOptions {
 
 // Timings of the last failover, for benchmarks and logs.
 struct FailoverTimings {
+  std::int64_t noticed_at_ns = 0;  // steady_clock time the session noticed the failure
   double lookup_ms = 0;
   double connect_ms = 0;
   double total_ms = 0;  // from noticing the failure to having re-sent everything

@@ -1,4 +1,6 @@
 // `viaduct`: one command, subcommands. Thin: parse arguments, call the library.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -9,6 +11,7 @@
 
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
+#include "tools/bench/failover_bench.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/domain.hpp"
@@ -162,7 +165,8 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
 // The built-in service of `viaduct serve`: echoes each request (a stand-in for an application).
 class EchoService final : public viaduct::cluster::ServiceHandler {
  public:
-  std::uint32_t handle(std::span<const std::byte> request, std::vector<std::byte>& response) override {
+  std::uint32_t handle(std::span<const std::byte> request,
+                       std::vector<std::byte>& response) override {
     response.assign(request.begin(), request.end());
     return 0;
   }
@@ -297,12 +301,34 @@ int main(int argc, char** argv) {
   serve->add_option("--lookup", lookup_bind, "UDP HOST:PORT of the lookup responder, or 'off'")
       ->capture_default_str();
 
+  auto* bench = app.add_subcommand("bench", "benchmarks that drive real processes");
+  bench->require_subcommand(1);
+  bench->fallthrough();
+  auto* bench_failover = bench->add_subcommand(
+      "failover", "active/passive pair, steady stream, active killed or frozen; N trials");
+  viaduct::bench::FailoverBenchOptions fb;
+  bench_failover->add_option("--mode", fb.mode, "kill (SIGKILL) | stop (SIGSTOP)")
+      ->check(CLI::IsMember({"kill", "stop"}))
+      ->capture_default_str();
+  bench_failover->add_option("--trials", fb.trials, "number of failovers")->capture_default_str();
+  bench_failover->add_option("--base-port", fb.base_port, "first of the ports used on 127.0.0.1")
+      ->capture_default_str();
+  bench_failover->add_option("--json", fb.json_path, "write results as JSON to this file");
+  bench_failover->add_option("--plot", fb.plot_path, "write a PNG plot (gnuplot) to this file");
+
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return fail(st);
   }
   if (info->parsed()) return cmd_info(info_json);
+  if (bench_failover->parsed()) {
+    fb.tool = "/proc/self/exe";
+    char self[4096] = {};
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) fb.tool.assign(self, static_cast<std::size_t>(n));
+    return viaduct::bench::run_failover_bench(fb);
+  }
   if (serve->parsed()) {
     serve_config.initial_role =
         role_text == "active" ? viaduct::cluster::Role::kActive : viaduct::cluster::Role::kPassive;

@@ -872,7 +872,9 @@ TEST(VerbsVi, SilentPeerNetemLoss_ConnLostFromRetryExceeded) {
 // be deleted while a process holds them open.
 void rewire_before_link_down() {
   const std::string rewire = env_or("VIADUCT_TEST_VERBS_REWIRE", "");
-  if (!rewire.empty()) ASSERT_EQ(std::system((rewire + " >/dev/null").c_str()), 0) << rewire;
+  if (!rewire.empty()) {
+    ASSERT_EQ(std::system((rewire + " >/dev/null").c_str()), 0) << rewire;
+  }
 }
 
 // Connects client (client_host) to server (server_host) with receives posted on the server,

@@ -201,6 +201,13 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     if (rc == -FI_EAVAIL && !out.empty()) {
       fi_cq_err_entry err{};
       if (fi_cq_readerr(cq_.get(), &err, 0) > 0) {
+        if (err.err == FI_ECANCELED && state_ == ViState::kConnected) {
+          // The provider cancels what was posted when the connection drops under it; the
+          // FI_SHUTDOWN that says so may still be queued on the EQ.
+          check_eq();
+          fail({Code::kConnLost, "connection closed by peer (posted work cancelled)",
+                ConnLostCause::kDisconnected});
+        }
         bool flushed = err.err == FI_ECANCELED || state_ != ViState::kConnected;
         out[0] = {reinterpret_cast<std::uintptr_t>(err.op_context), opcode_from_flags(err.flags),
                   flushed ? CompletionStatus::kFlushed : CompletionStatus::kError, 0, err.err};

@@ -1,0 +1,258 @@
+#include "tools/bench/failover_bench.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "failover/session.hpp"
+
+namespace viaduct::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+class ServeProcess {
+ public:
+  ServeProcess(const std::string& tool, const std::vector<std::string>& args) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      std::vector<std::string> all{tool};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(tool.c_str(), argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    fd_ = out[0];
+  }
+  ~ServeProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGCONT);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) close(fd_);
+  }
+  bool wait_for(const std::string& text, int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (out_.find(text) == std::string::npos) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) > 0) {
+        char buf[512];
+        ssize_t n = read(fd_, buf, sizeof(buf));
+        if (n <= 0) return false;
+        out_.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    return true;
+  }
+  void signal(int sig) const { kill(pid_, sig); }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+};
+
+struct Trial {
+  double stall_ms = 0, detection_ms = 0, lookup_ms = 0, connect_ms = 0, failover_ms = 0;
+  std::uint64_t requests = 0, errors = 0;
+  std::vector<std::pair<double, double>> timeline;  // (ms since failure, request latency ms)
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* why) {
+  int base = o.base_port + (index % 100) * 10;
+  std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
+  std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+  std::string a_lookup = "127.0.0.1:" + std::to_string(base + 2);
+  std::string b_lookup = "127.0.0.1:" + std::to_string(base + 3);
+  ServeProcess a(o.tool, {"serve", "--name", "BENCH", "--role", "active", "--listen", a_uri,
+                          "--partner", b_uri, "--lookup", a_lookup});
+  ServeProcess b(o.tool, {"serve", "--name", "BENCH", "--role", "passive", "--listen", b_uri,
+                          "--partner", a_uri, "--lookup", b_lookup});
+  if (!a.wait_for("serving", 5000) || !b.wait_for("serving", 5000)) {
+    *why = "a server did not start (port " + std::to_string(base) + " busy?)";
+    return false;
+  }
+  // Let the partners exchange pings, so the passive knows the active is alive (else it waits
+  // out the start-up grace instead of the takeover deadline).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  failover::SessionOptions so{"BENCH",
+                              {failover::UdpEndpoint::parse(a_lookup).value(),
+                               failover::UdpEndpoint::parse(b_lookup).value()},
+                              16};
+  auto session = failover::Session::open(so);
+  if (!session) {
+    *why = session.status().to_string();
+    return false;
+  }
+  std::uint64_t payload = 0;
+  std::byte response[8];
+  std::vector<std::pair<std::int64_t, std::int64_t>> done;  // (start, end) of each request
+  done.reserve(1 << 20);
+  std::int64_t failure_ns = 0;
+  std::int64_t stop_ns = 0;
+  std::int64_t start = now_ns();
+  for (;;) {
+    std::int64_t t0 = now_ns();
+    if (failure_ns == 0 && t0 - start > o.before_ms * 1'000'000LL) {
+      a.signal(o.mode == "stop" ? SIGSTOP : SIGKILL);
+      failure_ns = now_ns();
+    }
+    ++payload;
+    auto r = session.value()->call(std::as_bytes(std::span(&payload, 1)), response);
+    std::int64_t t1 = now_ns();
+    if (!r) ++t->errors;
+    done.emplace_back(t0, t1);
+    if (failure_ns != 0 && stop_ns == 0 && session.value()->failovers() > 0) {
+      stop_ns = t1 + o.after_ms * 1'000'000LL;
+    }
+    if (stop_ns != 0 && t1 > stop_ns) break;
+    if (failure_ns != 0 && t1 - failure_ns > 30'000'000'000LL) {
+      *why = "no failover within 30 s";
+      return false;
+    }
+    if (failure_ns == 0 && session.value()->failovers() > 0) {
+      *why = "the session failed over before the active was touched";
+      return false;
+    }
+  }
+  t->requests = done.size();
+  std::int64_t max_gap = 0;
+  for (std::size_t i = 1; i < done.size(); ++i)
+    max_gap = std::max(max_gap, done[i].second - done[i - 1].second);
+  t->stall_ms = static_cast<double>(max_gap) / 1e6;
+  const auto& f = session.value()->last_failover();
+  t->detection_ms = static_cast<double>(f.noticed_at_ns - failure_ns) / 1e6;
+  t->lookup_ms = f.lookup_ms;
+  t->connect_ms = f.connect_ms;
+  t->failover_ms = f.total_ms;
+  for (const auto& [s, e] : done) {
+    t->timeline.emplace_back(static_cast<double>(e - failure_ns) / 1e6,
+                             static_cast<double>(e - s) / 1e6);
+  }
+  return true;
+}
+
+void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
+  std::string dir = o.plot_path + ".data";
+  std::string timeline = dir + ".timeline", stalls = dir + ".stalls";
+  {
+    std::ofstream tl(timeline);
+    for (const auto& [x, y] : trials.front().timeline) {
+      if (x > -50 && x < 1000) tl << x << " " << y << "\n";
+    }
+    std::ofstream st(stalls);
+    std::vector<double> v;
+    for (const auto& t : trials) v.push_back(t.stall_ms);
+    std::sort(v.begin(), v.end());
+    for (std::size_t i = 0; i < v.size(); ++i)
+      st << (100.0 * static_cast<double>(i + 1) / static_cast<double>(v.size())) << " " << v[i]
+         << "\n";
+  }
+  std::string script = dir + ".gp";
+  std::ofstream gp(script);
+  gp << "set terminal png size 1200,500\nset output '" << o.plot_path
+     << "'\nset multiplot layout 1,2\n"
+     << "set title 'Request latency around one failover (" << o.mode << ")'\n"
+     << "set xlabel 'completion time, ms after the failure'\nset ylabel 'request latency, ms'\nset "
+        "logscale y\n"
+     << "plot '" << timeline << "' using 1:2 with points pt 7 ps 0.4 title 'request'\n"
+     << "unset logscale y\nset title 'Stall seen by the application, " << trials.size()
+     << " trials'\n"
+     << "set xlabel 'percent of trials'\nset ylabel 'stall, ms'\n"
+     << "plot '" << stalls
+     << "' using 1:2 with linespoints pt 7 title 'stall (sorted)'\nunset multiplot\n";
+  gp.close();
+  std::string cmd = "gnuplot '" + script + "' 2>&1";
+  if (std::system(cmd.c_str()) != 0) std::cerr << "gnuplot failed (apt-get install gnuplot-nox)\n";
+}
+
+}  // namespace
+
+int run_failover_bench(const FailoverBenchOptions& o) {
+  std::vector<Trial> trials;
+  int failed = 0;
+  for (int i = 0; i < o.trials; ++i) {
+    Trial t;
+    std::string why;
+    if (!run_trial(o, i, &t, &why)) {
+      ++failed;
+      std::cerr << "trial " << i << " failed: " << why << "\n";
+      continue;
+    }
+    std::printf(
+        "trial %2d: stall %8.2f ms  detection %8.2f ms  lookup %6.2f ms  connect %6.2f ms  errors "
+        "%llu\n",
+        i, t.stall_ms, t.detection_ms, t.lookup_ms, t.connect_ms,
+        static_cast<unsigned long long>(t.errors));
+    trials.push_back(std::move(t));
+  }
+  if (trials.empty()) return 1;
+  auto column = [&](auto member) {
+    std::vector<double> v;
+    for (const auto& t : trials) v.push_back(t.*member);
+    return v;
+  };
+  nlohmann::json j{{"mode", o.mode}, {"trials", trials.size()}, {"failed_trials", failed}};
+  std::uint64_t errors = 0;
+  for (const auto& t : trials) errors += t.errors;
+  j["application_errors"] = errors;
+  std::printf("\n%-12s %10s %10s %10s   (%zu trials, %s, application errors: %llu)\n", "", "p50 ms",
+              "p99 ms", "max ms", trials.size(), o.mode.c_str(),
+              static_cast<unsigned long long>(errors));
+  for (auto [name, member] : {std::pair{"stall", &Trial::stall_ms},
+                              {"detection", &Trial::detection_ms},
+                              {"lookup", &Trial::lookup_ms},
+                              {"connect", &Trial::connect_ms},
+                              {"failover", &Trial::failover_ms}}) {
+    auto v = column(member);
+    double p50 = percentile(v, 0.5), p99 = percentile(v, 0.99),
+           mx = *std::max_element(v.begin(), v.end());
+    std::printf("%-12s %10.2f %10.2f %10.2f\n", name, p50, p99, mx);
+    j[name] = {{"p50_ms", p50}, {"p99_ms", p99}, {"max_ms", mx}, {"all_ms", v}};
+  }
+  if (!o.json_path.empty()) {
+    std::ofstream(o.json_path) << j.dump(2) << "\n";
+    std::printf("json: %s\n", o.json_path.c_str());
+  }
+  if (!o.plot_path.empty()) {
+    plot(o, trials);
+    std::printf("plot: %s\n", o.plot_path.c_str());
+  }
+  return (failed == 0 && errors == 0) ? 0 : 1;
+}
+
+}  // namespace viaduct::bench
