@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# The main job: installs and builds what it needs, starts a viaduct server and runs a client load
-# against it over ofi+tcp on 127.0.0.1, printing latency, message rate and bandwidth.
+# The main job: installs and builds what it needs, then on 127.0.0.1 over ofi+tcp
+#  1. measures a server and a client (latency, message rate, bandwidth), and
+#  2. runs the failover demo: an active/passive pair of `viaduct serve`, a steady client load
+#     through a failover session, the active killed (SIGKILL) — five times — printing the stall the
+#     application saw and the number of failed requests (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh >/dev/null
 BUILD=${VIADUCT_BUILD_DIR:-build}
+VIADUCT=$BUILD/tools/viaduct
+
+echo "=== 1. transport: viaduct perf over ofi+tcp"
 out=$(mktemp)
-"$BUILD/tools/viaduct" perf server --listen ofi+tcp://127.0.0.1:0 >"$out" &
+"$VIADUCT" perf server --listen ofi+tcp://127.0.0.1:0 >"$out" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT
 for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
 uri=$(awk '/listening/{print $2}' "$out")
-echo "server: $uri (pid $server)"
-"$BUILD/tools/viaduct" perf client --connect "$uri" --sizes 64,4096,65536 --iterations 20000 --seconds 1
+"$VIADUCT" perf client --connect "$uri" --sizes 64,4096,65536 --iterations 20000 --seconds 1
+kill $server; wait $server 2>/dev/null || true
+
+echo
+echo "=== 2. failover: active killed under load (ofi+tcp, 127.0.0.1)"
+"$VIADUCT" bench failover --mode kill --trials 5 --json "$BUILD/failover-demo.json" \
+  --plot "$BUILD/failover-demo.png"

@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
   freetds-bin                                            # tsql: an independent MC-SQLR client
   perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe)
+  gnuplot-nox                                            # plots of viaduct bench failover
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
