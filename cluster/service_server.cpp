@@ -219,7 +219,8 @@ void ServiceServer::check_role() {
 std::size_t ServiceServer::run_once() {
   std::size_t handled = server_->run_once(0);
   // Lookups and role checks cost a syscall or a clock read: do them every 64 rounds (~µs apart).
-  if ((++rounds_ & 63) == 0) {
+  // A passive naps between rounds (see run), so it checks on every round.
+  if ((++rounds_ & 63) == 0 || role_.role == Role::kPassive) {
     if (responder_) handled += responder_->handle_pending();
     check_role();
   }
@@ -227,7 +228,15 @@ std::size_t ServiceServer::run_once() {
 }
 
 void ServiceServer::run(const std::atomic<bool>& stop) {
-  while (!stop.load(std::memory_order_relaxed)) (void)run_once();
+  while (!stop.load(std::memory_order_relaxed)) {
+    std::size_t handled = run_once();
+    // A passive has only its partner's pings to answer: spinning would steal a core from the
+    // active and its clients on the same machine. Napping 100 us delays a takeover by at most
+    // that much.
+    if (handled == 0 && role_.role == Role::kPassive) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
 }
 
 void ServiceServer::monitor_partner() {

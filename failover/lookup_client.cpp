@@ -9,13 +9,18 @@ namespace viaduct::failover {
 namespace tunables {
 Tunable lookup_timeout_ms("failover", "lookup_timeout_ms", 1000, 1, 600000,
                           "how long a name lookup waits for any responder to answer");
-Tunable lookup_retry_interval_ms("failover", "lookup_retry_interval_ms", 5, 1, 60000,
-                                 "re-send an unanswered lookup this often (UDP may drop it)");
+// During a failover the first lookup often goes out just before the passive takes over, so the
+// first re-send comes quickly; later ones back off (doubling, up to kMaxRetryInterval) so a
+// cluster with nobody answering is not flooded.
+Tunable lookup_retry_interval_ms(
+    "failover", "lookup_retry_interval_ms", 1, 1, 60000,
+    "first re-send of an unanswered lookup (then doubling, up to 50 ms)");
 }  // namespace tunables
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr auto kMaxRetryInterval = std::chrono::milliseconds(50);
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -53,6 +58,7 @@ Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> 
     if (now >= next_send) {
       for (const auto& r : responders) (void)sock->send_to(request, r);
       next_send = now + retry;
+      retry = std::min<std::chrono::milliseconds>(retry * 2, kMaxRetryInterval);
     }
     if (now >= deadline) break;
     auto wait = std::min(deadline, next_send) - now;

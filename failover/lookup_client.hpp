@@ -27,8 +27,8 @@ struct LookupAnswer {
   double elapsed_ms = 0;
 };
 
-// Sends CLNT_UCAST_INST(name) to every responder, re-sending every lookup_retry_interval_ms
-// (UDP may drop), and returns the first answer naming `name` (case-insensitive, as FreeTDS
+// Sends CLNT_UCAST_INST(name) to every responder, re-sending after lookup_retry_interval_ms and
+// then at doubling intervals up to 50 ms (UDP may drop; a takeover may be a moment away), and returns the first answer naming `name` (case-insensitive, as FreeTDS
 // compares). kTimeout with a clear message when nobody answers by the deadline.
 Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> responders,
                             int timeout_ms = 0 /* 0: tunable */);

@@ -307,10 +307,13 @@ int main(int argc, char** argv) {
   auto* bench_failover = bench->add_subcommand(
       "failover", "active/passive pair, steady stream, active killed or frozen; N trials");
   viaduct::bench::FailoverBenchOptions fb;
-  bench_failover->add_option("--mode", fb.mode, "kill (SIGKILL) | stop (SIGSTOP)")
-      ->check(CLI::IsMember({"kill", "stop"}))
+  bench_failover->add_option("--mode", fb.mode,
+                             "kill (SIGKILL) | stop (SIGSTOP) | none (steady run, no failure)")
+      ->check(CLI::IsMember({"kill", "stop", "none"}))
       ->capture_default_str();
   bench_failover->add_option("--trials", fb.trials, "number of failovers")->capture_default_str();
+  bench_failover->add_option("--seconds", fb.seconds, "length of a --mode none run")
+      ->capture_default_str();
   bench_failover->add_option("--base-port", fb.base_port, "first of the ports used on 127.0.0.1")
       ->capture_default_str();
   bench_failover->add_option("--json", fb.json_path, "write results as JSON to this file");

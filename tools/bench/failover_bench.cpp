@@ -72,6 +72,11 @@ class ServeProcess {
     return true;
   }
   void signal(int sig) const { kill(pid_, sig); }
+  // Everything printed so far (reads what is waiting without blocking).
+  const std::string& output() {
+    (void)wait_for("\x01never", 0);
+    return out_;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -200,9 +205,63 @@ void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
   if (std::system(cmd.c_str()) != 0) std::cerr << "gnuplot failed (apt-get install gnuplot-nox)\n";
 }
 
+// A healthy pair under steady load for o.seconds: any takeover is a false one.
+int run_steady(const FailoverBenchOptions& o) {
+  int base = o.base_port;
+  std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
+  std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+  std::string a_lookup = "127.0.0.1:" + std::to_string(base + 2);
+  std::string b_lookup = "127.0.0.1:" + std::to_string(base + 3);
+  ServeProcess a(o.tool, {"serve", "--name", "STEADY", "--role", "active", "--listen", a_uri,
+                          "--partner", b_uri, "--lookup", a_lookup});
+  ServeProcess b(o.tool, {"serve", "--name", "STEADY", "--role", "passive", "--listen", b_uri,
+                          "--partner", a_uri, "--lookup", b_lookup});
+  if (!a.wait_for("serving", 5000) || !b.wait_for("serving", 5000)) return 1;
+  failover::SessionOptions so{"STEADY",
+                              {failover::UdpEndpoint::parse(a_lookup).value(),
+                               failover::UdpEndpoint::parse(b_lookup).value()},
+                              16};
+  auto session = failover::Session::open(so);
+  if (!session) return 1;
+  std::uint64_t payload = 0, requests = 0, errors = 0;
+  std::byte response[8];
+  std::int64_t start = now_ns(), last = start, max_gap = 0;
+  while (now_ns() - start < o.seconds * 1'000'000'000LL) {
+    ++payload;
+    if (!session.value()->call(std::as_bytes(std::span(&payload, 1)), response)) ++errors;
+    std::int64_t t = now_ns();
+    // Gaps count from the first completion: the first call includes the initial lookup.
+    if (requests > 0) max_gap = std::max(max_gap, t - last);
+    last = t;
+    ++requests;
+  }
+  bool false_takeover = b.output().find("took-over") != std::string::npos ||
+                        a.output().find("stepped-down") != std::string::npos;
+  std::printf(
+      "steady run: %d s, %llu requests, %llu errors, longest gap %.2f ms, failovers %llu, "
+      "false takeover: %s\n",
+      o.seconds, static_cast<unsigned long long>(requests), static_cast<unsigned long long>(errors),
+      static_cast<double>(max_gap) / 1e6,
+      static_cast<unsigned long long>(session.value()->failovers()), false_takeover ? "YES" : "no");
+  if (!o.json_path.empty()) {
+    std::ofstream(o.json_path) << nlohmann::json{{"mode", "none"},
+                                                 {"seconds", o.seconds},
+                                                 {"requests", requests},
+                                                 {"errors", errors},
+                                                 {"longest_gap_ms",
+                                                  static_cast<double>(max_gap) / 1e6},
+                                                 {"failovers", session.value()->failovers()},
+                                                 {"false_takeover", false_takeover}}
+                                      .dump(2)
+                               << "\n";
+  }
+  return (errors == 0 && !false_takeover && session.value()->failovers() == 0) ? 0 : 1;
+}
+
 }  // namespace
 
 int run_failover_bench(const FailoverBenchOptions& o) {
+  if (o.mode == "none") return run_steady(o);
   std::vector<Trial> trials;
   int failed = 0;
   for (int i = 0; i < o.trials; ++i) {

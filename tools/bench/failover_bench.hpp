@@ -10,7 +10,8 @@ namespace viaduct::bench {
 
 struct FailoverBenchOptions {
   std::string tool;           // path of the viaduct binary (serve)
-  std::string mode = "kill";  // kill | stop
+  std::string mode = "kill";  // kill | stop | none (steady run: count false takeovers)
+  int seconds = 300;          // length of a --mode none run
   int trials = 20;
   int base_port = 30000;
   int before_ms = 300;  // steady stream before the failure
