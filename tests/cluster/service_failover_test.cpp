@@ -17,6 +17,7 @@
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "failover/session.hpp"
+#include "tools/bench/child_process.hpp"
 #include "transport/channel.hpp"
 
 namespace viaduct::cluster {
@@ -24,65 +25,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A child process whose stdout lines we can wait for.
-class Proc {
- public:
-  explicit Proc(std::vector<std::string> args) {
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    fd_ = out[0];
-    fcntl(fd_, F_SETFL, O_NONBLOCK);
-  }
-  ~Proc() {
-    if (pid_ > 0) {
-      kill(pid_, SIGCONT);
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (fd_ >= 0) close(fd_);
-  }
-  void signal(int sig) { kill(pid_, sig); }
-  void kill_hard() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  // Waits until the output contains `text`; returns false after timeout.
-  bool wait_for(const std::string& text, int timeout_ms) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      if (out_.find(text) != std::string::npos) return true;
-      auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) > 0) {
-        char buf[512];
-        ssize_t n = read(fd_, buf, sizeof(buf));
-        if (n > 0) out_.append(buf, static_cast<std::size_t>(n));
-        if (n == 0) return out_.find(text) != std::string::npos;
-      }
-    }
-  }
-  const std::string& output() const { return out_; }
-
- private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  std::string out_;
-};
+// A child process whose stdout lines we can wait for (shared with the failover bench).
+using Proc = viaduct::bench::ChildProcess;
 
 struct Pair {
   std::uint16_t base;

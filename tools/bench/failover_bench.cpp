@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "failover/session.hpp"
+#include "tools/bench/child_process.hpp"
 
 namespace viaduct::bench {
 namespace {
@@ -26,62 +27,29 @@ std::int64_t now_ns() {
       .count();
 }
 
-class ServeProcess {
- public:
-  ServeProcess(const std::string& tool, const std::vector<std::string>& args) {
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<std::string> all{tool};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(tool.c_str(), argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    fd_ = out[0];
+// An active/passive pair of `viaduct serve` for service `name` on ports base..base+3.
+struct ServePair {
+  std::string a_lookup, b_lookup;
+  std::unique_ptr<ChildProcess> a, b;
+  ServePair(const std::string& tool, const std::string& name, int base) {
+    std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
+    std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+    a_lookup = "127.0.0.1:" + std::to_string(base + 2);
+    b_lookup = "127.0.0.1:" + std::to_string(base + 3);
+    a = std::make_unique<ChildProcess>(
+        std::vector<std::string>{tool, "serve", "--name", name, "--role", "active", "--listen",
+                                 a_uri, "--partner", b_uri, "--lookup", a_lookup});
+    b = std::make_unique<ChildProcess>(
+        std::vector<std::string>{tool, "serve", "--name", name, "--role", "passive", "--listen",
+                                 b_uri, "--partner", a_uri, "--lookup", b_lookup});
   }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGCONT);
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (fd_ >= 0) close(fd_);
+  bool started() { return a->wait_for("serving", 5000) && b->wait_for("serving", 5000); }
+  failover::SessionOptions session_options(const std::string& name) const {
+    return {name,
+            {failover::UdpEndpoint::parse(a_lookup).value(),
+             failover::UdpEndpoint::parse(b_lookup).value()},
+            16};
   }
-  bool wait_for(const std::string& text, int timeout_ms) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (out_.find(text) == std::string::npos) {
-      auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) > 0) {
-        char buf[512];
-        ssize_t n = read(fd_, buf, sizeof(buf));
-        if (n <= 0) return false;
-        out_.append(buf, static_cast<std::size_t>(n));
-      }
-    }
-    return true;
-  }
-  void signal(int sig) const { kill(pid_, sig); }
-  // Everything printed so far (reads what is waiting without blocking).
-  const std::string& output() {
-    (void)wait_for("\x01never", 0);
-    return out_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  std::string out_;
 };
 
 struct Trial {
@@ -99,25 +67,16 @@ double percentile(std::vector<double> v, double p) {
 
 bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* why) {
   int base = o.base_port + (index % 100) * 10;
-  std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
-  std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
-  std::string a_lookup = "127.0.0.1:" + std::to_string(base + 2);
-  std::string b_lookup = "127.0.0.1:" + std::to_string(base + 3);
-  ServeProcess a(o.tool, {"serve", "--name", "BENCH", "--role", "active", "--listen", a_uri,
-                          "--partner", b_uri, "--lookup", a_lookup});
-  ServeProcess b(o.tool, {"serve", "--name", "BENCH", "--role", "passive", "--listen", b_uri,
-                          "--partner", a_uri, "--lookup", b_lookup});
-  if (!a.wait_for("serving", 5000) || !b.wait_for("serving", 5000)) {
+  ServePair pair(o.tool, "BENCH", base);
+  ChildProcess& a = *pair.a;
+  if (!pair.started()) {
     *why = "a server did not start (port " + std::to_string(base) + " busy?)";
     return false;
   }
   // Let the partners exchange pings, so the passive knows the active is alive (else it waits
   // out the start-up grace instead of the takeover deadline).
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  failover::SessionOptions so{"BENCH",
-                              {failover::UdpEndpoint::parse(a_lookup).value(),
-                               failover::UdpEndpoint::parse(b_lookup).value()},
-                              16};
+  failover::SessionOptions so = pair.session_options("BENCH");
   auto session = failover::Session::open(so);
   if (!session) {
     *why = session.status().to_string();
@@ -207,20 +166,9 @@ void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
 
 // A healthy pair under steady load for o.seconds: any takeover is a false one.
 int run_steady(const FailoverBenchOptions& o) {
-  int base = o.base_port;
-  std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
-  std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
-  std::string a_lookup = "127.0.0.1:" + std::to_string(base + 2);
-  std::string b_lookup = "127.0.0.1:" + std::to_string(base + 3);
-  ServeProcess a(o.tool, {"serve", "--name", "STEADY", "--role", "active", "--listen", a_uri,
-                          "--partner", b_uri, "--lookup", a_lookup});
-  ServeProcess b(o.tool, {"serve", "--name", "STEADY", "--role", "passive", "--listen", b_uri,
-                          "--partner", a_uri, "--lookup", b_lookup});
-  if (!a.wait_for("serving", 5000) || !b.wait_for("serving", 5000)) return 1;
-  failover::SessionOptions so{"STEADY",
-                              {failover::UdpEndpoint::parse(a_lookup).value(),
-                               failover::UdpEndpoint::parse(b_lookup).value()},
-                              16};
+  ServePair pair(o.tool, "STEADY", o.base_port);
+  if (!pair.started()) return 1;
+  failover::SessionOptions so = pair.session_options("STEADY");
   auto session = failover::Session::open(so);
   if (!session) return 1;
   std::uint64_t payload = 0, requests = 0, errors = 0;
@@ -235,8 +183,8 @@ int run_steady(const FailoverBenchOptions& o) {
     last = t;
     ++requests;
   }
-  bool false_takeover = b.output().find("took-over") != std::string::npos ||
-                        a.output().find("stepped-down") != std::string::npos;
+  bool false_takeover = pair.b->output().find("took-over") != std::string::npos ||
+                        pair.a->output().find("stepped-down") != std::string::npos;
   std::printf(
       "steady run: %d s, %llu requests, %llu errors, longest gap %.2f ms, failovers %llu, "
       "false takeover: %s\n",

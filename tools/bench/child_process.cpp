@@ -1,0 +1,77 @@
+#include "tools/bench/child_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+
+namespace viaduct::bench {
+
+ChildProcess::ChildProcess(std::vector<std::string> argv) {
+  int out[2];
+  if (pipe(out) != 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    close(out[1]);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  fd_ = out[0];
+  fcntl(fd_, F_SETFL, O_NONBLOCK);
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGCONT);  // a test may have left it frozen
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (fd_ >= 0) close(fd_);
+}
+
+bool ChildProcess::wait_for(const std::string& text, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (out_.find(text) != std::string::npos) return true;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left < 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) <= 0) {
+      if (left == 0) return false;
+      continue;
+    }
+    char buf[512];
+    ssize_t n = read(fd_, buf, sizeof(buf));
+    if (n == 0) return out_.find(text) != std::string::npos;
+    if (n > 0) out_.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+const std::string& ChildProcess::output() {
+  (void)wait_for(std::string(1, '\0'), 0);
+  return out_;
+}
+
+void ChildProcess::signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+void ChildProcess::kill_hard() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+}  // namespace viaduct::bench

@@ -1,0 +1,33 @@
+// A child process (fork/exec) whose stdout lines can be waited for; killed (SIGCONT, then
+// SIGKILL) and reaped when the object dies. Used by the failover bench and the process tests.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace viaduct::bench {
+
+class ChildProcess {
+ public:
+  // argv[0] is the program path.
+  explicit ChildProcess(std::vector<std::string> argv);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Waits until stdout so far contains `text`; false after timeout_ms or if the child closed it.
+  bool wait_for(const std::string& text, int timeout_ms);
+  // Everything printed so far (reads what is waiting, without blocking).
+  const std::string& output();
+  void signal(int sig) const;
+  void kill_hard();  // SIGKILL and reap now
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+};
+
+}  // namespace viaduct::bench
