@@ -1,4 +1,5 @@
 #include "cluster/lookup_responder.hpp"
+#include "transport/clock.hpp"
 
 #include <array>
 #include <cctype>
@@ -19,12 +20,6 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
 }
 
 // Bounds the per-source table: a flood from spoofed sources must not grow it without limit.
@@ -56,7 +51,7 @@ void LookupResponder::set_inactive(const std::string& name) {
 
 bool LookupResponder::admit(const failover::UdpEndpoint& from) {
   double rate = static_cast<double>(tunables::lookup_rate_limit_per_s.get());
-  std::int64_t now = now_ns();
+  std::int64_t now = steady_now_ns();
   if (buckets_.size() >= kMaxTrackedSources) buckets_.clear();
   auto [it, fresh] = buckets_.try_emplace(from.host(), Bucket{rate, now});
   Bucket& b = it->second;

@@ -1,4 +1,5 @@
 #include "cluster/service_server.hpp"
+#include "transport/clock.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -23,15 +24,11 @@ Tunable partner_startup_grace_ms(
 
 namespace {
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
+// Runs per request: the hello was validated by admit(), so its kind byte alone is enough (no
+// decode, no allocation on the serving path).
 bool is_partner_channel(const transport::Channel& c) {
-  auto hello = decode_hello_app(c.peer_hello_app());
-  return hello.is_ok() && hello->kind == HelloKind::kPartner;
+  auto app = c.peer_hello_app();
+  return !app.empty() && app[0] == static_cast<std::byte>(HelloKind::kPartner);
 }
 
 std::vector<std::byte> text_bytes(const char* s) {
@@ -55,7 +52,7 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       }
       owner_->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
       owner_->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
-      owner_->partner_heard_ns_.store(now_ns(), std::memory_order_release);
+      owner_->partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
       owner_->check_role();  // a newer epoch must take effect before anything else is served
       std::array<std::byte, kPingBytes> pong;
       encode_ping({owner_->role_.role == Role::kActive ? WireRole::kActive : WireRole::kPassive,
@@ -129,7 +126,7 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     if (!responder) return responder.status();
     s->responder_ = std::move(responder.value());
   }
-  s->started_ns_ = now_ns();
+  s->started_ns_ = steady_now_ns();
   s->own_epoch_ = s->role_.epoch;
   s->own_active_ = s->role_.role == Role::kActive;
   if (s->role_.role == Role::kActive && s->responder_)
@@ -212,7 +209,7 @@ void ServiceServer::check_role() {
                                1'000'000;
     // Only an active partner's silence is a reason to take over.
     bool partner_was_active = heard == 0 || partner_active_.load(std::memory_order_relaxed);
-    if (partner_was_active && now_ns() - last > deadline_ns) apply(on_partner_silent(role_));
+    if (partner_was_active && steady_now_ns() - last > deadline_ns) apply(on_partner_silent(role_));
   }
 }
 
@@ -258,7 +255,7 @@ void ServiceServer::monitor_partner() {
     if (!ping) return;
     p->owner->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
     p->owner->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
-    p->owner->partner_heard_ns_.store(now_ns(), std::memory_order_release);
+    p->owner->partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
   };
   auto next_ping = std::chrono::steady_clock::now();
   while (!stop_monitor_.load(std::memory_order_relaxed)) {
@@ -278,7 +275,7 @@ void ServiceServer::monitor_partner() {
         // listening socket (the kernel completes the handshake) and a cut link times out, so only
         // a dead process looks like this.
         if (c.status().code() == Code::kRejected) {
-          partner_refused_ns_.store(now_ns(), std::memory_order_release);
+          partner_refused_ns_.store(steady_now_ns(), std::memory_order_release);
         }
         std::this_thread::sleep_for(interval);
         continue;

@@ -1,4 +1,5 @@
 #include "failover/session.hpp"
+#include "transport/clock.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -19,10 +20,6 @@ Tunable failover_connect_timeout_ms("failover", "failover_connect_timeout_ms", 5
 namespace {
 
 using Clock = std::chrono::steady_clock;
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 double ms_between(std::int64_t a, std::int64_t b) {
   return static_cast<double>(b - a) / 1e6;
 }
@@ -71,7 +68,10 @@ void Session::on_channel_response(void* user, const transport::Response& r) {
   if (!slot->active) return;
   if (!r.status || r.app_status == kAppStatusNotActive) {
     // Lost with the connection, or refused by a server that stepped down: re-sent after failover.
-    slot->sent = false;
+    if (slot->sent) {
+      slot->sent = false;
+      ++slot->session->unsent_;
+    }
     slot->session->broken_ = true;
     return;
   }
@@ -81,6 +81,7 @@ void Session::on_channel_response(void* user, const transport::Response& r) {
 void Session::finish(Inflight& slot, const transport::Response& r) {
   transport::ResponseFn fn = slot.fn;
   void* user = slot.user;
+  if (!slot.sent) --unsent_;
   slot.active = false;
   free_.push_back(static_cast<std::uint32_t>(&slot - inflight_.data()));
   --outstanding_;
@@ -89,7 +90,10 @@ void Session::finish(Inflight& slot, const transport::Response& r) {
 
 Status Session::send(Inflight& slot) {
   Status s = channel_->call_async(slot.frame, on_channel_response, &slot);
-  if (s) slot.sent = true;
+  if (s && !slot.sent) {
+    slot.sent = true;
+    --unsent_;
+  }
   return s;
 }
 
@@ -107,9 +111,10 @@ Status Session::call_async(std::span<const std::byte> request, transport::Respon
     std::memcpy(slot.frame.data() + kRequestHeaderBytes, request.data(), request.size());
   slot.fn = fn;
   slot.user = user;
-  slot.deadline_ns = now_ns() + tunables::failover_call_deadline_ms.get() * 1'000'000;
+  slot.deadline_ns = steady_now_ns() + tunables::failover_call_deadline_ms.get() * 1'000'000;
   slot.active = true;
   slot.sent = false;
+  ++unsent_;
   ++outstanding_;
   if (!broken_ && channel_ && channel_->healthy()) {
     Status s = send(slot);
@@ -125,12 +130,12 @@ std::size_t Session::poll() {
     if (!channel_->healthy()) broken_ = true;
     // Requests that found the channel busy are sent as room frees up.
     for (auto& slot : inflight_) {
-      if (broken_) break;
+      if (broken_ || unsent_ == 0) break;
       if (slot.active && !slot.sent && !send(slot).is_ok()) break;
     }
   }
   if (broken_ && outstanding_ > 0) fail_over();
-  if ((++polls_ & 255) == 0 && outstanding_ > 0) expire(now_ns());
+  if ((++polls_ & 255) == 0 && outstanding_ > 0) expire(steady_now_ns());
   return n;
 }
 
@@ -147,26 +152,32 @@ void Session::expire(std::int64_t now) {
 }
 
 void Session::fail_over() {
-  std::int64_t t0 = now_ns();
+  std::int64_t t0 = steady_now_ns();
   FailoverTimings timings;
   timings.noticed_at_ns = t0;
   if (channel_) {
     channel_->close();  // pending calls come back failed and are marked for re-sending
     channel_.reset();
   }
-  for (auto& slot : inflight_) slot.sent = false;
+  for (auto& slot : inflight_) {
+    if (slot.active && slot.sent) {
+      slot.sent = false;
+      ++unsent_;
+    }
+  }
   cache_.purge(options_.name);
   // The earliest deadline among requests in flight bounds how long we keep looking.
   std::int64_t deadline = INT64_MAX;
   for (const auto& slot : inflight_) {
     if (slot.active) deadline = std::min(deadline, slot.deadline_ns);
   }
-  while (now_ns() < deadline) {
-    auto left_ms = static_cast<int>(std::max<std::int64_t>(1, (deadline - now_ns()) / 1'000'000));
-    std::int64_t l0 = now_ns();
+  while (steady_now_ns() < deadline) {
+    auto left_ms =
+        static_cast<int>(std::max<std::int64_t>(1, (deadline - steady_now_ns()) / 1'000'000));
+    std::int64_t l0 = steady_now_ns();
     ++timings.lookups;
     auto answer = lookup(options_.name, options_.lookup, left_ms);
-    timings.lookup_ms += ms_between(l0, now_ns());
+    timings.lookup_ms += ms_between(l0, steady_now_ns());
     if (!answer) break;  // nobody answers for the name: the requests time out below
     const auto& rec = answer->record;
     if (rec.epoch < epoch_seen_) continue;  // a stale (or spoofed) answer: ask again
@@ -187,10 +198,10 @@ void Session::fail_over() {
     auto hello = client_hello(epoch_seen_, options_.name);
     transport::ChannelOptions copts;
     copts.hello_app = hello;
-    std::int64_t c0 = now_ns();
+    std::int64_t c0 = steady_now_ns();
     auto ch = transport::Channel::connect(
         *domain_, address, copts, static_cast<int>(tunables::failover_connect_timeout_ms.get()));
-    timings.connect_ms += ms_between(c0, now_ns());
+    timings.connect_ms += ms_between(c0, steady_now_ns());
     std::uint64_t epoch = 0;
     if (!ch ||
         !verify_server_hello(ch.value()->peer_hello_app(), options_.name, epoch_seen_, &epoch)) {
@@ -206,7 +217,7 @@ void Session::fail_over() {
     }
     if (ever_connected_) {
       ++failovers_;
-      timings.total_ms = ms_between(t0, now_ns());
+      timings.total_ms = ms_between(t0, steady_now_ns());
       last_ = timings;
     }
     ever_connected_ = true;
@@ -217,31 +228,11 @@ void Session::fail_over() {
 
 Result<std::size_t> Session::call(std::span<const std::byte> request, std::span<std::byte> response,
                                   std::uint32_t* app_status) {
-  struct Sync {
-    bool done = false;
-    Status status;
-    std::size_t length = 0;
-    std::uint32_t app_status = 0;
-    std::span<std::byte> out;
-  } sync;
+  transport::SyncCall sync;
   sync.out = response;
-  auto on_done = [](void* user, const transport::Response& r) {
-    auto* s = static_cast<Sync*>(user);
-    s->done = true;
-    s->status = r.status;
-    s->app_status = r.app_status;
-    s->length = r.payload.size();
-    if (r.payload.size() > s->out.size()) {
-      s->status = Status(Code::kResource, "response does not fit the buffer");
-    } else if (!r.payload.empty()) {
-      std::memcpy(s->out.data(), r.payload.data(), r.payload.size());
-    }
-  };
-  VIADUCT_RETURN_IF_ERROR(call_async(request, on_done, &sync));
+  VIADUCT_RETURN_IF_ERROR(call_async(request, transport::SyncCall::on_response, &sync));
   while (!sync.done) poll();
-  if (app_status != nullptr) *app_status = sync.app_status;
-  if (!sync.status) return sync.status;
-  return sync.length;
+  return sync.result(app_status);
 }
 
 }  // namespace viaduct::failover

@@ -85,6 +85,7 @@ class Session {
   std::vector<Inflight> inflight_;  // fixed size: pointers to slots stay valid
   std::vector<std::uint32_t> free_;
   std::size_t outstanding_ = 0;
+  std::size_t unsent_ = 0;  // active slots with sent == false: poll() scans only when non-zero
   std::unique_ptr<transport::Domain> domain_;
   std::unique_ptr<transport::Channel> channel_;
   bool broken_ = true;  // no usable channel yet

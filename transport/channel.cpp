@@ -1,4 +1,5 @@
 #include "transport/channel.hpp"
+#include "transport/clock.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -37,12 +38,6 @@ Tunable channel_keepalive_min_bandwidth_mbps(
 namespace {
 
 constexpr unsigned kLivenessCheckEveryPolls = 256;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Completion contexts: the top bits say which kind of buffer, the rest its index.
 constexpr std::uint64_t kTagShift = 60;
@@ -91,7 +86,7 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
   keepalive_interval_ns_ = tunables::channel_keepalive_interval_ms.get() * 1'000'000;
   keepalive_missed_limit_ = tunables::channel_keepalive_missed_limit.get();
   keepalive_floor_bytes_per_ms_ = tunables::channel_keepalive_min_bandwidth_mbps.get() * 1000;
-  last_heard_ns_ = last_spoke_ns_ = now_ns();
+  last_heard_ns_ = last_spoke_ns_ = steady_now_ns();
   if (options.hello_app.size() > kMaxHelloAppBytes) {
     return {Code::kInvalidArgument, "hello application data over 40 bytes"};
   }
@@ -368,33 +363,13 @@ Status Channel::respond(std::uint64_t request_id, std::span<const std::byte> pay
 
 Result<std::size_t> Channel::call(std::span<const std::byte> request, std::span<std::byte> response,
                                   int timeout_ms, std::uint32_t* app_status) {
-  struct SyncCall {
-    bool done = false;
-    Status status;
-    std::size_t length = 0;
-    std::uint32_t app_status = 0;
-    std::span<std::byte> out;
-  } sync;
+  SyncCall sync;
   sync.out = response;
-  auto on_response = [](void* user, const Response& r) {
-    auto* s = static_cast<SyncCall*>(user);
-    s->done = true;
-    s->status = r.status;
-    s->app_status = r.app_status;
-    s->length = r.payload.size();
-    if (r.payload.size() > s->out.size()) {
-      s->status = Status(Code::kResource, "response of " + std::to_string(r.payload.size()) +
-                                              " bytes does not fit the " +
-                                              std::to_string(s->out.size()) + "-byte buffer");
-    } else if (!r.payload.empty()) {
-      std::memcpy(s->out.data(), r.payload.data(), r.payload.size());
-    }
-  };
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   std::uint64_t id = 0;
   for (;;) {
-    Status s = call_async(request, on_response, &sync, &id);
+    Status s = call_async(request, SyncCall::on_response, &sync, &id);
     if (s) break;
     if (s.code() != Code::kWouldBlock) return s;
     if (poll() == 0 && Clock::now() > deadline) return Status(Code::kTimeout, "no request slot");
@@ -420,9 +395,28 @@ Result<std::size_t> Channel::call(std::span<const std::byte> request, std::span<
       (void)wait(static_cast<int>(std::max<std::int64_t>(1, left)));
     }
   }
-  if (app_status != nullptr) *app_status = sync.app_status;
-  if (!sync.status) return sync.status;
-  return sync.length;
+  return sync.result(app_status);
+}
+
+void SyncCall::on_response(void* user, const Response& r) {
+  auto* s = static_cast<SyncCall*>(user);
+  s->done = true;
+  s->status = r.status;
+  s->app_status = r.app_status;
+  s->length = r.payload.size();
+  if (r.payload.size() > s->out.size()) {
+    s->status = Status(Code::kResource, "response of " + std::to_string(r.payload.size()) +
+                                            " bytes does not fit the " +
+                                            std::to_string(s->out.size()) + "-byte buffer");
+  } else if (!r.payload.empty()) {
+    std::memcpy(s->out.data(), r.payload.data(), r.payload.size());
+  }
+}
+
+Result<std::size_t> SyncCall::result(std::uint32_t* app_status_out) const {
+  if (app_status_out != nullptr) *app_status_out = app_status;
+  if (!status) return status;
+  return length;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,7 +451,7 @@ Status Channel::wait(int timeout_ms) {
 void Channel::check_liveness() {
   polls_since_check_ = 0;
   if (keepalive_interval_ns_ == 0 || !error_.is_ok() || !vi_) return;
-  std::int64_t now = now_ns();
+  std::int64_t now = steady_now_ns();
   if (frames_received_ != seen_received_) {
     seen_received_ = frames_received_;
     last_heard_ns_ = now;

@@ -58,6 +58,19 @@ struct Response {
 };
 using ResponseFn = void (*)(void* user, const Response& response);
 
+// The waiting side of a synchronous call: pass &sync with SyncCall::on_response as the callback,
+// progress until `done`, then take result(). Copies the answer into `out`.
+struct SyncCall {
+  bool done = false;
+  Status status;
+  std::size_t length = 0;
+  std::uint32_t app_status = 0;
+  std::span<std::byte> out;
+
+  static void on_response(void* user, const Response& response);
+  Result<std::size_t> result(std::uint32_t* app_status_out) const;
+};
+
 struct IncomingRequest {
   std::uint64_t request_id = 0;
   std::span<const std::byte> payload;  // valid only during on_request: copy to keep

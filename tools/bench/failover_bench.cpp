@@ -1,4 +1,5 @@
 #include "tools/bench/failover_bench.hpp"
+#include "transport/clock.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -22,10 +23,6 @@ namespace viaduct::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 
 // An active/passive pair of `viaduct serve` for service `name` on ports base..base+3.
 struct ServePair {
@@ -88,16 +85,16 @@ bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* 
   done.reserve(1 << 20);
   std::int64_t failure_ns = 0;
   std::int64_t stop_ns = 0;
-  std::int64_t start = now_ns();
+  std::int64_t start = steady_now_ns();
   for (;;) {
-    std::int64_t t0 = now_ns();
+    std::int64_t t0 = steady_now_ns();
     if (failure_ns == 0 && t0 - start > o.before_ms * 1'000'000LL) {
       a.signal(o.mode == "stop" ? SIGSTOP : SIGKILL);
-      failure_ns = now_ns();
+      failure_ns = steady_now_ns();
     }
     ++payload;
     auto r = session.value()->call(std::as_bytes(std::span(&payload, 1)), response);
-    std::int64_t t1 = now_ns();
+    std::int64_t t1 = steady_now_ns();
     if (!r) ++t->errors;
     done.emplace_back(t0, t1);
     if (failure_ns != 0 && stop_ns == 0 && session.value()->failovers() > 0) {
@@ -173,11 +170,11 @@ int run_steady(const FailoverBenchOptions& o) {
   if (!session) return 1;
   std::uint64_t payload = 0, requests = 0, errors = 0;
   std::byte response[8];
-  std::int64_t start = now_ns(), last = start, max_gap = 0;
-  while (now_ns() - start < o.seconds * 1'000'000'000LL) {
+  std::int64_t start = steady_now_ns(), last = start, max_gap = 0;
+  while (steady_now_ns() - start < o.seconds * 1'000'000'000LL) {
     ++payload;
     if (!session.value()->call(std::as_bytes(std::span(&payload, 1)), response)) ++errors;
-    std::int64_t t = now_ns();
+    std::int64_t t = steady_now_ns();
     // Gaps count from the first completion: the first call includes the initial lookup.
     if (requests > 0) max_gap = std::max(max_gap, t - last);
     last = t;
