@@ -1,10 +1,15 @@
 #include "cluster/service_server.hpp"
 #include "transport/clock.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "failover/request_header.hpp"
+#include "transport/polite_spin.hpp"
 #include "transport/tunables.hpp"
 
 namespace viaduct::cluster {
@@ -13,7 +18,7 @@ namespace tunables {
 Tunable partner_ping_interval_ms("cluster", "partner_ping_interval_ms", 5, 1, 60000,
                                  "how often partners ping each other (role and epoch)");
 Tunable partner_takeover_after_ms(
-    "cluster", "partner_takeover_after_ms", 150, 10, 600000,
+    "cluster", "partner_takeover_after_ms", 30, 10, 600000,
     "a passive takes over after hearing nothing from its active partner for this long");
 // Partners rarely start at the same instant: before a passive has ever heard its partner, it
 // waits this long (not partner_takeover_after_ms) before concluding the active is not there.
@@ -107,7 +112,9 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   s->domain_ = std::move(domain.value());
   s->dispatcher_ = std::make_unique<Dispatcher>(s.get());
   transport::ChannelServerOptions options;
-  options.busy_poll = true;
+  // A passive leaves the CPU to the active and its clients (often on the same machine) until it
+  // takes over; then it busy-polls like any active.
+  options.busy_poll = config.initial_role == Role::kActive;
   options.admit = [raw = s.get()](std::span<const std::byte> app_bytes,
                                   std::vector<std::byte>* reason) {
     return raw->admit(app_bytes, reason);
@@ -121,6 +128,9 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
                                                  std::move(options));
   if (!server) return server.status();
   s->server_ = std::move(server.value());
+  s->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->wake_fd_ < 0) return Status(Code::kResource, "eventfd");
+  s->server_->add_wake_fd(s->wake_fd_);
   if (config.lookup_enabled) {
     auto responder = LookupResponder::bind(config.lookup_host, config.lookup_port);
     if (!responder) return responder.status();
@@ -139,6 +149,13 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
 ServiceServer::~ServiceServer() {
   stop_monitor_ = true;
   if (monitor_.joinable()) monitor_.join();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void ServiceServer::partner_gone() {
+  partner_refused_ns_.store(steady_now_ns(), std::memory_order_release);
+  std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
 failover::ssrp::InstanceRecord ServiceServer::lookup_record() const {
@@ -182,10 +199,12 @@ void ServiceServer::apply(RoleEvent event) {
   own_active_.store(role_.role == Role::kActive, std::memory_order_relaxed);
   if (event == RoleEvent::kNone) return;
   if (event == RoleEvent::kTookOver) {
+    server_->set_busy_poll(true);
     if (responder_) responder_->set_active(lookup_record());
   } else {
     // Stepped down: stop answering lookups and drop every client, so they look again.
     if (responder_) responder_->set_inactive(config_.name);
+    server_->set_busy_poll(false);
     server_->close_if([](const transport::Channel& c) { return !is_partner_channel(c); });
   }
   if (on_role_change) on_role_change(event, role_);
@@ -213,11 +232,16 @@ void ServiceServer::check_role() {
   }
 }
 
-std::size_t ServiceServer::run_once() {
-  std::size_t handled = server_->run_once(0);
+std::size_t ServiceServer::run_once(int passive_timeout_ms) {
+  bool passive = role_.role == Role::kPassive;
+  std::size_t handled = server_->run_once(passive ? passive_timeout_ms : 0);
+  if (passive) {
+    std::uint64_t drained = 0;
+    (void)!::read(wake_fd_, &drained, sizeof(drained));
+  }
   // Lookups and role checks cost a syscall or a clock read: do them every 64 rounds (~µs apart).
-  // A passive naps between rounds (see run), so it checks on every round.
-  if ((++rounds_ & 63) == 0 || role_.role == Role::kPassive) {
+  // A passive blocks between rounds, so it checks on every round.
+  if ((++rounds_ & 63) == 0 || passive) {
     if (responder_) handled += responder_->handle_pending();
     check_role();
   }
@@ -225,14 +249,11 @@ std::size_t ServiceServer::run_once() {
 }
 
 void ServiceServer::run(const std::atomic<bool>& stop) {
+  PoliteSpin spin;
   while (!stop.load(std::memory_order_relaxed)) {
-    std::size_t handled = run_once();
-    // A passive has only its partner's pings to answer: spinning would steal a core from the
-    // active and its clients on the same machine. Napping 100 us delays a takeover by at most
-    // that much.
-    if (handled == 0 && role_.role == Role::kPassive) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
+    // A passive has only its partner's pings to answer: it blocks (2 ms at most, for its
+    // takeover deadline) instead of taking a core from the active and its clients.
+    spin.after_poll(run_once(/*passive_timeout_ms=*/2));
   }
 }
 
@@ -258,15 +279,28 @@ void ServiceServer::monitor_partner() {
     p->owner->partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
   };
   auto next_ping = std::chrono::steady_clock::now();
+  auto retry = interval;
   while (!stop_monitor_.load(std::memory_order_relaxed)) {
-    if (!channel || !channel->healthy()) {
+    if (channel && !channel->healthy()) {
+      // The partner closed our connection (FIN or RST from its kernel): its process died or is
+      // shutting down. A frozen partner keeps its sockets open and a cut link closes nothing, so
+      // this is as good as a refused connect, and a crash is taken over without another round.
+      if (channel->error().cause() == ConnLostCause::kDisconnected &&
+          partner_heard_ns_.load(std::memory_order_acquire) != 0) {
+        partner_gone();
+      }
       channel.reset();
+    }
+    if (!channel) {
       pong.waiting = false;
       auto hello = encode_hello_app(
           {HelloKind::kPartner, own_epoch_.load(std::memory_order_relaxed), config_.name});
       transport::ChannelOptions options;
       options.hello_app = hello;
       options.recv_slots = 8;
+      // Blocks on the CQ's and EQ's fds between pings: no CPU taken from the serving loop, and
+      // a disconnect still wakes it at once.
+      options.busy_poll = false;
       // Short: a frozen partner accepts TCP in the kernel but never answers the handshake.
       auto c = transport::Channel::connect(*domain.value(), partner.value(), options,
                                            static_cast<int>(interval.count() * 10));
@@ -274,12 +308,15 @@ void ServiceServer::monitor_partner() {
         // Refused: no process listens on the partner's port. A frozen partner still has its
         // listening socket (the kernel completes the handshake) and a cut link times out, so only
         // a dead process looks like this.
-        if (c.status().code() == Code::kRejected) {
-          partner_refused_ns_.store(steady_now_ns(), std::memory_order_release);
-        }
-        std::this_thread::sleep_for(interval);
+        if (c.status().code() == Code::kRejected) partner_gone();
+        // Each attempt builds an endpoint and registers its buffers: retrying a gone partner
+        // every interval would take CPU from the serving loop just when it took over. Back off
+        // up to 20 intervals (100 ms by default) between attempts.
+        std::this_thread::sleep_for(retry);
+        retry = std::min(retry * 2, interval * 20);
         continue;
       }
+      retry = interval;
       partner_refused_ns_.store(0, std::memory_order_release);
       channel = std::move(c.value());
     }
@@ -293,7 +330,12 @@ void ServiceServer::monitor_partner() {
       if (channel->call_async(ping, on_pong, &pong).is_ok()) pong.waiting = true;
       next_ping = now + interval;
     }
-    if (channel->poll() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (channel->poll() == 0) {
+      auto until_ping = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            next_ping - std::chrono::steady_clock::now())
+                            .count();
+      (void)channel->wait(static_cast<int>(std::clamp<std::int64_t>(until_ping, 1, 1000)));
+    }
   }
 }
 

@@ -65,7 +65,9 @@ class ServiceServer {
   ~ServiceServer();
 
   void run(const std::atomic<bool>& stop);
-  std::size_t run_once();
+  // One round. An active busy-polls (timeout 0); a passive may block up to timeout_ms (its
+  // partner's pings, a connection, or the monitor's news of a dead partner end the wait).
+  std::size_t run_once(int passive_timeout_ms = 0);
   [[nodiscard]] RoleState role() const { return role_; }
   [[nodiscard]] const transport::Address& address() const { return server_->address(); }
   [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
@@ -78,6 +80,7 @@ class ServiceServer {
   void apply(RoleEvent event);
   void check_role();
   void monitor_partner();
+  void partner_gone();  // monitor thread: the partner's process is gone
   [[nodiscard]] failover::ssrp::InstanceRecord lookup_record() const;
   bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
 
@@ -107,6 +110,9 @@ class ServiceServer {
   std::atomic<std::uint64_t> own_epoch_{0};
   std::atomic<bool> own_active_{false};
   std::atomic<bool> stop_monitor_{false};
+  // Written by the monitor when it learns the partner's process is gone, so a blocked passive
+  // loop wakes up and takes over at once.
+  int wake_fd_ = -1;
   std::thread monitor_;
 };
 

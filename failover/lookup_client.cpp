@@ -3,29 +3,34 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <poll.h>
+
+#include "transport/clock.hpp"
 
 namespace viaduct::failover {
 
 namespace tunables {
 Tunable lookup_timeout_ms("failover", "lookup_timeout_ms", 1000, 1, 600000,
                           "how long a name lookup waits for any responder to answer");
-// During a failover the first lookup often goes out just before the passive takes over, so the
-// first re-send comes quickly; later ones back off (doubling, up to kMaxRetryInterval) so a
-// cluster with nobody answering is not flooded.
-Tunable lookup_retry_interval_ms(
-    "failover", "lookup_retry_interval_ms", 1, 1, 60000,
-    "first re-send of an unanswered lookup (then doubling, up to 50 ms)");
+Tunable lookup_retry_interval_us(
+    "failover", "lookup_retry_interval_us", 250, 10, 60'000'000,
+    "re-send interval of an unanswered lookup for its first 50 ms (then doubling, up to 50 ms)");
 }  // namespace tunables
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr auto kFastRetryWindow = std::chrono::milliseconds(50);
 constexpr auto kMaxRetryInterval = std::chrono::milliseconds(50);
 
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && lower(a) == lower(b);
 }
 
 Result<UdpSocket> client_socket(std::span<const UdpEndpoint> responders) {
@@ -38,48 +43,71 @@ Result<UdpSocket> client_socket(std::span<const UdpEndpoint> responders) {
 
 }  // namespace
 
+Result<LookupProbe> LookupProbe::open(std::span<const UdpEndpoint> responders) {
+  auto sock = client_socket(responders);
+  if (!sock) return sock.status();
+  LookupProbe probe;
+  probe.socket_ = std::move(sock.value());
+  probe.responders_.assign(responders.begin(), responders.end());
+  return probe;
+}
+
+void LookupProbe::send(std::string_view name) {
+  auto request = ssrp::encode_request({ssrp::MessageType::kClientUnicastInst, std::string(name)});
+  if (sent_ns_ == 0) sent_ns_ = steady_now_ns();
+  // A responder that is down or unreachable must not keep the others from being asked.
+  for (const auto& r : responders_) (void)socket_.send_to(request, r);
+}
+
+std::optional<LookupAnswer> LookupProbe::receive(std::string_view name) {
+  // Big enough for any datagram: a longer one would be truncated, and a truncated answer is
+  // never valid.
+  std::array<std::byte, 65536> buffer;
+  UdpEndpoint from;
+  for (;;) {
+    auto n = socket_.receive(buffer, &from);
+    if (!n || n.value() == 0) return std::nullopt;
+    auto records = ssrp::decode_response({buffer.data(), n.value()});
+    if (!records) continue;  // garbage or a spoofing attempt: ignore, keep waiting
+    for (auto& rec : records.value()) {
+      if (!same_name(rec.instance_name, name)) continue;
+      double elapsed = static_cast<double>(steady_now_ns() - sent_ns_) / 1e6;
+      sent_ns_ = 0;
+      return LookupAnswer{std::move(rec), from, elapsed};
+    }
+  }
+}
+
 Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> responders,
                             int timeout_ms) {
   if (name.empty() || name.size() > ssrp::kMaxInstanceNameBytes) {
     return Status(Code::kInvalidArgument, "service name must be 1..32 bytes");
   }
   if (timeout_ms == 0) timeout_ms = static_cast<int>(tunables::lookup_timeout_ms.get());
-  auto sock = client_socket(responders);
-  if (!sock) return sock.status();
-  auto request = ssrp::encode_request({ssrp::MessageType::kClientUnicastInst, std::string(name)});
-  std::string wanted = lower(name);
+  auto probe = LookupProbe::open(responders);
+  if (!probe) return probe.status();
   auto start = Clock::now();
   auto deadline = start + std::chrono::milliseconds(timeout_ms);
-  auto retry = std::chrono::milliseconds(tunables::lookup_retry_interval_ms.get());
+  auto retry = std::chrono::microseconds(tunables::lookup_retry_interval_us.get());
   auto next_send = start;
-  std::array<std::byte, 70000> buffer;
   for (;;) {
     auto now = Clock::now();
     if (now >= next_send) {
-      for (const auto& r : responders) (void)sock->send_to(request, r);
+      probe->send(name);
       next_send = now + retry;
-      retry = std::min<std::chrono::milliseconds>(retry * 2, kMaxRetryInterval);
-    }
-    if (now >= deadline) break;
-    auto wait = std::min(deadline, next_send) - now;
-    if (!sock->wait_readable(static_cast<int>(std::max<std::int64_t>(
-            1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count())))) {
-      continue;
-    }
-    UdpEndpoint from;
-    for (;;) {
-      auto n = sock->receive(buffer, &from);
-      if (!n || n.value() == 0) break;
-      if (n.value() > buffer.size()) continue;  // truncated: not a valid answer
-      auto records = ssrp::decode_response({buffer.data(), n.value()});
-      if (!records) continue;  // garbage or spoofing attempt: ignore, keep waiting
-      for (auto& rec : records.value()) {
-        if (lower(rec.instance_name) != wanted) continue;
-        LookupAnswer a{std::move(rec), from,
-                       std::chrono::duration<double, std::milli>(Clock::now() - start).count()};
-        return a;
+      if (now - start >= kFastRetryWindow) {
+        retry = std::min<std::chrono::microseconds>(retry * 2, kMaxRetryInterval);
       }
     }
+    if (now >= deadline) break;
+    auto wait_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::min(deadline, next_send) - now)
+                       .count();
+    pollfd p{probe->fd(), POLLIN, 0};
+    timespec ts{static_cast<time_t>(wait_us / 1'000'000),
+                static_cast<long>((wait_us % 1'000'000) * 1000)};
+    if (ppoll(&p, 1, &ts, nullptr) <= 0) continue;
+    if (auto answer = probe->receive(name)) return std::move(*answer);
   }
   return Status(Code::kTimeout, "no server answers for '" + std::string(name) + "' within " +
                                     std::to_string(timeout_ms) + " ms");

@@ -18,7 +18,7 @@ namespace viaduct::failover {
 
 namespace tunables {
 extern Tunable lookup_timeout_ms;
-extern Tunable lookup_retry_interval_ms;
+extern Tunable lookup_retry_interval_us;
 }  // namespace tunables
 
 struct LookupAnswer {
@@ -27,9 +27,29 @@ struct LookupAnswer {
   double elapsed_ms = 0;
 };
 
-// Sends CLNT_UCAST_INST(name) to every responder, re-sending after lookup_retry_interval_ms and
-// then at doubling intervals up to 50 ms (UDP may drop; a takeover may be a moment away), and returns the first answer naming `name` (case-insensitive, as FreeTDS
-// compares). kTimeout with a clear message when nobody answers by the deadline.
+// One lookup socket, used without blocking: the session probes with it while it suspects a hang,
+// and lookup() below is built on it. Answers are matched to the name asked (case-insensitive, as
+// FreeTDS compares); anything else that arrives (garbage, other names, spoofs) is dropped.
+class LookupProbe {
+ public:
+  static Result<LookupProbe> open(std::span<const UdpEndpoint> responders);
+  // CLNT_UCAST_INST(name) to every responder at once.
+  void send(std::string_view name);
+  // The first answer for `name` among the datagrams already waiting; nullopt when none is.
+  std::optional<LookupAnswer> receive(std::string_view name);
+  [[nodiscard]] int fd() const { return socket_.fd(); }
+
+ private:
+  UdpSocket socket_;
+  std::vector<UdpEndpoint> responders_;
+  std::int64_t sent_ns_ = 0;  // first send, for LookupAnswer::elapsed_ms
+};
+
+// Asks every responder at once and returns the first answer naming `name`. Re-sends every
+// lookup_retry_interval_us for the first 50 ms (UDP may drop; during a failover the passive is
+// usually a moment from taking over, and each re-send waiting costs the application), then at
+// doubling intervals up to 50 ms so a cluster nobody answers for is not flooded. kTimeout with a
+// clear message when nobody answers by the deadline.
 Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> responders,
                             int timeout_ms = 0 /* 0: tunable */);
 

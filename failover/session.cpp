@@ -6,6 +6,7 @@
 #include <random>
 
 #include "failover/request_header.hpp"
+#include "transport/polite_spin.hpp"
 
 namespace viaduct::failover {
 
@@ -15,6 +16,12 @@ Tunable failover_call_deadline_ms("failover", "failover_call_deadline_ms", 5000,
                                   "name within this long");
 Tunable failover_connect_timeout_ms("failover", "failover_connect_timeout_ms", 500, 1, 600000,
                                     "connect timeout to a server named by a lookup answer");
+Tunable failover_suspect_after_ms(
+    "failover", "failover_suspect_after_ms", 10, 1, 600000,
+    "requests waiting this long without any answer make the session ask the lookup responders "
+    "whether the partner took over");
+Tunable failover_probe_interval_us("failover", "failover_probe_interval_us", 1000, 50, 60'000'000,
+                                   "how often a suspicious session re-asks the lookup responders");
 }  // namespace tunables
 
 namespace {
@@ -65,6 +72,7 @@ Session::~Session() = default;
 
 void Session::on_channel_response(void* user, const transport::Response& r) {
   auto* slot = static_cast<Inflight*>(user);
+  ++slot->session->completions_;
   if (!slot->active) return;
   if (!r.status || r.app_status == kAppStatusNotActive) {
     // Lost with the connection, or refused by a server that stepped down: re-sent after failover.
@@ -135,8 +143,43 @@ std::size_t Session::poll() {
     }
   }
   if (broken_ && outstanding_ > 0) fail_over();
-  if ((++polls_ & 255) == 0 && outstanding_ > 0) expire(steady_now_ns());
+  if ((++polls_ & 63) == 0 && outstanding_ > 0) {
+    std::int64_t now = steady_now_ns();
+    if ((polls_ & 255) == 0) expire(now);
+    watch_for_takeover(now);
+  }
   return n;
+}
+
+void Session::watch_for_takeover(std::int64_t now) {
+  if (completions_ != completions_seen_ || last_progress_ns_ == 0) {
+    completions_seen_ = completions_;
+    last_progress_ns_ = now;
+    next_probe_ns_ = 0;
+    return;
+  }
+  if (broken_ || now - last_progress_ns_ < tunables::failover_suspect_after_ms.get() * 1'000'000) {
+    return;
+  }
+  if (!probe_) {
+    auto p = LookupProbe::open(options_.lookup);
+    if (!p) return;  // no socket: the keep-alive and deadlines still apply
+    probe_ = std::make_unique<LookupProbe>(std::move(p.value()));
+  }
+  if (auto answer = probe_->receive(options_.name)) {
+    if (answer->record.epoch > epoch_seen_) {
+      // The partner took over while our server went silent: it is stale, whatever its socket
+      // says. Fail over now with this answer instead of waiting for the keep-alive.
+      takeover_answer_ = std::move(answer);
+      broken_ = true;
+      return;
+    }
+  }
+  if (now >= next_probe_ns_) {
+    probe_->send(options_.name);
+    ++probes_sent_;
+    next_probe_ns_ = now + tunables::failover_probe_interval_us.get() * 1000;
+  }
 }
 
 void Session::expire(std::int64_t now) {
@@ -176,7 +219,14 @@ void Session::fail_over() {
         static_cast<int>(std::max<std::int64_t>(1, (deadline - steady_now_ns()) / 1'000'000));
     std::int64_t l0 = steady_now_ns();
     ++timings.lookups;
-    auto answer = lookup(options_.name, options_.lookup, left_ms);
+    Result<LookupAnswer> answer = Status(Code::kTimeout, "");
+    if (takeover_answer_) {
+      answer = std::move(*takeover_answer_);  // the hang probe's answer is this lookup
+      takeover_answer_.reset();
+      timings.from_probe = true;
+    } else {
+      answer = lookup(options_.name, options_.lookup, left_ms);
+    }
     timings.lookup_ms += ms_between(l0, steady_now_ns());
     if (!answer) break;  // nobody answers for the name: the requests time out below
     const auto& rec = answer->record;
@@ -209,6 +259,7 @@ void Session::fail_over() {
     }
     epoch_seen_ = epoch;
     cache_.put(rec);
+    last_progress_ns_ = 0;  // a fresh server: suspicion starts over
     server_ = address.to_string();
     channel_ = std::move(ch.value());
     broken_ = false;
@@ -231,7 +282,8 @@ Result<std::size_t> Session::call(std::span<const std::byte> request, std::span<
   transport::SyncCall sync;
   sync.out = response;
   VIADUCT_RETURN_IF_ERROR(call_async(request, transport::SyncCall::on_response, &sync));
-  while (!sync.done) poll();
+  PoliteSpin spin;
+  while (!sync.done) spin.after_poll(poll());
   return sync.result(app_status);
 }
 

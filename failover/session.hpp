@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace viaduct::failover {
 namespace tunables {
 extern Tunable failover_call_deadline_ms;
 extern Tunable failover_connect_timeout_ms;
+extern Tunable failover_suspect_after_ms;
+extern Tunable failover_probe_interval_us;
 }  // namespace tunables
 
 struct SessionOptions {
@@ -38,6 +41,7 @@ struct FailoverTimings {
   double total_ms = 0;  // from noticing the failure to having re-sent everything
   std::uint32_t replayed = 0;
   std::uint32_t lookups = 0;  // more than 1 when an answer failed verification
+  bool from_probe = false;    // found by the hang probe (the connection itself never broke)
 };
 
 class Session {
@@ -57,6 +61,7 @@ class Session {
   [[nodiscard]] std::uint64_t epoch() const { return epoch_seen_; }
   [[nodiscard]] std::string server() const { return server_; }
   [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
+  [[nodiscard]] std::uint64_t probes_sent() const { return probes_sent_; }
 
  private:
   struct Inflight {
@@ -75,6 +80,7 @@ class Session {
   Status send(Inflight& slot);
   void fail_over();
   void expire(std::int64_t now);
+  void watch_for_takeover(std::int64_t now);
 
   SessionOptions options_;
   std::uint64_t client_id_ = 0;
@@ -93,6 +99,18 @@ class Session {
   std::uint64_t failovers_ = 0;
   FailoverTimings last_;
   unsigned polls_ = 0;
+  // Hang suspicion: a server that stops answering (frozen, overloaded, cut off) keeps its
+  // connection open, so nothing breaks for the channel's keep-alive budget. While requests wait
+  // longer than failover_suspect_after_ms, the session asks the lookup responders; an answer
+  // with a newer epoch means the partner has taken over, and the session fails over to it at
+  // once (the answer doubles as the failover's lookup). No newer epoch: keep waiting.
+  std::uint64_t completions_ = 0;
+  std::uint64_t completions_seen_ = 0;
+  std::int64_t last_progress_ns_ = 0;
+  std::int64_t next_probe_ns_ = 0;
+  std::unique_ptr<LookupProbe> probe_;
+  std::optional<LookupAnswer> takeover_answer_;
+  std::uint64_t probes_sent_ = 0;
 };
 
 }  // namespace viaduct::failover

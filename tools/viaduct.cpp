@@ -14,6 +14,7 @@
 #include "tools/bench/failover_bench.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
+#include "transport/clock.hpp"
 #include "transport/domain.hpp"
 #include "transport/tunables.hpp"
 
@@ -181,7 +182,8 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config) {
   s.on_role_change = [&config](viaduct::cluster::RoleEvent event,
                                const viaduct::cluster::RoleState& r) {
     std::cout << (event == viaduct::cluster::RoleEvent::kTookOver ? "took-over " : "stepped-down ")
-              << config.name << " epoch " << r.epoch << std::endl;
+              << config.name << " epoch " << r.epoch << " at-ns " << viaduct::steady_now_ns()
+              << std::endl;
   };
   std::cout << "serving " << config.name << " " << s.address().to_string() << " role "
             << viaduct::cluster::role_name(s.role().role) << " epoch " << s.role().epoch

@@ -130,6 +130,7 @@ class Channel {
   bool arm() { return vi_->cq().arm(); }
 
   [[nodiscard]] bool healthy() const { return error_.is_ok(); }
+  [[nodiscard]] bool busy_poll() const { return busy_poll_; }
   [[nodiscard]] const Status& error() const { return error_; }
   [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
   [[nodiscard]] std::span<const std::byte> peer_hello_app() const { return peer_app_; }

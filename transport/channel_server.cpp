@@ -85,15 +85,23 @@ void ChannelServer::close_if(const std::function<bool(const Channel&)>& which) {
   drop_failed();
 }
 
+void ChannelServer::set_busy_poll(bool busy) {
+  options_.busy_poll = busy;
+  options_.channel.busy_poll = busy;
+}
+
 void ChannelServer::block(int timeout_ms) {
   // Rebuild the interest set each time: channels come and go, and this path is only taken idle.
   epoll_event none{};
-  for (auto& c : channels_) {
-    if (!c->arm()) return;  // something is already waiting
-  }
+  if (!listener_->arm()) return;  // a connection request is waiting
   std::vector<int> fds;
   fds.push_back(listener_->wait_fd());
-  for (auto& c : channels_) fds.push_back(c->wait_fd());
+  fds.insert(fds.end(), wake_fds_.begin(), wake_fds_.end());
+  for (auto& c : channels_) {
+    if (c->busy_poll()) continue;  // no wait object: polled every round, within timeout_ms
+    if (!c->arm()) return;         // something is already waiting
+    fds.push_back(c->wait_fd());
+  }
   for (int fd : fds) {
     epoll_event e{};
     e.events = EPOLLIN;

@@ -39,6 +39,13 @@ class ChannelServer {
   void run(const std::atomic<bool>& stop);
   [[nodiscard]] std::size_t connections() const { return channels_.size(); }
   [[nodiscard]] std::uint64_t accepted() const { return accepted_; }
+  // Switches between busy-polling and blocking in epoll when idle (e.g. a standby server that
+  // should leave the CPU to others until it takes over). Channels accepted while busy-polling
+  // have no wait object; a blocking round still polls them, and its timeout bounds their latency.
+  void set_busy_poll(bool busy);
+  // An extra fd that ends a blocking round when readable (e.g. an eventfd another thread writes
+  // to when something needs the loop's attention). The caller keeps it open and drains it.
+  void add_wake_fd(int fd) { wake_fds_.push_back(fd); }
   // Closes every channel whose peer hello matches `which` (e.g. all clients, when stepping down).
   void close_if(const std::function<bool(const Channel&)>& which);
 
@@ -53,6 +60,7 @@ class ChannelServer {
   ChannelServerOptions options_;
   std::unique_ptr<Listener> listener_;
   std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<int> wake_fds_;
   int epoll_fd_ = -1;
   unsigned idle_rounds_ = 0;
   std::uint64_t accepted_ = 0;

@@ -59,6 +59,9 @@ class Listener {
   virtual Result<std::unique_ptr<ConnectionRequest>> get_request(int timeout_ms) = 0;
   // Readable when get_request would not block; for a server's event loop.
   [[nodiscard]] virtual int wait_fd() const = 0;
+  // Call before blocking on wait_fd(): false if an event is already waiting (do not block).
+  // Some providers' fds stay readable until re-armed (libfabric: fi_trywait).
+  virtual bool arm() { return true; }
 };
 
 // A failed connect carries the rejecting peer's private data here (kRejected).

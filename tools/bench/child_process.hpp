@@ -23,6 +23,7 @@ class ChildProcess {
   const std::string& output();
   void signal(int sig) const;
   void kill_hard();  // SIGKILL and reap now
+  [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

@@ -14,7 +14,7 @@ struct FailoverBenchOptions {
   int seconds = 300;          // length of a --mode none run
   int trials = 20;
   int base_port = 30000;
-  int before_ms = 300;  // steady stream before the failure
+  int before_ms = 400;  // steady stream before the failure (> after_ms: the noise baseline)
   int after_ms = 300;   // and after the failover completed
   std::string json_path;
   std::string plot_path;  // PNG (gnuplot); empty: no plot
