@@ -1,9 +1,9 @@
 #include "failover/lookup_client.hpp"
 
+#include <poll.h>
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <poll.h>
 
 #include "transport/clock.hpp"
 
@@ -100,9 +100,9 @@ Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> 
       }
     }
     if (now >= deadline) break;
-    auto wait_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::min(deadline, next_send) - now)
-                       .count();
+    auto wait_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::min(deadline, next_send) - now)
+            .count();
     pollfd p{probe->fd(), POLLIN, 0};
     timespec ts{static_cast<time_t>(wait_us / 1'000'000),
                 static_cast<long>((wait_us % 1'000'000) * 1000)};

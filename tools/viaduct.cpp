@@ -12,6 +12,7 @@
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "tools/bench/failover_bench.hpp"
+#include "tools/bench/load_generator.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/clock.hpp"
@@ -196,7 +197,9 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config) {
   return 0;
 }
 
-int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_ms, bool json) {
+// "HOST:PORT[,HOST:PORT...]" of the lookup responders.
+viaduct::Result<std::vector<viaduct::failover::UdpEndpoint>> parse_cluster(
+    const std::string& cluster) {
   std::vector<viaduct::failover::UdpEndpoint> responders;
   std::size_t pos = 0;
   while (pos <= cluster.size()) {
@@ -204,13 +207,21 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
     auto item = cluster.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     if (!item.empty()) {
       auto e = viaduct::failover::UdpEndpoint::parse(item);
-      if (!e) return fail(e.status());
+      if (!e) return e.status();
       responders.push_back(e.value());
     }
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  auto a = viaduct::failover::lookup(name, responders, timeout_ms);
+  if (responders.empty())
+    return viaduct::Status(viaduct::Code::kInvalidArgument, "--cluster is empty");
+  return responders;
+}
+
+int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_ms, bool json) {
+  auto responders = parse_cluster(cluster);
+  if (!responders) return fail(responders.status());
+  auto a = viaduct::failover::lookup(name, responders.value(), timeout_ms);
   if (!a) return fail(a.status());
   const auto& r = a->record;
   if (json) {
@@ -289,6 +300,22 @@ int main(int argc, char** argv) {
   lookup->add_option("--timeout-ms", lookup_timeout_ms, "give up after")->capture_default_str();
   lookup->add_flag("--json", lookup_json, "print the answer as JSON");
 
+  auto* load = app.add_subcommand(
+      "load", "client load generator: requests in flight to NAME through a failover session");
+  viaduct::bench::LoadOptions load_options;
+  std::string load_cluster = "127.0.0.1:1434";
+  load->add_option("name", load_options.name, "service name")->required();
+  load->add_option("--cluster", load_cluster, "lookup responders, HOST:PORT[,HOST:PORT...]")
+      ->capture_default_str();
+  load->add_option("--depth", load_options.depth, "requests in flight")->capture_default_str();
+  load->add_option("--size", load_options.size, "request payload bytes (>= 8)")
+      ->capture_default_str();
+  load->add_option("--seconds", load_options.seconds, "how long to run")->capture_default_str();
+  load->add_option("--report-every", load_options.report_every_s,
+                   "progress line every this many seconds (0: none)")
+      ->capture_default_str();
+  load->add_flag("--json", load_options.json, "print the summary as JSON (no progress lines)");
+
   auto* serve = app.add_subcommand("serve", "run one server instance of a named service (echo)");
   viaduct::cluster::ServiceConfig serve_config;
   std::string role_text = "active";
@@ -309,11 +336,16 @@ int main(int argc, char** argv) {
   auto* bench_failover = bench->add_subcommand(
       "failover", "active/passive pair, steady stream, active killed or frozen; N trials");
   viaduct::bench::FailoverBenchOptions fb;
-  bench_failover->add_option("--mode", fb.mode,
-                             "kill (SIGKILL) | stop (SIGSTOP) | none (steady run, no failure)")
+  bench_failover
+      ->add_option("--mode", fb.mode,
+                   "kill (SIGKILL) | stop (SIGSTOP) | none (steady run, no failure)")
       ->check(CLI::IsMember({"kill", "stop", "none"}))
       ->capture_default_str();
   bench_failover->add_option("--trials", fb.trials, "number of failovers")->capture_default_str();
+  bench_failover
+      ->add_option("--transport", fb.transport,
+                   "scheme://host the pair serves on (e.g. verbs://10.77.0.1 in the rxe guest)")
+      ->capture_default_str();
   bench_failover->add_option("--seconds", fb.seconds, "length of a --mode none run")
       ->capture_default_str();
   bench_failover->add_option("--base-port", fb.base_port, "first of the ports used on 127.0.0.1")
@@ -346,6 +378,14 @@ int main(int argc, char** argv) {
       serve_config.lookup_port = e->port();
     }
     return cmd_serve(serve_config);
+  }
+  if (load->parsed()) {
+    auto responders = parse_cluster(load_cluster);
+    if (!responders) return fail(responders.status());
+    load_options.cluster = responders.value();
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    return viaduct::bench::run_load(load_options, g_stop);
   }
   if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
   if (server->parsed()) return cmd_perf_server(listen_uri, blocking);

@@ -1,5 +1,8 @@
-// Active/passive partners as real `viaduct serve` processes on 127.0.0.1, killed (SIGKILL) and
-// frozen (SIGSTOP/SIGCONT); the name lookup and client connections observed from this process.
+// Active/passive partners as real `viaduct serve` processes, killed (SIGKILL) and frozen
+// (SIGSTOP/SIGCONT); the name lookup and client connections observed from this process. Each
+// test runs once per back end: ofi+tcp on 127.0.0.1 (label failover) and verbs on an rxe device
+// (label rdma, run in the Soft-RoCE guest; elsewhere "skipped: no RDMA device"). The lookup is
+// UDP on 127.0.0.1 either way.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +22,7 @@
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
 #include "transport/channel.hpp"
+#include "transport/verbs/verbs_domain.hpp"
 
 namespace viaduct::cluster {
 namespace {
@@ -27,6 +31,18 @@ using Clock = std::chrono::steady_clock;
 
 // A child process whose stdout lines we can wait for (shared with the failover bench).
 using Proc = viaduct::bench::ChildProcess;
+
+// The transport address prefix of the back end under test ("ofi+tcp://127.0.0.1" or
+// "verbs://HOST"), or empty when this machine cannot run it.
+std::string transport_prefix(const std::string& scheme) {
+  if (scheme == "ofi+tcp") return "ofi+tcp://127.0.0.1";
+  if (!transport::verbs::probe().usable) return {};
+  const char* host = std::getenv("VIADUCT_TEST_VERBS_HOST");
+  return "verbs://" + std::string(host != nullptr ? host : "10.77.0.1");
+}
+
+// The back end of the current test: set by each suite's SetUp.
+std::string g_prefix;
 
 struct Pair {
   std::uint16_t base;
@@ -37,8 +53,8 @@ struct Pair {
   Pair() {
     // Distinct ports per test process (ctest runs tests as separate processes).
     base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
-    a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
-    b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+    a_uri = g_prefix + ":" + std::to_string(base);
+    b_uri = g_prefix + ":" + std::to_string(base + 1);
     a_lookup = static_cast<std::uint16_t>(base + 2);
     b_lookup = static_cast<std::uint16_t>(base + 3);
     a = std::make_unique<Proc>(std::vector<std::string>{
@@ -57,12 +73,28 @@ struct Pair {
   }
 };
 
+std::uint16_t port_of(const failover::ssrp::InstanceRecord& r) {
+  return r.tcp_port != 0 ? r.tcp_port : r.via_port;
+}
+
+class BackendTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    g_prefix = transport_prefix(GetParam());
+    if (g_prefix.empty()) GTEST_SKIP() << "skipped: no RDMA device";
+  }
+};
+std::string backend_name(const ::testing::TestParamInfo<const char*>& info) {
+  return std::string(info.param) == "verbs" ? "verbs" : "ofi_tcp";
+}
+
 Result<std::unique_ptr<transport::Channel>> connect_client(const std::string& uri,
                                                            const std::string& name,
                                                            std::uint64_t epoch,
                                                            std::string* reject_reason) {
   auto a = transport::Address::parse(uri).value();
   static std::unique_ptr<transport::Domain> domain = std::move(transport::Domain::open(a).value());
+  if (domain->backend() != a.backend) domain = std::move(transport::Domain::open(a).value());
   auto hello = encode_hello_app({HelloKind::kClient, epoch, name});
   transport::ChannelOptions options;
   options.hello_app = hello;
@@ -76,13 +108,17 @@ Result<std::unique_ptr<transport::Channel>> connect_client(const std::string& ur
   return ch;
 }
 
-TEST(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
+using ServiceFailover = BackendTest;
+INSTANTIATE_TEST_SUITE_P(Backends, ServiceFailover, ::testing::Values("ofi+tcp", "verbs"),
+                         backend_name);
+
+TEST_P(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000)) << p.b->output();
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
-  EXPECT_EQ(answer->record.tcp_port, p.base);
+  EXPECT_EQ(port_of(answer->record), p.base);
   EXPECT_EQ(answer->record.epoch, 1u);
   std::array<failover::UdpEndpoint, 1> b_only{
       failover::UdpEndpoint::from("127.0.0.1", p.b_lookup).value()};
@@ -109,7 +145,7 @@ TEST(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
   EXPECT_EQ(reason, kRejectWrongName);
 }
 
-TEST(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
+TEST_P(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
@@ -118,7 +154,7 @@ TEST(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
-  EXPECT_EQ(answer->record.tcp_port, p.base + 1);
+  EXPECT_EQ(port_of(answer->record), p.base + 1);
   EXPECT_EQ(answer->record.epoch, 2u);
   auto ch = connect_client(p.b_uri, "ORDERS", 2, nullptr);
   ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
@@ -126,7 +162,7 @@ TEST(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   EXPECT_TRUE(ch.value()->call(std::span(buf, 20), std::span(buf, 20), 3000).is_ok());
 }
 
-TEST(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
+TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
@@ -143,7 +179,7 @@ TEST(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
   EXPECT_EQ(reason, kRejectNotActive);
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok());
-  EXPECT_EQ(answer->record.tcp_port, p.base + 1);
+  EXPECT_EQ(port_of(answer->record), p.base + 1);
 }
 
 }  // namespace
@@ -195,11 +231,15 @@ LoadResult run_load(failover::Session& session, std::uint64_t total, std::uint32
   return result;
 }
 
+using SessionFailover = BackendTest;
+INSTANTIATE_TEST_SUITE_P(Backends, SessionFailover, ::testing::Values("ofi+tcp", "verbs"),
+                         backend_name);
+
 failover::SessionOptions session_options(const Pair& p) {
   return {"ORDERS", p.both(), 64};
 }
 
-TEST(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
+TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
@@ -222,7 +262,7 @@ TEST(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   EXPECT_EQ(session.value()->server(), p.b_uri);
 }
 
-TEST(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
+TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
@@ -243,7 +283,7 @@ TEST(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
   EXPECT_TRUE(p.a->wait_for("stepped-down ORDERS", 10000)) << p.a->output();
 }
 
-TEST(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
+TEST_P(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));

@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,9 +28,10 @@ using Clock = std::chrono::steady_clock;
 struct ServePair {
   std::string a_lookup, b_lookup;
   std::unique_ptr<ChildProcess> a, b;
-  ServePair(const std::string& tool, const std::string& name, int base) {
-    std::string a_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base);
-    std::string b_uri = "ofi+tcp://127.0.0.1:" + std::to_string(base + 1);
+  ServePair(const std::string& tool, const std::string& transport, const std::string& name,
+            int base) {
+    std::string a_uri = transport + ":" + std::to_string(base);
+    std::string b_uri = transport + ":" + std::to_string(base + 1);
     a_lookup = "127.0.0.1:" + std::to_string(base + 2);
     b_lookup = "127.0.0.1:" + std::to_string(base + 3);
     a = std::make_unique<ChildProcess>(
@@ -68,7 +68,7 @@ double percentile(std::vector<double> v, double p) {
 
 bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* why) {
   int base = o.base_port + (index % 100) * 10;
-  ServePair pair(o.tool, "BENCH", base);
+  ServePair pair(o.tool, o.transport, "BENCH", base);
   ChildProcess& a = *pair.a;
   if (!pair.started()) {
     *why = "a server did not start (port " + std::to_string(base) + " busy?)";
@@ -97,7 +97,6 @@ bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* 
       // after kill() returns, which would hide that time from every measure below.
       failure_ns = steady_now_ns();
       a.signal(o.mode == "stop" ? SIGSTOP : SIGKILL);
-
     }
     ++payload;
     auto r = session.value()->call(std::as_bytes(std::span(&payload, 1)), response);
@@ -197,7 +196,7 @@ void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
 
 // A healthy pair under steady load for o.seconds: any takeover is a false one.
 int run_steady(const FailoverBenchOptions& o) {
-  ServePair pair(o.tool, "STEADY", o.base_port);
+  ServePair pair(o.tool, o.transport, "STEADY", o.base_port);
   if (!pair.started()) return 1;
   failover::SessionOptions so = pair.session_options("STEADY");
   auto session = failover::Session::open(so);
@@ -255,8 +254,7 @@ int run_failover_bench(const FailoverBenchOptions& o) {
         "trial %2d: stall %7.2f ms  detection %7.2f  takeover %7.2f  lookup %6.2f  connect %6.2f  "
         "resume %6.2f  (longest gap %5.2f, before the failure %5.2f)  errors %llu\n",
         i, t.stall_ms, t.detection_ms, t.takeover_ms, t.lookup_ms, t.connect_ms, t.resume_ms,
-        t.longest_gap_ms, t.baseline_gap_ms,
-        static_cast<unsigned long long>(t.errors));
+        t.longest_gap_ms, t.baseline_gap_ms, static_cast<unsigned long long>(t.errors));
     trials.push_back(std::move(t));
   }
   if (trials.empty()) return 1;

@@ -1,0 +1,27 @@
+// `viaduct load`: the client load generator. Keeps `depth` requests in flight to a named service
+// through a failover::Session for a while, and reports throughput, latency percentiles, errors
+// and failovers (text, or JSON). Every answer is checked: it must echo its request, and arrive
+// once. Meant against `viaduct serve` (an echo service); SIGINT stops it early.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "failover/udp_socket.hpp"
+
+namespace viaduct::bench {
+
+struct LoadOptions {
+  std::string name;
+  std::vector<failover::UdpEndpoint> cluster;  // lookup responders
+  std::uint32_t depth = 8;
+  std::uint32_t size = 64;  // payload bytes (at least 8: the request's sequence number)
+  double seconds = 10;
+  double report_every_s = 1;  // a progress line this often (0: none)
+  bool json = false;
+};
+
+int run_load(const LoadOptions& options, const std::atomic<bool>& stop);
+
+}  // namespace viaduct::bench
