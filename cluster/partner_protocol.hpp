@@ -46,6 +46,31 @@ inline constexpr std::size_t kPingBytes = 16;
 void encode_ping(const Ping& ping, std::span<std::byte, kPingBytes> out);
 Result<Ping> decode_ping(std::span<const std::byte> bytes);
 
+// Replication (a channel request from the active to its passive partner, on a partner channel):
+//   magic u32 'VDRP' | kind u8 (1 apply, 2 snapshot) | pad u8[3] | epoch u64 LE | client id u64 LE
+//   | seq u64 LE | app status u32 LE | request length u32 LE | request | response (or the state)
+// The passive answers status 0 once it has applied it, or kAppStatusStaleEpoch with its own
+// epoch (u64 LE) when the sender has been replaced: the sender must step down, not answer.
+enum class ReplicaKind : std::uint8_t { kApply = 1, kSnapshot = 2 };
+struct Replica {
+  ReplicaKind kind = ReplicaKind::kApply;
+  std::uint64_t epoch = 0;
+  std::uint64_t client_id = 0;
+  std::uint64_t seq = 0;
+  std::uint32_t app_status = 0;
+  std::span<const std::byte> request;
+  std::span<const std::byte> response;  // the state, for a snapshot
+};
+inline constexpr std::size_t kReplicaHeaderBytes = 40;
+// Appends to `out` (cleared first; its capacity is reused: no allocation once warm).
+void encode_replica(const Replica& replica, std::vector<std::byte>& out);
+// The spans point into `bytes`.
+Result<Replica> decode_replica(std::span<const std::byte> bytes);
+inline bool is_replica(std::span<const std::byte> bytes) {
+  return bytes.size() >= 4 && bytes[0] == std::byte{'V'} && bytes[1] == std::byte{'D'} &&
+         bytes[2] == std::byte{'R'} && bytes[3] == std::byte{'P'};
+}
+
 // Reject reasons a client may see (the reject private data), so it can tell "look again" from
 // "wrong server".
 inline constexpr char kRejectNotActive[] = "not-active";

@@ -22,6 +22,10 @@ Tunable partner_takeover_after_ms(
     "a passive takes over after hearing nothing from its active partner for this long");
 // Partners rarely start at the same instant: before a passive has ever heard its partner, it
 // waits this long (not partner_takeover_after_ms) before concluding the active is not there.
+Tunable partner_replication(
+    "cluster", "partner_replication", 1, 0, 1,
+    "1: the active answers a request only once its passive partner has applied it, so a request "
+    "is executed once even across a crash; 0: answer at once");
 Tunable partner_startup_grace_ms(
     "cluster", "partner_startup_grace_ms", 2000, 0, 600000,
     "a passive that never heard its partner waits this long to take over");
@@ -50,6 +54,10 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
   explicit Dispatcher(ServiceServer* owner) : owner_(owner) {}
   void on_request(transport::Channel& channel, const transport::IncomingRequest& request) override {
     if (is_partner_channel(channel)) {
+      if (is_replica(request.payload)) {
+        owner_->apply_replica_from_partner(channel, request.request_id, request.payload);
+        return;
+      }
       auto ping = decode_ping(request.payload);
       if (!ping) {
         (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
@@ -77,15 +85,26 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
     }
     if (const auto* cached = owner_->replies_.find(header.client_id, header.seq)) {
       // Executed before (the answer was lost in a failover): answer again, do not execute again.
-      (void)channel.respond(request.request_id, cached->response, cached->app_status);
+      // Behind answers still waiting for the partner, it waits too: it may be one of them.
+      if (owner_->held_count_ == 0) {
+        (void)channel.respond(request.request_id, cached->response, cached->app_status);
+      } else {
+        ServiceServer::Held& h = owner_->held_push();
+        h.channel = &channel;
+        h.request_id = request.request_id;
+        h.replica_seq = 0;
+        h.app_status = cached->app_status;
+        h.response.assign(cached->response.begin(), cached->response.end());
+      }
       return;
     }
     auto& response = owner_->response_;
     response.clear();
-    std::uint32_t status =
-        owner_->app_->handle(request.payload.subspan(failover::kRequestHeaderBytes), response);
+    auto app_request = request.payload.subspan(failover::kRequestHeaderBytes);
+    std::uint32_t status = owner_->app_->handle(app_request, response);
     owner_->replies_.store(header.client_id, header.seq, status, response);
-    (void)channel.respond(request.request_id, response, status);
+    owner_->answer_or_hold(channel, request.request_id, header.client_id, header.seq, app_request,
+                           status);
   }
 
  private:
@@ -118,6 +137,11 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   options.admit = [raw = s.get()](std::span<const std::byte> app_bytes,
                                   std::vector<std::byte>* reason) {
     return raw->admit(app_bytes, reason);
+  };
+  options.before_destroy = [raw = s.get()](const transport::Channel& gone) {
+    for (auto& h : raw->held_) {
+      if (h.channel == &gone) h.channel = nullptr;
+    }
   };
   options.reply_hello = [raw = s.get()] {
     return encode_hello_app(
@@ -205,6 +229,10 @@ void ServiceServer::apply(RoleEvent event) {
     // Stepped down: stop answering lookups and drop every client, so they look again.
     if (responder_) responder_->set_inactive(config_.name);
     server_->set_busy_poll(false);
+    // Replaced: answers still waiting for the partner must never go out (the new active may
+    // not have their effect). Their clients re-send to the new active.
+    held_count_ = 0;
+    replica_failed_ = true;  // the replica channel is dropped by tend_replica, outside its poll
     server_->close_if([](const transport::Channel& c) { return !is_partner_channel(c); });
   }
   if (on_role_change) on_role_change(event, role_);
@@ -235,6 +263,7 @@ void ServiceServer::check_role() {
 std::size_t ServiceServer::run_once(int passive_timeout_ms) {
   bool passive = role_.role == Role::kPassive;
   std::size_t handled = server_->run_once(passive ? passive_timeout_ms : 0);
+  if (replica_) handled += replica_->poll();
   if (passive) {
     std::uint64_t drained = 0;
     (void)!::read(wake_fd_, &drained, sizeof(drained));
@@ -244,8 +273,186 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
   if ((++rounds_ & 63) == 0 || passive) {
     if (responder_) handled += responder_->handle_pending();
     check_role();
+    std::int64_t now = steady_now_ns();
+    // This loop did not run for a while (frozen, or starved): before giving up on the partner,
+    // give it time to tell us whether it took over meanwhile.
+    if (last_round_ns_ != 0 && now - last_round_ns_ > 5'000'000) resumed_ns_ = now;
+    last_round_ns_ = now;
+    tend_replica(now);
   }
   return handled;
+}
+
+ServiceServer::Held& ServiceServer::held_push() {
+  if (held_count_ == held_.size()) {
+    // Full (only under overload, or at the first requests): grow, keeping the order.
+    std::vector<Held> bigger(std::max<std::size_t>(64, held_.size() * 2));
+    for (std::size_t i = 0; i < held_count_; ++i) {
+      bigger[i] = std::move(held_[(held_head_ + i) % held_.size()]);
+    }
+    held_ = std::move(bigger);
+    held_head_ = 0;
+  }
+  return held_[(held_head_ + held_count_++) % held_.size()];
+}
+
+void ServiceServer::answer_or_hold(transport::Channel& channel, std::uint64_t request_id,
+                                   std::uint64_t client_id, std::uint64_t seq,
+                                   std::span<const std::byte> request, std::uint32_t status) {
+  if (!replica_ || replica_failed_) {
+    (void)channel.respond(request_id, response_, status);
+    return;
+  }
+  encode_replica({ReplicaKind::kApply, role_.epoch, client_id, seq, status, request, response_},
+                 replica_buf_);
+  Status sent = replica_->call_async(replica_buf_, on_replica_ack, this);
+  std::int64_t start = steady_now_ns();
+  while (sent.code() == Code::kWouldBlock && !replica_failed_ &&
+         steady_now_ns() - start < tunables::partner_takeover_after_ms.get() * 1'000'000) {
+    (void)replica_->poll();  // acks free room
+    sent = replica_->call_async(replica_buf_, on_replica_ack, this);
+  }
+  if (!sent) {
+    replica_failed_ = true;  // dropped (and the held answers released) by tend_replica
+    (void)channel.respond(request_id, response_, status);
+    return;
+  }
+  Held& h = held_push();
+  h.channel = &channel;
+  h.request_id = request_id;
+  h.replica_seq = next_replica_seq_++;
+  h.sent_ns = steady_now_ns();
+  h.app_status = status;
+  h.response.assign(response_.begin(), response_.end());
+}
+
+void ServiceServer::release_front() {
+  Held& h = held_[held_head_];
+  if (h.channel != nullptr && h.channel->healthy()) {
+    (void)h.channel->respond(h.request_id, h.response, h.app_status);
+  }
+  h.channel = nullptr;
+  held_head_ = (held_head_ + 1) % held_.size();
+  --held_count_;
+}
+
+void ServiceServer::on_replica_ack(void* user, const transport::Response& r) {
+  auto* self = static_cast<ServiceServer*>(user);
+  if (self->replica_failed_) return;
+  if (!r.status) {
+    self->replica_failed_ = true;
+    return;
+  }
+  if (r.app_status == kAppStatusStaleEpoch) {
+    std::uint64_t epoch =
+        r.payload.size() == 8 ? transport::load_le<std::uint64_t>(r.payload.data()) : 0;
+    if (epoch > self->role_.epoch) {
+      self->apply(on_newer_epoch_seen(self->role_, epoch));
+    } else {
+      self->replica_failed_ = true;  // both active at one epoch: the pings' tie rule decides
+    }
+    return;
+  }
+  if (r.app_status != 0) {
+    self->replica_failed_ = true;  // the partner could not apply it: stop relying on it
+    return;
+  }
+  ++self->acked_replica_seq_;
+  ++self->replicated_;
+  while (self->held_count_ > 0) {
+    const Held& front = self->held_[self->held_head_];
+    if (front.replica_seq != 0 && front.replica_seq > self->acked_replica_seq_) break;
+    self->release_front();
+  }
+}
+
+void ServiceServer::drop_replica() {
+  // The partner is gone, or silent past its takeover deadline while this loop kept running:
+  // serve alone. Answers waiting for it go out now.
+  while (held_count_ > 0) release_front();
+  replica_.reset();
+  if (on_replication) on_replication(false);
+  replica_failed_ = false;
+  next_replica_attempt_ns_ =
+      steady_now_ns() + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
+}
+
+void ServiceServer::tend_replica(std::int64_t now) {
+  bool wanted = role_.role == Role::kActive && !config_.partner_uri.empty() &&
+                tunables::partner_replication.get() != 0;
+  if (replica_) {
+    std::int64_t deadline_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
+    bool overdue =
+        held_count_ > 0 && now - std::max(held_[held_head_].sent_ns, resumed_ns_) > deadline_ns;
+    if (replica_failed_ || !replica_->healthy() || overdue || !wanted) {
+      if (role_.role != Role::kActive) {
+        held_count_ = 0;  // stepped down: never answer
+        replica_.reset();
+        replica_failed_ = false;
+      } else {
+        drop_replica();
+      }
+    }
+    return;
+  }
+  if (!wanted || now < next_replica_attempt_ns_) return;
+  std::int64_t interval_ns = tunables::partner_ping_interval_ms.get() * 1'000'000;
+  std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
+  if (heard == 0 || now - heard > 4 * interval_ns) {
+    next_replica_attempt_ns_ = now + interval_ns;  // connect only to a partner that answers
+    return;
+  }
+  auto partner = transport::Address::parse(config_.partner_uri);
+  if (!partner) return;
+  auto hello = encode_hello_app({HelloKind::kPartner, role_.epoch, config_.name});
+  transport::ChannelOptions options;
+  options.hello_app = hello;
+  // A healthy partner accepts within a millisecond; this blocks the serving loop only that long.
+  auto c = transport::Channel::connect(*domain_, partner.value(), options, 50);
+  if (!c) {
+    next_replica_attempt_ns_ = now + 20 * interval_ns;
+    return;
+  }
+  replica_ = std::move(c.value());
+  replica_failed_ = false;
+  next_replica_seq_ = 1;
+  acked_replica_seq_ = 0;
+  // The whole state first; every later request follows it on the same ordered channel.
+  app_->snapshot(snapshot_buf_);
+  encode_replica({ReplicaKind::kSnapshot, role_.epoch, 0, 0, 0, {}, snapshot_buf_}, replica_buf_);
+  if (!replica_->call_async(replica_buf_, on_replica_ack, this)) {
+    replica_failed_ = true;
+    return;
+  }
+  ++next_replica_seq_;  // the snapshot's ack moves acked_replica_seq_ past it
+  if (on_replication) on_replication(true);
+}
+
+void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
+                                               std::uint64_t request_id,
+                                               std::span<const std::byte> payload) {
+  auto r = decode_replica(payload);
+  if (!r) {
+    (void)channel.respond(request_id, {}, kAppStatusBadRequest);
+    return;
+  }
+  partner_epoch_.store(r->epoch, std::memory_order_relaxed);
+  partner_active_.store(true, std::memory_order_relaxed);
+  partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
+  if (role_.role == Role::kActive || r->epoch < role_.epoch) {
+    // The sender was replaced (by us, or by someone it has not heard of): it must not answer.
+    std::array<std::byte, 8> epoch;
+    transport::store_le<std::uint64_t>(epoch.data(), role_.epoch);
+    (void)channel.respond(request_id, epoch, kAppStatusStaleEpoch);
+    return;
+  }
+  if (r->kind == ReplicaKind::kSnapshot) {
+    app_->restore(r->response);
+  } else {
+    app_->apply_replica(r->request, r->response);
+    replies_.store(r->client_id, r->seq, r->app_status, r->response);
+  }
+  (void)channel.respond(request_id, {});
 }
 
 void ServiceServer::run(const std::atomic<bool>& stop) {

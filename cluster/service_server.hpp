@@ -34,6 +34,9 @@ extern Tunable partner_startup_grace_ms;
 inline constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
 // A request without the 16-byte (client id, sequence) header.
 inline constexpr std::uint32_t kAppStatusBadRequest = 0xFFFF0002u;
+// A replica refused by a partner holding a newer epoch (its epoch follows, u64 LE): the sender
+// has been replaced and must step down without answering.
+inline constexpr std::uint32_t kAppStatusStaleEpoch = 0xFFFF0003u;
 
 // The application's side of a service. Runs on the serving thread; must not block it long (the
 // peers' keep-alive budget). Fills `response`, returns the application's status code.
@@ -42,10 +45,23 @@ class ServiceHandler {
   virtual ~ServiceHandler() = default;
   virtual std::uint32_t handle(std::span<const std::byte> request,
                                std::vector<std::byte>& response) = 0;
+
+  // Replication, so that a request is executed once even across a crash of the active. The
+  // active sends every request it executed, with its answer, to the passive partner and answers
+  // the client only once the passive has applied it. The passive calls apply_replica (not
+  // handle: the request was executed already; this brings the passive's state up to date with
+  // its effect) and keeps the answer in its reply cache. A passive that (re)connects first gets
+  // the whole state: snapshot() on the active, restore() on the passive.
+  // Defaults: a service without state.
+  virtual void apply_replica(std::span<const std::byte> /*request*/,
+                             std::span<const std::byte> /*response*/) {}
+  virtual void snapshot(std::vector<std::byte>& state) { state.clear(); }
+  virtual void restore(std::span<const std::byte> /*state*/) {}
 };
 
 namespace tunables {
 extern Tunable reply_cache_per_client;
+extern Tunable partner_replication;
 }  // namespace tunables
 
 struct ServiceConfig {
@@ -71,8 +87,12 @@ class ServiceServer {
   [[nodiscard]] RoleState role() const { return role_; }
   [[nodiscard]] const transport::Address& address() const { return server_->address(); }
   [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
+  [[nodiscard]] bool replicating() const { return replica_ != nullptr; }
+  [[nodiscard]] std::uint64_t replicated() const { return replicated_; }
   // Role changes, for logs and tools (called on the serving thread).
   std::function<void(RoleEvent, const RoleState&)> on_role_change;
+  // Replication to the partner started (true) or stopped (false), for logs and tools.
+  std::function<void(bool)> on_replication;
 
  private:
   class Dispatcher;
@@ -81,6 +101,25 @@ class ServiceServer {
   void check_role();
   void monitor_partner();
   void partner_gone();  // monitor thread: the partner's process is gone
+  // Replication (serving thread).
+  struct Held {  // an answer waiting for the partner to apply its request
+    transport::Channel* channel = nullptr;  // null once that client's channel is gone
+    std::uint64_t request_id = 0;
+    std::uint64_t replica_seq = 0;  // 0: no replica of its own (released after those before it)
+    std::int64_t sent_ns = 0;
+    std::uint32_t app_status = 0;
+    std::vector<std::byte> response;  // capacity reused
+  };
+  void answer_or_hold(transport::Channel& channel, std::uint64_t request_id,
+                      std::uint64_t client_id, std::uint64_t seq,
+                      std::span<const std::byte> request, std::uint32_t status);
+  void apply_replica_from_partner(transport::Channel& channel, std::uint64_t request_id,
+                                  std::span<const std::byte> payload);
+  static void on_replica_ack(void* user, const transport::Response& r);
+  void release_front();
+  void tend_replica(std::int64_t now);
+  void drop_replica();
+  Held& held_push();
   [[nodiscard]] failover::ssrp::InstanceRecord lookup_record() const;
   bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
 
@@ -96,6 +135,20 @@ class ServiceServer {
   bool yield_on_tie_ = false;
   std::int64_t started_ns_ = 0;
   std::uint64_t rounds_ = 0;
+
+  std::unique_ptr<transport::Channel> replica_;  // to the passive partner, while active
+  std::vector<Held> held_;                       // ring, oldest at held_head_
+  std::size_t held_head_ = 0;
+  std::size_t held_count_ = 0;
+  std::vector<std::byte> replica_buf_;
+  std::vector<std::byte> snapshot_buf_;
+  bool replica_failed_ = false;
+  std::uint64_t next_replica_seq_ = 1;  // replicas sent on replica_ (acks come back in order)
+  std::uint64_t acked_replica_seq_ = 0;
+  std::int64_t next_replica_attempt_ns_ = 0;
+  std::int64_t last_round_ns_ = 0;
+  std::int64_t resumed_ns_ = 0;  // when this loop last found it had not run for a while
+  std::uint64_t replicated_ = 0;
 
   // Written by the monitor thread, read by the serving loop; published/acquired through
   // partner_heard_ns_ (0: never).

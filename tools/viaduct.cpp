@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include <spdlog/spdlog.h>
@@ -174,9 +175,46 @@ class EchoService final : public viaduct::cluster::ServiceHandler {
   }
 };
 
-int cmd_serve(const viaduct::cluster::ServiceConfig& config) {
+// `viaduct serve --service counter`: a service with state, to show exactly-once execution across
+// failovers. A request is a u64 to add; the answer is the new total (u64). The passive keeps the
+// same total through replication.
+class CounterService final : public viaduct::cluster::ServiceHandler {
+ public:
+  std::uint32_t handle(std::span<const std::byte> request,
+                       std::vector<std::byte>& response) override {
+    if (request.size() != 8) return 1;
+    total_ += load(request);
+    response.resize(8);
+    std::memcpy(response.data(), &total_, 8);
+    return 0;
+  }
+  void apply_replica(std::span<const std::byte> request,
+                     std::span<const std::byte> /*response*/) override {
+    if (request.size() == 8) total_ += load(request);
+  }
+  void snapshot(std::vector<std::byte>& state) override {
+    state.resize(8);
+    std::memcpy(state.data(), &total_, 8);
+  }
+  void restore(std::span<const std::byte> state) override {
+    if (state.size() == 8) total_ = load(state);
+  }
+
+ private:
+  static std::uint64_t load(std::span<const std::byte> b) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, b.data(), 8);
+    return v;
+  }
+  std::uint64_t total_ = 0;
+};
+
+int cmd_serve(const viaduct::cluster::ServiceConfig& config, const std::string& service) {
   EchoService echo;
-  auto server = viaduct::cluster::ServiceServer::start(config, &echo);
+  CounterService counter;
+  viaduct::cluster::ServiceHandler* handler =
+      service == "counter" ? static_cast<viaduct::cluster::ServiceHandler*>(&counter) : &echo;
+  auto server = viaduct::cluster::ServiceServer::start(config, handler);
   if (!server) return fail(server.status());
   auto& s = *server.value();
   // One line per event on stdout, flushed: tests and scripts follow the role changes.
@@ -184,6 +222,10 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config) {
                                const viaduct::cluster::RoleState& r) {
     std::cout << (event == viaduct::cluster::RoleEvent::kTookOver ? "took-over " : "stepped-down ")
               << config.name << " epoch " << r.epoch << " at-ns " << viaduct::steady_now_ns()
+              << std::endl;
+  };
+  s.on_replication = [](bool up) {
+    std::cout << (up ? "replicating to partner" : "replication stopped: serving alone")
               << std::endl;
   };
   std::cout << "serving " << config.name << " " << s.address().to_string() << " role "
@@ -321,6 +363,12 @@ int main(int argc, char** argv) {
   std::string role_text = "active";
   std::string lookup_bind = "127.0.0.1:1434";
   serve->add_option("--name", serve_config.name, "service name (1..31 bytes)")->required();
+  std::string serve_service = "echo";
+  serve
+      ->add_option("--service", serve_service,
+                   "echo (answers the request) or counter (adds a u64, answers the total)")
+      ->check(CLI::IsMember({"echo", "counter"}))
+      ->capture_default_str();
   serve->add_option("--role", role_text, "initial role: active|passive")
       ->check(CLI::IsMember({"active", "passive"}))
       ->capture_default_str();
@@ -377,7 +425,7 @@ int main(int argc, char** argv) {
       serve_config.lookup_host = e->host();
       serve_config.lookup_port = e->port();
     }
-    return cmd_serve(serve_config);
+    return cmd_serve(serve_config, serve_service);
   }
   if (load->parsed()) {
     auto responders = parse_cluster(load_cluster);

@@ -74,6 +74,7 @@ void ChannelServer::drop_failed() {
   std::erase_if(channels_, [&](const std::unique_ptr<Channel>& c) {
     if (c->healthy()) return false;
     if (options_.on_channel_closed) options_.on_channel_closed(c->error());
+    if (options_.before_destroy) options_.before_destroy(*c);
     return true;
   });
 }

@@ -24,6 +24,9 @@ struct ChannelServerOptions {
   std::function<std::vector<std::byte>()> reply_hello;
   // Called when a channel is dropped, with why.
   std::function<void(const Status&)> on_channel_closed;
+  // Called just before a channel is destroyed, so that whoever kept a pointer to it (an answer
+  // waiting to be sent) can forget it.
+  std::function<void(const Channel&)> before_destroy;
 };
 
 class ChannelServer {
