@@ -317,6 +317,10 @@ TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
   EXPECT_EQ(r.answered, 6000u);
   EXPECT_EQ(r.wrong + r.doubled, 0u);
   EXPECT_EQ(session.value()->failovers(), 1u);
+  // Found by the hang probe (a newer epoch in a lookup answer), not by the connection breaking:
+  // a frozen server's connection stays open, and the keep-alive budget is far longer.
+  EXPECT_TRUE(session.value()->last_failover().from_probe);
+  EXPECT_GT(session.value()->probes_sent(), 0u);
   p.a->signal(SIGCONT);
   EXPECT_TRUE(p.a->wait_for("stepped-down ORDERS", 10000)) << p.a->output();
 }
