@@ -386,8 +386,9 @@ int main(int argc, char** argv) {
   viaduct::bench::FailoverBenchOptions fb;
   bench_failover
       ->add_option("--mode", fb.mode,
-                   "kill (SIGKILL) | stop (SIGSTOP) | none (steady run, no failure)")
-      ->check(CLI::IsMember({"kill", "stop", "none"}))
+                   "kill (SIGKILL) | stop (SIGSTOP) | cut (the active's link downed, between "
+                   "network namespaces; root) | none (steady run, no failure)")
+      ->check(CLI::IsMember({"kill", "stop", "cut", "none"}))
       ->capture_default_str();
   bench_failover->add_option("--trials", fb.trials, "number of failovers")->capture_default_str();
   bench_failover

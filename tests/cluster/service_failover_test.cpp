@@ -21,6 +21,7 @@
 #include "failover/lookup_client.hpp"
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
+#include "tools/bench/netns_lab.hpp"
 #include "transport/channel.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
@@ -47,31 +48,48 @@ std::string g_prefix;
 struct Pair {
   std::uint16_t base;
   std::string a_uri, b_uri;
+  std::string a_host = "127.0.0.1", b_host = "127.0.0.1";  // where the lookup responders listen
   std::uint16_t a_lookup, b_lookup;
   std::unique_ptr<Proc> a, b;
 
-  explicit Pair(const std::string& service = "echo") {
+  explicit Pair(const std::string& service = "echo") { start(service, g_prefix, g_prefix, {}, {}); }
+  // Servers at explicit hosts, started through an argv prefix (e.g. `ip netns exec NS`).
+  Pair(const std::string& a_at, const std::string& b_at, const std::vector<std::string>& a_prefix,
+       const std::vector<std::string>& b_prefix) {
+    a_host = a_at;
+    b_host = b_at;
+    start("echo", "ofi+tcp://" + a_at, "ofi+tcp://" + b_at, a_prefix, b_prefix);
+  }
+  void start(const std::string& service, const std::string& a_transport,
+             const std::string& b_transport, std::vector<std::string> a_argv,
+             std::vector<std::string> b_argv) {
     // Distinct ports per test process (ctest runs tests as separate processes).
     base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
-    a_uri = g_prefix + ":" + std::to_string(base);
-    b_uri = g_prefix + ":" + std::to_string(base + 1);
+    a_uri = a_transport + ":" + std::to_string(base);
+    b_uri = b_transport + ":" + std::to_string(base + 1);
     a_lookup = static_cast<std::uint16_t>(base + 2);
     b_lookup = static_cast<std::uint16_t>(base + 3);
-    a = std::make_unique<Proc>(
-        std::vector<std::string>{VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active",
-                                 "--listen", a_uri, "--partner", b_uri, "--lookup",
-                                 "127.0.0.1:" + std::to_string(a_lookup), "--service", service});
-    b = std::make_unique<Proc>(
-        std::vector<std::string>{VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "passive",
-                                 "--listen", b_uri, "--partner", a_uri, "--lookup",
-                                 "127.0.0.1:" + std::to_string(b_lookup), "--service", service});
+    std::vector<std::string> a_args{
+        VIADUCT_TOOL, "serve",  "--name",   "ORDERS",
+        "--role",     "active", "--listen", a_uri,
+        "--partner",  b_uri,    "--lookup", a_host + ":" + std::to_string(a_lookup),
+        "--service",  service};
+    std::vector<std::string> b_args{
+        VIADUCT_TOOL, "serve",   "--name",   "ORDERS",
+        "--role",     "passive", "--listen", b_uri,
+        "--partner",  a_uri,     "--lookup", b_host + ":" + std::to_string(b_lookup),
+        "--service",  service};
+    a_argv.insert(a_argv.end(), a_args.begin(), a_args.end());
+    b_argv.insert(b_argv.end(), b_args.begin(), b_args.end());
+    a = std::make_unique<Proc>(a_argv);
+    b = std::make_unique<Proc>(b_argv);
   }
   std::vector<failover::UdpEndpoint> both() const {
-    return {failover::UdpEndpoint::from("127.0.0.1", a_lookup).value(),
-            failover::UdpEndpoint::from("127.0.0.1", b_lookup).value()};
+    return {failover::UdpEndpoint::from(a_host, a_lookup).value(),
+            failover::UdpEndpoint::from(b_host, b_lookup).value()};
   }
   failover::UdpEndpoint only_a() const {
-    return failover::UdpEndpoint::from("127.0.0.1", a_lookup).value();
+    return failover::UdpEndpoint::from(a_host, a_lookup).value();
   }
 };
 
@@ -356,6 +374,38 @@ TEST_P(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
   std::uint64_t echoed = 0;
   std::memcpy(&echoed, out, 8);
   EXPECT_EQ(echoed, 42u);
+}
+
+// A pulled cable: the active keeps running but its link is down (veth between network
+// namespaces that the test creates; needs root). Its connections stay open and no FIN arrives,
+// so only the passive's takeover and the session's hang probe can find it. When the link comes
+// back, the old active hears the newer epoch and steps down.
+TEST(SessionFailoverNetns, ActiveCutOffUnderLoad_PassiveTakesOverNoError_OldActiveStepsDown) {
+  auto lab = bench::NetnsLab::create();
+  if (!lab) GTEST_SKIP() << "skipped: " << lab.status().to_string();
+  ASSERT_TRUE(lab.value()->enter(2).is_ok());  // this process is the client host
+  Pair p(lab.value()->host_ip(0), lab.value()->host_ip(1), lab.value()->exec_prefix(0),
+         lab.value()->exec_prefix(1));
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000)) << p.b->output();
+  auto session = failover::Session::open(session_options(p));
+  ASSERT_TRUE(session.is_ok());
+  bool cut = false;
+  auto r = run_load(*session.value(), 6000, 8, [&](std::uint64_t done) {
+    if (!cut && done >= 2000) {
+      ASSERT_TRUE(lab.value()->cut(0).is_ok());
+      cut = true;
+    }
+  });
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
+  EXPECT_EQ(r.answered, 6000u);
+  EXPECT_EQ(r.wrong + r.doubled, 0u);
+  EXPECT_EQ(session.value()->failovers(), 1u);
+  EXPECT_TRUE(session.value()->last_failover().from_probe);
+  EXPECT_EQ(session.value()->epoch(), 2u);
+  ASSERT_TRUE(lab.value()->mend(0).is_ok());
+  EXPECT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
 }
 
 }  // namespace

@@ -18,28 +18,56 @@
 
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
+#include "tools/bench/netns_lab.hpp"
 
 namespace viaduct::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An active/passive pair of `viaduct serve` for service `name` on ports base..base+3.
+// Where the two servers run: transport scheme, each one's host, and an argv prefix that starts
+// it (e.g. `ip netns exec NS` for a cut-link trial).
+struct PairLayout {
+  std::string scheme = "ofi+tcp";
+  std::string a_host = "127.0.0.1", b_host = "127.0.0.1";
+  std::vector<std::string> a_prefix, b_prefix;
+};
+
+PairLayout layout_for(const FailoverBenchOptions& o, const NetnsLab* lab) {
+  PairLayout l;
+  auto sep = o.transport.find("://");
+  l.scheme = o.transport.substr(0, sep);
+  if (sep != std::string::npos) l.a_host = l.b_host = o.transport.substr(sep + 3);
+  if (lab != nullptr) {
+    l.a_host = lab->host_ip(0);
+    l.b_host = lab->host_ip(1);
+    l.a_prefix = lab->exec_prefix(0);
+    l.b_prefix = lab->exec_prefix(1);
+  }
+  return l;
+}
+
+// An active/passive pair of `viaduct serve` for service `name` on ports base..base+3; each one's
+// lookup responder listens on its own host.
 struct ServePair {
   std::string a_lookup, b_lookup;
   std::unique_ptr<ChildProcess> a, b;
-  ServePair(const std::string& tool, const std::string& transport, const std::string& name,
-            int base) {
-    std::string a_uri = transport + ":" + std::to_string(base);
-    std::string b_uri = transport + ":" + std::to_string(base + 1);
-    a_lookup = "127.0.0.1:" + std::to_string(base + 2);
-    b_lookup = "127.0.0.1:" + std::to_string(base + 3);
+  ServePair(const std::string& tool, const PairLayout& l, const std::string& name, int base) {
+    std::string a_uri = l.scheme + "://" + l.a_host + ":" + std::to_string(base);
+    std::string b_uri = l.scheme + "://" + l.b_host + ":" + std::to_string(base + 1);
+    a_lookup = l.a_host + ":" + std::to_string(base + 2);
+    b_lookup = l.b_host + ":" + std::to_string(base + 3);
+    auto argv = [&](const std::vector<std::string>& prefix, std::vector<std::string> args) {
+      std::vector<std::string> all = prefix;
+      all.insert(all.end(), args.begin(), args.end());
+      return all;
+    };
     a = std::make_unique<ChildProcess>(
-        std::vector<std::string>{tool, "serve", "--name", name, "--role", "active", "--listen",
-                                 a_uri, "--partner", b_uri, "--lookup", a_lookup});
+        argv(l.a_prefix, {tool, "serve", "--name", name, "--role", "active", "--listen", a_uri,
+                          "--partner", b_uri, "--lookup", a_lookup}));
     b = std::make_unique<ChildProcess>(
-        std::vector<std::string>{tool, "serve", "--name", name, "--role", "passive", "--listen",
-                                 b_uri, "--partner", a_uri, "--lookup", b_lookup});
+        argv(l.b_prefix, {tool, "serve", "--name", name, "--role", "passive", "--listen", b_uri,
+                          "--partner", a_uri, "--lookup", b_lookup}));
   }
   bool started() { return a->wait_for("serving", 5000) && b->wait_for("serving", 5000); }
   failover::SessionOptions session_options(const std::string& name) const {
@@ -66,9 +94,10 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* why) {
+bool run_trial(const FailoverBenchOptions& o, const NetnsLab* lab, int index, Trial* t,
+               std::string* why) {
   int base = o.base_port + (index % 100) * 10;
-  ServePair pair(o.tool, o.transport, "BENCH", base);
+  ServePair pair(o.tool, layout_for(o, lab), "BENCH", base);
   ChildProcess& a = *pair.a;
   if (!pair.started()) {
     *why = "a server did not start (port " + std::to_string(base) + " busy?)";
@@ -96,7 +125,11 @@ bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* 
       // Read the clock first: on 2 cores the signal's wake-ups may preempt this thread right
       // after kill() returns, which would hide that time from every measure below.
       failure_ns = steady_now_ns();
-      a.signal(o.mode == "stop" ? SIGSTOP : SIGKILL);
+      if (lab != nullptr) {
+        (void)lab->cut(0);  // the active's cable pulled: it runs on, unreachable
+      } else {
+        a.signal(o.mode == "stop" ? SIGSTOP : SIGKILL);
+      }
     }
     ++payload;
     auto r = session.value()->call(std::as_bytes(std::span(&payload, 1)), response);
@@ -116,6 +149,7 @@ bool run_trial(const FailoverBenchOptions& o, int index, Trial* t, std::string* 
       return false;
     }
   }
+  if (lab != nullptr) (void)lab->mend(0);
   t->requests = done.size();
   // The stall: the gap between the last completion before the failure and the first one after
   // it, i.e. what the failover cost the application. Gaps elsewhere in the trial are the
@@ -196,7 +230,7 @@ void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
 
 // A healthy pair under steady load for o.seconds: any takeover is a false one.
 int run_steady(const FailoverBenchOptions& o) {
-  ServePair pair(o.tool, o.transport, "STEADY", o.base_port);
+  ServePair pair(o.tool, layout_for(o, nullptr), "STEADY", o.base_port);
   if (!pair.started()) return 1;
   failover::SessionOptions so = pair.session_options("STEADY");
   auto session = failover::Session::open(so);
@@ -240,12 +274,27 @@ int run_steady(const FailoverBenchOptions& o) {
 
 int run_failover_bench(const FailoverBenchOptions& o) {
   if (o.mode == "none") return run_steady(o);
+  std::unique_ptr<NetnsLab> lab;
+  if (o.mode == "cut") {
+    // The servers run in two namespaces behind a bridge, this client in a third; the cut downs
+    // the active's link at the bridge.
+    auto made = NetnsLab::create();
+    if (!made) {
+      std::cerr << "viaduct bench failover --mode cut: " << made.status().to_string() << "\n";
+      return 1;
+    }
+    lab = std::move(made.value());
+    if (Status s = lab->enter(2); !s) {
+      std::cerr << s.to_string() << "\n";
+      return 1;
+    }
+  }
   std::vector<Trial> trials;
   int failed = 0;
   for (int i = 0; i < o.trials; ++i) {
     Trial t;
     std::string why;
-    if (!run_trial(o, i, &t, &why)) {
+    if (!run_trial(o, lab.get(), i, &t, &why)) {
       ++failed;
       std::cerr << "trial " << i << " failed: " << why << "\n";
       continue;

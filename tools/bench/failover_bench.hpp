@@ -9,9 +9,9 @@
 namespace viaduct::bench {
 
 struct FailoverBenchOptions {
-  std::string tool;           // path of the viaduct binary (serve)
+  std::string tool;                               // path of the viaduct binary (serve)
   std::string transport = "ofi+tcp://127.0.0.1";  // scheme://host of both servers (port added)
-  std::string mode = "kill";  // kill | stop | none (steady run: count false takeovers)
+  std::string mode = "kill";  // kill | stop | cut | none (steady run: count false takeovers)
   int seconds = 300;          // length of a --mode none run
   int trials = 20;
   int base_port = 30000;
