@@ -176,6 +176,26 @@ ServiceServer::~ServiceServer() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+void ServiceServer::connect_replica() {
+  auto partner = transport::Address::parse(config_.partner_uri);
+  if (!partner) return;
+  auto domain = transport::Domain::open(partner.value());
+  if (!domain) return;
+  auto hello = encode_hello_app(
+      {HelloKind::kPartner, own_epoch_.load(std::memory_order_relaxed), config_.name});
+  transport::ChannelOptions options;
+  options.hello_app = hello;
+  options.busy_poll = true;  // polled by the serving loop, like the clients' channels
+  auto c =
+      transport::Channel::connect(*domain.value(), partner.value(), options,
+                                  static_cast<int>(tunables::partner_ping_interval_ms.get() * 10));
+  if (!c) return;  // the serving loop asks again later
+  std::lock_guard lock(replica_handoff_mutex_);
+  replica_handoff_ = std::move(c.value());  // the old pair (if any) is dropped in this order
+  replica_handoff_domain_ = std::move(domain.value());
+  replica_handoff_ready_.store(true, std::memory_order_release);
+}
+
 void ServiceServer::partner_gone() {
   partner_refused_ns_.store(steady_now_ns(), std::memory_order_release);
   std::uint64_t one = 1;
@@ -395,25 +415,23 @@ void ServiceServer::tend_replica(std::int64_t now) {
     }
     return;
   }
-  if (!wanted || now < next_replica_attempt_ns_) return;
-  std::int64_t interval_ns = tunables::partner_ping_interval_ms.get() * 1'000'000;
-  std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
-  if (heard == 0 || now - heard > 4 * interval_ns) {
-    next_replica_attempt_ns_ = now + interval_ns;  // connect only to a partner that answers
+  if (!wanted) return;
+  if (!replica_handoff_ready_.load(std::memory_order_acquire)) {
+    if (now >= next_replica_attempt_ns_) {
+      want_replica_.store(true, std::memory_order_release);  // the monitor connects it
+      next_replica_attempt_ns_ = now + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
+    }
     return;
   }
-  auto partner = transport::Address::parse(config_.partner_uri);
-  if (!partner) return;
-  auto hello = encode_hello_app({HelloKind::kPartner, role_.epoch, config_.name});
-  transport::ChannelOptions options;
-  options.hello_app = hello;
-  // A healthy partner accepts within a millisecond; this blocks the serving loop only that long.
-  auto c = transport::Channel::connect(*domain_, partner.value(), options, 50);
-  if (!c) {
-    next_replica_attempt_ns_ = now + 20 * interval_ns;
-    return;
+  std::unique_ptr<transport::Channel> fresh;
+  {
+    std::lock_guard lock(replica_handoff_mutex_);
+    fresh = std::move(replica_handoff_);
+    replica_domain_ = std::move(replica_handoff_domain_);
+    replica_handoff_ready_.store(false, std::memory_order_release);
   }
-  replica_ = std::move(c.value());
+  if (!fresh || !fresh->healthy()) return;  // broke while waiting: asked for again later
+  replica_ = std::move(fresh);
   replica_failed_ = false;
   next_replica_seq_ = 1;
   acked_replica_seq_ = 0;
@@ -527,6 +545,7 @@ void ServiceServer::monitor_partner() {
       partner_refused_ns_.store(0, std::memory_order_release);
       channel = std::move(c.value());
     }
+    if (want_replica_.exchange(false, std::memory_order_acq_rel)) connect_replica();
     auto now = std::chrono::steady_clock::now();
     if (!pong.waiting && now >= next_ping) {
       std::array<std::byte, kPingBytes> ping;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -100,7 +101,8 @@ class ServiceServer {
   void apply(RoleEvent event);
   void check_role();
   void monitor_partner();
-  void partner_gone();  // monitor thread: the partner's process is gone
+  void partner_gone();     // monitor thread: the partner's process is gone
+  void connect_replica();  // monitor thread: on the serving loop's request
   // Replication (serving thread).
   struct Held {  // an answer waiting for the partner to apply its request
     transport::Channel* channel = nullptr;  // null once that client's channel is gone
@@ -136,8 +138,9 @@ class ServiceServer {
   std::int64_t started_ns_ = 0;
   std::uint64_t rounds_ = 0;
 
-  std::unique_ptr<transport::Channel> replica_;  // to the passive partner, while active
-  std::vector<Held> held_;                       // ring, oldest at held_head_
+  std::unique_ptr<transport::Domain> replica_domain_;  // replica_'s; outlives it
+  std::unique_ptr<transport::Channel> replica_;        // to the passive partner, while active
+  std::vector<Held> held_;                             // ring, oldest at held_head_
   std::size_t held_head_ = 0;
   std::size_t held_count_ = 0;
   std::vector<std::byte> replica_buf_;
@@ -149,6 +152,14 @@ class ServiceServer {
   std::int64_t last_round_ns_ = 0;
   std::int64_t resumed_ns_ = 0;  // when this loop last found it had not run for a while
   std::uint64_t replicated_ = 0;
+
+  // The replica channel is connected by the monitor thread, in a domain of its own (a connect
+  // can block, and the serving loop must not), then handed over under the mutex.
+  std::mutex replica_handoff_mutex_;
+  std::unique_ptr<transport::Domain> replica_handoff_domain_;
+  std::unique_ptr<transport::Channel> replica_handoff_;
+  std::atomic<bool> replica_handoff_ready_{false};
+  std::atomic<bool> want_replica_{false};
 
   // Written by the monitor thread, read by the serving loop; published/acquired through
   // partner_heard_ns_ (0: never).
