@@ -25,6 +25,10 @@ VIADUCT=$BUILD/tools/viaduct
 [ -x "$VIADUCT" ] || { echo "$VIADUCT missing: build first" >&2; exit 1; }
 [ -e /sys/class/infiniband/rxe0 ] || sh tests/rxe/guest-rxe-up.sh dummy >/dev/null || exit 1
 out=${VIADUCT_RXEVM_RUN:-${VIADUCT_RXEVM_OUT:-/tmp}}
+# TCG emulation runs the guest many times slower than hardware and pauses it for up to ~30 ms
+# (the bench's "before the failure" gaps show it): a 30 ms takeover deadline (the default) then
+# fires on a healthy active. 100 ms keeps partners from taking over on emulation hiccups.
+export VIADUCT_PARTNER_TAKEOVER_AFTER_MS=${VIADUCT_PARTNER_TAKEOVER_AFTER_MS:-100}
 rc=0
 for mode in kill stop; do
   echo "== viaduct bench failover --transport verbs://10.77.0.1 --mode $mode --trials $TRIALS"

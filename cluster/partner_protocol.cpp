@@ -68,7 +68,7 @@ Result<Hello> decode_hello_app(std::span<const std::byte> bytes) {
   }
   Hello h;
   auto kind = static_cast<char>(bytes[0]);
-  if (kind != 'C' && kind != 'P' && kind != 'A' && kind != 'S') {
+  if (kind != 'C' && kind != 'P' && kind != 'A' && kind != 'S' && kind != 'W') {
     return Status(Code::kMalformed, "unknown hello kind");
   }
   h.kind = static_cast<HelloKind>(kind);

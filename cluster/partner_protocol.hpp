@@ -1,7 +1,7 @@
 // What servers and clients say to each other above the channel, for roles and epochs.
 //
 // Connection hello (the channel's hello application bytes, at most 40):
-//   kind u8 ('C' client, 'P' partner) | epoch u64 LE | name (1..31 bytes)
+//   kind u8 ('C' client, 'P' partner, 'W' a client's warm standby) | epoch u64 LE | name (1..31)
 // A client's epoch is the newest it has seen for the name (0: none); a server refuses a client
 // whose epoch is newer than its own: it has been replaced. A server's accept reply carries its own
 // hello with kind 'A' (active) or 'S' (standby, i.e. passive).
@@ -25,6 +25,7 @@ enum class HelloKind : std::uint8_t {
   kPartner = 'P',
   kActive = 'A',   // accept reply from the active
   kStandby = 'S',  // accept reply from a passive
+  kWarm = 'W',     // a client's warm standby connection to the passive (served once it takes over)
 };
 
 struct Hello {

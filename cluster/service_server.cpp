@@ -83,6 +83,16 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
       return;
     }
+    if (header.seq == failover::kControlSeq) {
+      auto op = request.payload.subspan(failover::kRequestHeaderBytes);
+      if (op.size() == 1 && op[0] == failover::kControlPartnerAddress) {
+        const std::string& uri = owner_->config_.partner_uri;
+        (void)channel.respond(request.request_id, std::as_bytes(std::span(uri.data(), uri.size())));
+      } else {
+        (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
+      }
+      return;
+    }
     if (const auto* cached = owner_->replies_.find(header.client_id, header.seq)) {
       // Executed before (the answer was lost in a failover): answer again, do not execute again.
       // Behind answers still waiting for the partner, it waits too: it may be one of them.
@@ -225,6 +235,13 @@ bool ServiceServer::admit(std::span<const std::byte> hello_app, std::vector<std:
     return false;
   }
   if (hello->kind == HelloKind::kPartner) return true;
+  if (hello->kind == HelloKind::kWarm) {
+    // A client's standby connection: held while passive (its requests get not-active), served
+    // like any client once this instance takes over. Pointless to an active.
+    if (role_.role == Role::kPassive) return true;
+    *reason = text_bytes(kRejectNotActive);
+    return false;
+  }
   if (hello->epoch > role_.epoch) {
     // The client has seen a newer active than us: we are stale, whatever we believed.
     apply(on_newer_epoch_seen(role_, hello->epoch));

@@ -11,6 +11,12 @@ namespace viaduct::failover {
 
 inline constexpr std::size_t kRequestHeaderBytes = 16;
 
+// Sequence 0 is never an application request (a session counts from 1): it marks the session's
+// own control request, answered by the server itself and never replayed. Payload: one op byte.
+inline constexpr std::uint64_t kControlSeq = 0;
+// Answer: the server's partner's transport address as text (empty: it has none).
+inline constexpr std::byte kControlPartnerAddress{1};
+
 struct RequestHeader {
   std::uint64_t client_id = 0;
   std::uint64_t seq = 0;

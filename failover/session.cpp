@@ -1,6 +1,7 @@
 #include "failover/session.hpp"
 #include "transport/clock.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -20,6 +21,9 @@ Tunable failover_suspect_after_ms(
     "failover", "failover_suspect_after_ms", 10, 1, 600000,
     "requests waiting this long without any answer make the session ask the lookup responders "
     "whether the partner took over");
+Tunable failover_warm_standby(
+    "failover", "failover_warm_standby", 1, 0, 1,
+    "1: keep a connection to the passive partner open, so a failover to it needs no connect");
 Tunable failover_probe_interval_us("failover", "failover_probe_interval_us", 1000, 50, 60'000'000,
                                    "how often a suspicious session re-asks the lookup responders");
 }  // namespace tunables
@@ -68,7 +72,113 @@ Result<std::unique_ptr<Session>> Session::open(SessionOptions options) {
   return s;
 }
 
-Session::~Session() = default;
+Session::~Session() {
+  if (standby_thread_.joinable()) {
+    {
+      std::lock_guard lock(standby_.mutex);
+      standby_.stop = true;
+    }
+    standby_.wake.notify_all();
+    standby_thread_.join();
+  }
+}
+
+void Session::ask_partner_address() {
+  if (tunables::failover_warm_standby.get() == 0 || !channel_) return;
+  std::array<std::byte, kRequestHeaderBytes + 1> control{};
+  encode_request_header({client_id_, kControlSeq}, control.data());
+  control[kRequestHeaderBytes] = kControlPartnerAddress;
+  (void)channel_->call_async(control, on_partner_address, this);
+}
+
+void Session::on_partner_address(void* user, const transport::Response& r) {
+  auto* self = static_cast<Session*>(user);
+  if (!r.status || r.app_status != 0 || r.payload.empty()) return;
+  std::string uri(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
+  if (!transport::Address::parse(uri) || uri == self->server_) return;
+  {
+    std::lock_guard lock(self->standby_.mutex);
+    if (self->standby_.uri == uri && self->standby_.ready) return;  // already standing by there
+    self->standby_.want_uri = uri;
+    self->standby_.epoch = self->epoch_seen_;
+  }
+  if (!self->standby_thread_.joinable()) {
+    self->standby_thread_ = std::thread([self] { self->standby_loop(); });
+  }
+  self->standby_.wake.notify_all();
+}
+
+void Session::standby_loop() {
+  auto backoff = std::chrono::milliseconds(20);
+  std::unique_lock lock(standby_.mutex);
+  auto tick = std::chrono::milliseconds(
+      std::max<std::int64_t>(1, transport::tunables::channel_keepalive_interval_ms.get()));
+  for (;;) {
+    // While it stands by, the connection is this thread's to keep alive: both ends expect a
+    // heartbeat every keep-alive interval on an idle connection.
+    while (!standby_.stop && standby_.want_uri.empty()) {
+      if (standby_.channel) {
+        (void)standby_.channel->poll();
+        standby_.channel->check_liveness();
+      }
+      standby_.wake.wait_for(lock, tick);
+    }
+    if (standby_.stop) return;
+    std::string uri = standby_.want_uri;
+    std::uint64_t epoch = standby_.epoch;
+    lock.unlock();
+    auto address = transport::Address::parse(uri);
+    std::unique_ptr<transport::Domain> domain;
+    std::unique_ptr<transport::Channel> channel;
+    if (address) {
+      auto d = transport::Domain::open(address.value());
+      if (d) {
+        std::vector<std::byte> hello = client_hello(epoch, options_.name);
+        hello[0] = static_cast<std::byte>('W');
+        transport::ChannelOptions copts;
+        copts.hello_app = hello;
+        auto c = transport::Channel::connect(
+            *d.value(), address.value(), copts,
+            static_cast<int>(tunables::failover_connect_timeout_ms.get()));
+        // The passive accepts a standby with its own hello ('S', same name).
+        if (c && c.value()->peer_hello_app().size() == 9 + options_.name.size() &&
+            c.value()->peer_hello_app()[0] == static_cast<std::byte>('S')) {
+          domain = std::move(d.value());
+          channel = std::move(c.value());
+        }
+      }
+    }
+    lock.lock();
+    if (standby_.stop) return;
+    if (channel && standby_.want_uri == uri) {
+      standby_.channel.reset();  // a previous standby, if any, goes before its domain
+      standby_.domain = std::move(domain);
+      standby_.channel = std::move(channel);
+      standby_.uri = uri;
+      standby_.ready = true;
+      standby_.want_uri.clear();
+      backoff = std::chrono::milliseconds(20);
+      continue;
+    }
+    if (!channel) {
+      // The partner is down, or not passive yet: try again later (a returning server).
+      channel.reset();
+      domain.reset();
+      standby_.wake.wait_for(lock, backoff, [&] { return standby_.stop; });
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
+    }
+  }
+}
+
+bool Session::adopt_standby(const std::string& uri) {
+  std::lock_guard lock(standby_.mutex);
+  if (!standby_.ready || standby_.uri != uri || !standby_.channel->healthy()) return false;
+  channel_ = std::move(standby_.channel);
+  adopted_domain_ = std::move(standby_.domain);
+  standby_.ready = false;
+  standby_.uri.clear();
+  return true;
+}
 
 void Session::on_channel_response(void* user, const transport::Response& r) {
   auto* slot = static_cast<Inflight*>(user);
@@ -240,6 +350,24 @@ void Session::fail_over() {
       address.backend = transport::BackendKind::kVerbs;
       address.port = rec.via_port;
     }
+    if (rec.epoch > epoch_seen_ && adopt_standby(address.to_string())) {
+      // The lookup names the partner we already stand by at, with a newer epoch: it has taken
+      // over, and our standby connection is now a client connection. No connect.
+      timings.used_standby = true;
+      epoch_seen_ = rec.epoch;
+      cache_.put(rec);
+      server_ = address.to_string();
+      broken_ = false;
+      last_progress_ns_ = 0;
+      for (auto& slot : inflight_) {
+        if (slot.active && send(slot).is_ok()) ++timings.replayed;
+      }
+      ++failovers_;
+      timings.total_ms = ms_between(t0, steady_now_ns());
+      last_ = timings;
+      ask_partner_address();  // the old active, once back as passive, becomes the next standby
+      return;
+    }
     if (!domain_ || domain_->backend() != address.backend) {
       auto d = transport::Domain::open(address);
       if (!d) break;
@@ -266,6 +394,7 @@ void Session::fail_over() {
     for (auto& slot : inflight_) {
       if (slot.active && send(slot).is_ok()) ++timings.replayed;
     }
+    ask_partner_address();
     if (ever_connected_) {
       ++failovers_;
       timings.total_ms = ms_between(t0, steady_now_ns());

@@ -9,10 +9,13 @@
 // A failover runs inside poll() and blocks it until a server is found or the deadline passes.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "failover/lookup_client.hpp"
@@ -25,6 +28,7 @@ extern Tunable failover_call_deadline_ms;
 extern Tunable failover_connect_timeout_ms;
 extern Tunable failover_suspect_after_ms;
 extern Tunable failover_probe_interval_us;
+extern Tunable failover_warm_standby;
 }  // namespace tunables
 
 struct SessionOptions {
@@ -42,6 +46,7 @@ struct FailoverTimings {
   std::uint32_t replayed = 0;
   std::uint32_t lookups = 0;  // more than 1 when an answer failed verification
   bool from_probe = false;    // found by the hang probe (the connection itself never broke)
+  bool used_standby = false;  // continued on the warm standby connection: no connect
 };
 
 class Session {
@@ -62,6 +67,11 @@ class Session {
   [[nodiscard]] std::string server() const { return server_; }
   [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
   [[nodiscard]] std::uint64_t probes_sent() const { return probes_sent_; }
+  // A warm standby connection to the passive partner is open (failover_warm_standby).
+  [[nodiscard]] bool standby_ready() {
+    std::lock_guard lock(standby_.mutex);
+    return standby_.ready;
+  }
 
  private:
   struct Inflight {
@@ -81,6 +91,10 @@ class Session {
   void fail_over();
   void expire(std::int64_t now);
   void watch_for_takeover(std::int64_t now);
+  void ask_partner_address();
+  static void on_partner_address(void* user, const transport::Response& r);
+  void standby_loop();
+  bool adopt_standby(const std::string& uri);
 
   SessionOptions options_;
   std::uint64_t client_id_ = 0;
@@ -93,6 +107,7 @@ class Session {
   std::size_t outstanding_ = 0;
   std::size_t unsent_ = 0;  // active slots with sent == false: poll() scans only when non-zero
   std::unique_ptr<transport::Domain> domain_;
+  std::unique_ptr<transport::Domain> adopted_domain_;  // the standby channel's, once adopted
   std::unique_ptr<transport::Channel> channel_;
   bool broken_ = true;  // no usable channel yet
   bool ever_connected_ = false;
@@ -111,6 +126,23 @@ class Session {
   std::unique_ptr<LookupProbe> probe_;
   std::optional<LookupAnswer> takeover_answer_;
   std::uint64_t probes_sent_ = 0;
+  // Warm standby (failover_warm_standby): after connecting, the session asks the server for its
+  // partner's address, and a helper thread connects to that passive ahead of time (in a domain
+  // of its own: a connect blocks, and the application's thread must not). A failover whose
+  // lookup names that partner continues on the standby connection, without a connect.
+  struct Standby {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::string want_uri;  // session → helper: connect there (empty: nothing wanted)
+    std::uint64_t epoch = 0;
+    std::unique_ptr<transport::Domain> domain;  // helper → session, with `ready`
+    std::unique_ptr<transport::Channel> channel;
+    std::string uri;
+    bool ready = false;
+    bool stop = false;
+  };
+  Standby standby_;
+  std::thread standby_thread_;
 };
 
 }  // namespace viaduct::failover

@@ -147,6 +147,7 @@ TEST_P(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
   ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
   // (client id, seq) header, then the payload the echo service returns.
   std::byte buf[24] = {std::byte{1}, std::byte{2}};
+  buf[8] = std::byte{1};  // sequence 1 (0 marks a session's control request)
   buf[16] = std::byte{0x5a};
   std::byte out[8] = {};
   auto n = ch.value()->call(std::span(buf, 24), std::span(out, 8), 3000);
@@ -268,7 +269,8 @@ TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   ASSERT_TRUE(session.is_ok());
   bool killed = false;
   auto r = run_load(*session.value(), 6000, 8, [&](std::uint64_t done) {
-    if (!killed && done >= 2000) {
+    // Once the session stands by at the passive (failover_warm_standby, on by default).
+    if (!killed && done >= 2000 && session.value()->standby_ready()) {
       p.a->kill_hard();
       killed = true;
     }
@@ -279,6 +281,9 @@ TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   EXPECT_EQ(r.wrong, 0u);
   EXPECT_EQ(r.doubled, 0u);
   EXPECT_EQ(session.value()->failovers(), 1u);
+  // It continued on the standby connection: no connect during the failover.
+  EXPECT_TRUE(session.value()->last_failover().used_standby);
+  EXPECT_EQ(session.value()->last_failover().connect_ms, 0.0);
   EXPECT_EQ(session.value()->epoch(), 2u);
   EXPECT_EQ(session.value()->server(), p.b_uri);
 }
@@ -293,6 +298,8 @@ TEST_P(SessionFailover, CounterKilledUnderLoad_EveryRequestExecutedExactlyOnce) 
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.a->wait_for("replicating to partner", 5000)) << p.a->output();
+  // Without the warm standby, so that this failover takes the lookup-and-connect path.
+  ASSERT_TRUE(failover::tunables::failover_warm_standby.set(0).is_ok());
   auto session = failover::Session::open(session_options(p));
   ASSERT_TRUE(session.is_ok());
   constexpr std::uint64_t kRequests = 6000;  // adds 0, 1, ..., kRequests - 1
@@ -316,6 +323,9 @@ TEST_P(SessionFailover, CounterKilledUnderLoad_EveryRequestExecutedExactlyOnce) 
   ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&zero, 1)), out).is_ok());
   std::memcpy(&total, out, 8);
   EXPECT_EQ(total, kRequests * (kRequests - 1) / 2);
+  EXPECT_FALSE(session.value()->last_failover().used_standby);
+  (void)failover::tunables::failover_warm_standby.set(
+      failover::tunables::failover_warm_standby.default_value());
 }
 
 TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
