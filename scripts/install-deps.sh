@@ -9,7 +9,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
   freetds-bin                                            # tsql: an independent MC-SQLR client
-  perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe)
+  perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe); netns cut trials
   gnuplot-nox                                            # plots of viaduct bench failover
 )
 missing=()
