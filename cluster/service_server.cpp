@@ -88,6 +88,10 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       if (op.size() == 1 && op[0] == failover::kControlPartnerAddress) {
         const std::string& uri = owner_->config_.partner_uri;
         (void)channel.respond(request.request_id, std::as_bytes(std::span(uri.data(), uri.size())));
+      } else if (op.size() == 1 && op[0] == failover::kControlEpoch) {
+        std::array<std::byte, 8> epoch;
+        transport::store_le<std::uint64_t>(epoch.data(), owner_->role_.epoch);
+        (void)channel.respond(request.request_id, epoch);
       } else {
         (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
       }
@@ -259,6 +263,7 @@ void ServiceServer::apply(RoleEvent event) {
   own_epoch_.store(role_.epoch, std::memory_order_relaxed);
   own_active_.store(role_.role == Role::kActive, std::memory_order_relaxed);
   if (event == RoleEvent::kNone) return;
+  if (event == RoleEvent::kSteppedDown) passive_since_ns_ = steady_now_ns();
   if (event == RoleEvent::kTookOver) {
     server_->set_busy_poll(true);
     if (responder_) responder_->set_active(lookup_record());
@@ -282,18 +287,28 @@ void ServiceServer::check_role() {
                            partner_epoch_.load(std::memory_order_relaxed), yield_on_tie_));
   }
   if (role_.role == Role::kPassive && !config_.partner_uri.empty()) {
-    if (heard != 0 && partner_refused_ns_.load(std::memory_order_acquire) > heard &&
+    std::int64_t refused = partner_refused_ns_.load(std::memory_order_acquire);
+    if (heard != 0 && refused > heard && refused > passive_since_ns_ &&
         partner_active_.load(std::memory_order_relaxed)) {
+      takeover_reason_ = "partner-refused";
       apply(on_partner_silent(role_));  // a crash, not a hang: no reason to wait
       return;
     }
-    std::int64_t last = heard != 0 ? heard : started_ns_;
+    // The partner's silence counts from the latest of: its last answer, our becoming passive
+    // (a step-down may come from a replica ack or a client's hello while the last answer we
+    // hold predates our own freeze), and our own resumption after a freeze or starvation.
+    std::int64_t last =
+        std::max({heard != 0 ? heard : started_ns_, passive_since_ns_, resumed_ns_});
     std::int64_t deadline_ns = (heard != 0 ? tunables::partner_takeover_after_ms.get()
                                            : tunables::partner_startup_grace_ms.get()) *
                                1'000'000;
     // Only an active partner's silence is a reason to take over.
     bool partner_was_active = heard == 0 || partner_active_.load(std::memory_order_relaxed);
-    if (partner_was_active && steady_now_ns() - last > deadline_ns) apply(on_partner_silent(role_));
+    std::int64_t silent_ns = steady_now_ns() - last;
+    if (partner_was_active && silent_ns > deadline_ns) {
+      takeover_reason_ = "partner-silent-ms " + std::to_string(silent_ns / 1'000'000);
+      apply(on_partner_silent(role_));
+    }
   }
 }
 
@@ -308,13 +323,13 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
   // Lookups and role checks cost a syscall or a clock read: do them every 64 rounds (~µs apart).
   // A passive blocks between rounds, so it checks on every round.
   if ((++rounds_ & 63) == 0 || passive) {
-    if (responder_) handled += responder_->handle_pending();
-    check_role();
     std::int64_t now = steady_now_ns();
     // This loop did not run for a while (frozen, or starved): before giving up on the partner,
     // give it time to tell us whether it took over meanwhile.
     if (last_round_ns_ != 0 && now - last_round_ns_ > 5'000'000) resumed_ns_ = now;
     last_round_ns_ = now;
+    if (responder_) handled += responder_->handle_pending();
+    check_role();
     tend_replica(now);
   }
   return handled;
@@ -524,13 +539,10 @@ void ServiceServer::monitor_partner() {
   auto retry = interval;
   while (!stop_monitor_.load(std::memory_order_relaxed)) {
     if (channel && !channel->healthy()) {
-      // The partner closed our connection (FIN or RST from its kernel): its process died or is
-      // shutting down. A frozen partner keeps its sockets open and a cut link closes nothing, so
-      // this is as good as a refused connect, and a crash is taken over without another round.
-      if (channel->error().cause() == ConnLostCause::kDisconnected &&
-          partner_heard_ns_.load(std::memory_order_acquire) != 0) {
-        partner_gone();
-      }
+      // Closed: the partner's process died, or the partner dropped this connection itself (its
+      // keep-alive gave up on us while we were frozen or starved). Only a refused reconnect,
+      // tried at once below, tells the two apart: taking over on the close alone made an old
+      // active that woke up take over again right after stepping down — two actives.
       channel.reset();
     }
     if (!channel) {

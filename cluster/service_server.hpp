@@ -90,6 +90,8 @@ class ServiceServer {
   [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
   [[nodiscard]] bool replicating() const { return replica_ != nullptr; }
   [[nodiscard]] std::uint64_t replicated() const { return replicated_; }
+  // Why this instance last took over ("partner-refused", "partner-silent-ms N").
+  [[nodiscard]] const std::string& takeover_reason() const { return takeover_reason_; }
   // Role changes, for logs and tools (called on the serving thread).
   std::function<void(RoleEvent, const RoleState&)> on_role_change;
   // Replication to the partner started (true) or stopped (false), for logs and tools.
@@ -150,7 +152,9 @@ class ServiceServer {
   std::uint64_t acked_replica_seq_ = 0;
   std::int64_t next_replica_attempt_ns_ = 0;
   std::int64_t last_round_ns_ = 0;
-  std::int64_t resumed_ns_ = 0;  // when this loop last found it had not run for a while
+  std::int64_t resumed_ns_ = 0;        // when this loop last found it had not run for a while
+  std::int64_t passive_since_ns_ = 0;  // when this instance last stepped down
+  std::string takeover_reason_;        // why it last took over, for the operator
   std::uint64_t replicated_ = 0;
 
   // The replica channel is connected by the monitor thread, in a domain of its own (a connect

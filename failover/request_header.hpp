@@ -16,6 +16,9 @@ inline constexpr std::size_t kRequestHeaderBytes = 16;
 inline constexpr std::uint64_t kControlSeq = 0;
 // Answer: the server's partner's transport address as text (empty: it has none).
 inline constexpr std::byte kControlPartnerAddress{1};
+// Answer: the server's epoch, u64 LE — only an active answers (a passive says not-active), so a
+// session standing by at the partner learns from this alone that the partner took over.
+inline constexpr std::byte kControlEpoch{2};
 
 struct RequestHeader {
   std::uint64_t client_id = 0;

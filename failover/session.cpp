@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "failover/request_header.hpp"
 #include "transport/polite_spin.hpp"
@@ -24,6 +25,13 @@ Tunable failover_suspect_after_ms(
 Tunable failover_warm_standby(
     "failover", "failover_warm_standby", 1, 0, 1,
     "1: keep a connection to the passive partner open, so a failover to it needs no connect");
+Tunable failover_skip_lookup(
+    "failover", "failover_skip_lookup", 1, 0, 1,
+    "1: a failover first goes straight to the partner our server named (over the standby "
+    "connection when there is one), and looks the name up only if the partner does not take over");
+Tunable failover_partner_wait_ms(
+    "failover", "failover_partner_wait_ms", 100, 1, 600000,
+    "how long a failover waits for the named partner to take over before it looks the name up");
 Tunable failover_probe_interval_us("failover", "failover_probe_interval_us", 1000, 50, 60'000'000,
                                    "how often a suspicious session re-asks the lookup responders");
 }  // namespace tunables
@@ -84,7 +92,10 @@ Session::~Session() {
 }
 
 void Session::ask_partner_address() {
-  if (tunables::failover_warm_standby.get() == 0 || !channel_) return;
+  if (!channel_) return;
+  if (tunables::failover_warm_standby.get() == 0 && tunables::failover_skip_lookup.get() == 0) {
+    return;
+  }
   std::array<std::byte, kRequestHeaderBytes + 1> control{};
   encode_request_header({client_id_, kControlSeq}, control.data());
   control[kRequestHeaderBytes] = kControlPartnerAddress;
@@ -96,6 +107,8 @@ void Session::on_partner_address(void* user, const transport::Response& r) {
   if (!r.status || r.app_status != 0 || r.payload.empty()) return;
   std::string uri(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
   if (!transport::Address::parse(uri) || uri == self->server_) return;
+  self->partner_uri_ = uri;
+  if (tunables::failover_warm_standby.get() == 0) return;
   {
     std::lock_guard lock(self->standby_.mutex);
     if (self->standby_.uri == uri && self->standby_.ready) return;  // already standing by there
@@ -170,14 +183,14 @@ void Session::standby_loop() {
   }
 }
 
-bool Session::adopt_standby(const std::string& uri) {
+std::unique_ptr<transport::Channel> Session::take_standby(const std::string& uri) {
   std::lock_guard lock(standby_.mutex);
-  if (!standby_.ready || standby_.uri != uri || !standby_.channel->healthy()) return false;
-  channel_ = std::move(standby_.channel);
+  if (!standby_.ready || standby_.uri != uri || !standby_.channel->healthy()) return nullptr;
+  // The previous channel is gone (fail_over closed it), so its domain may go too.
   adopted_domain_ = std::move(standby_.domain);
   standby_.ready = false;
   standby_.uri.clear();
-  return true;
+  return std::move(standby_.channel);
 }
 
 void Session::on_channel_response(void* user, const transport::Response& r) {
@@ -304,6 +317,124 @@ void Session::expire(std::int64_t now) {
   }
 }
 
+Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
+    const transport::Address& address, std::uint64_t min_epoch, std::uint64_t* epoch,
+    FailoverTimings& timings) {
+  if (!domain_ || domain_->backend() != address.backend) {
+    auto d = transport::Domain::open(address);
+    if (!d) return d.status();
+    domain_ = std::move(d.value());
+  }
+  auto hello = client_hello(epoch_seen_, options_.name);
+  transport::ChannelOptions copts;
+  copts.hello_app = hello;
+  std::int64_t c0 = steady_now_ns();
+  auto ch = transport::Channel::connect(
+      *domain_, address, copts, static_cast<int>(tunables::failover_connect_timeout_ms.get()));
+  timings.connect_ms += ms_between(c0, steady_now_ns());
+  if (!ch) return ch.status();
+  if (!verify_server_hello(ch.value()->peer_hello_app(), options_.name, min_epoch, epoch)) {
+    return Status(Code::kRejected, "not the active server for '" + options_.name + "'");
+  }
+  return ch;
+}
+
+void Session::resume_on(std::unique_ptr<transport::Channel> channel, std::string uri,
+                        std::uint64_t epoch, std::int64_t t0, FailoverTimings& timings) {
+  epoch_seen_ = epoch;
+  last_progress_ns_ = 0;  // a fresh server: suspicion starts over
+  server_ = std::move(uri);
+  channel_ = std::move(channel);
+  broken_ = false;
+  for (auto& slot : inflight_) {
+    if (slot.active && send(slot).is_ok()) ++timings.replayed;
+  }
+  // The server's partner becomes the next failover's target (and standby): for the first
+  // server, and after a failover the old active, once back as passive.
+  partner_uri_.clear();  // until this server names its own
+  ask_partner_address();
+  if (ever_connected_) {
+    ++failovers_;
+    timings.total_ms = ms_between(t0, steady_now_ns());
+    last_ = timings;
+  }
+  ever_connected_ = true;
+}
+
+std::optional<std::uint64_t> Session::ask_epoch(transport::Channel& channel, std::int64_t until) {
+  std::array<std::byte, kRequestHeaderBytes + 1> control{};
+  encode_request_header({client_id_, kControlSeq}, control.data());
+  control[kRequestHeaderBytes] = kControlEpoch;
+  std::array<std::byte, 8> answer{};
+  transport::SyncCall sync;
+  sync.out = answer;
+  if (!channel.call_async(control, transport::SyncCall::on_response, &sync)) return std::nullopt;
+  while (!sync.done && channel.healthy() && steady_now_ns() < until) (void)channel.poll();
+  if (!sync.done) return std::nullopt;  // broken, or no answer in time: the partner is no use
+  std::uint32_t app_status = 0;
+  auto n = sync.result(&app_status);
+  if (!n) return std::nullopt;
+  if (app_status == kAppStatusNotActive) return 0;
+  if (app_status != 0 || n.value() != answer.size()) return std::nullopt;
+  return transport::load_le<std::uint64_t>(answer.data());
+}
+
+bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
+                                   FailoverTimings& timings) {
+  const std::string uri = partner_uri_;
+  auto address = transport::Address::parse(uri);
+  if (!address) return false;
+  std::int64_t give_up =
+      std::min(deadline, t0 + tunables::failover_partner_wait_ms.get() * 1'000'000);
+  std::int64_t retry_ns = tunables::lookup_retry_interval_us.get() * 1000;
+  std::unique_ptr<transport::Channel> standby = take_standby(uri);
+  // Meanwhile the lookup responders are asked too: if the partner does not take over (our
+  // server is alive and only our connection broke, say), their answer says where to go.
+  if (!probe_) {
+    auto p = LookupProbe::open(options_.lookup);
+    if (p) probe_ = std::make_unique<LookupProbe>(std::move(p.value()));
+  }
+  std::int64_t next_probe = 0;
+  while (steady_now_ns() < give_up) {
+    std::uint64_t epoch = 0;
+    if (standby) {
+      auto e = ask_epoch(*standby, give_up);
+      if (!e) standby.reset();  // the partner is unreachable too: the lookup decides
+      epoch = e.value_or(0);
+      if (epoch > epoch_seen_) {
+        timings.used_standby = true;  // the partner took over: our standby is a client channel
+        timings.skipped_lookup = true;
+        resume_on(std::move(standby), uri, epoch, t0, timings);
+        return true;
+      }
+    } else {
+      auto ch = connect_verified(address.value(), epoch_seen_ + 1, &epoch, timings);
+      if (ch) {
+        timings.skipped_lookup = true;
+        resume_on(std::move(ch.value()), uri, epoch, t0, timings);
+        return true;
+      }
+    }
+    if (probe_) {
+      if (auto answer = probe_->receive(options_.name)) {
+        if (answer->record.epoch >= epoch_seen_) {
+          takeover_answer_ = std::move(answer);  // the lookup loop takes it from here
+          return false;
+        }
+      }
+      std::int64_t now = steady_now_ns();
+      if (now >= next_probe) {
+        probe_->send(options_.name);
+        next_probe = now + tunables::failover_probe_interval_us.get() * 1000;
+      }
+    }
+    // Not taken over yet (it notices the crash about when we do): ask again shortly.
+    std::int64_t wake = std::min(give_up, steady_now_ns() + retry_ns);
+    while (steady_now_ns() < wake) std::this_thread::yield();
+  }
+  return false;
+}
+
 void Session::fail_over() {
   std::int64_t t0 = steady_now_ns();
   FailoverTimings timings;
@@ -323,6 +454,10 @@ void Session::fail_over() {
   std::int64_t deadline = INT64_MAX;
   for (const auto& slot : inflight_) {
     if (slot.active) deadline = std::min(deadline, slot.deadline_ns);
+  }
+  // The partner named by our server is who takes over: go there first, without a lookup.
+  if (!takeover_answer_ && !partner_uri_.empty() && tunables::failover_skip_lookup.get() != 0) {
+    if (fail_over_to_partner(t0, deadline, timings)) return;
   }
   while (steady_now_ns() < deadline) {
     auto left_ms =
@@ -350,57 +485,22 @@ void Session::fail_over() {
       address.backend = transport::BackendKind::kVerbs;
       address.port = rec.via_port;
     }
-    if (rec.epoch > epoch_seen_ && adopt_standby(address.to_string())) {
-      // The lookup names the partner we already stand by at, with a newer epoch: it has taken
-      // over, and our standby connection is now a client connection. No connect.
-      timings.used_standby = true;
-      epoch_seen_ = rec.epoch;
-      cache_.put(rec);
-      server_ = address.to_string();
-      broken_ = false;
-      last_progress_ns_ = 0;
-      for (auto& slot : inflight_) {
-        if (slot.active && send(slot).is_ok()) ++timings.replayed;
+    std::string uri = address.to_string();
+    if (rec.epoch > epoch_seen_) {
+      if (auto standby = take_standby(uri)) {
+        // The lookup names the partner we already stand by at, with a newer epoch: it has
+        // taken over, and our standby connection is now a client connection. No connect.
+        timings.used_standby = true;
+        cache_.put(rec);
+        resume_on(std::move(standby), std::move(uri), rec.epoch, t0, timings);
+        return;
       }
-      ++failovers_;
-      timings.total_ms = ms_between(t0, steady_now_ns());
-      last_ = timings;
-      ask_partner_address();  // the old active, once back as passive, becomes the next standby
-      return;
     }
-    if (!domain_ || domain_->backend() != address.backend) {
-      auto d = transport::Domain::open(address);
-      if (!d) break;
-      domain_ = std::move(d.value());
-    }
-    auto hello = client_hello(epoch_seen_, options_.name);
-    transport::ChannelOptions copts;
-    copts.hello_app = hello;
-    std::int64_t c0 = steady_now_ns();
-    auto ch = transport::Channel::connect(
-        *domain_, address, copts, static_cast<int>(tunables::failover_connect_timeout_ms.get()));
-    timings.connect_ms += ms_between(c0, steady_now_ns());
     std::uint64_t epoch = 0;
-    if (!ch ||
-        !verify_server_hello(ch.value()->peer_hello_app(), options_.name, epoch_seen_, &epoch)) {
-      continue;  // refused, unreachable, or not the active for this name: look again
-    }
-    epoch_seen_ = epoch;
+    auto ch = connect_verified(address, epoch_seen_, &epoch, timings);
+    if (!ch) continue;  // refused, unreachable, or not the active for this name: look again
     cache_.put(rec);
-    last_progress_ns_ = 0;  // a fresh server: suspicion starts over
-    server_ = address.to_string();
-    channel_ = std::move(ch.value());
-    broken_ = false;
-    for (auto& slot : inflight_) {
-      if (slot.active && send(slot).is_ok()) ++timings.replayed;
-    }
-    ask_partner_address();
-    if (ever_connected_) {
-      ++failovers_;
-      timings.total_ms = ms_between(t0, steady_now_ns());
-      last_ = timings;
-    }
-    ever_connected_ = true;
+    resume_on(std::move(ch.value()), std::move(uri), epoch, t0, timings);
     return;
   }
   expire(INT64_MAX);  // nobody took over in time: every waiting request gets the clear error

@@ -29,6 +29,8 @@ extern Tunable failover_connect_timeout_ms;
 extern Tunable failover_suspect_after_ms;
 extern Tunable failover_probe_interval_us;
 extern Tunable failover_warm_standby;
+extern Tunable failover_skip_lookup;
+extern Tunable failover_partner_wait_ms;
 }  // namespace tunables
 
 struct SessionOptions {
@@ -44,9 +46,10 @@ struct FailoverTimings {
   double connect_ms = 0;
   double total_ms = 0;  // from noticing the failure to having re-sent everything
   std::uint32_t replayed = 0;
-  std::uint32_t lookups = 0;  // more than 1 when an answer failed verification
-  bool from_probe = false;    // found by the hang probe (the connection itself never broke)
-  bool used_standby = false;  // continued on the warm standby connection: no connect
+  std::uint32_t lookups = 0;    // more than 1 when an answer failed verification
+  bool from_probe = false;      // found by the hang probe (the connection itself never broke)
+  bool used_standby = false;    // continued on the warm standby connection: no connect
+  bool skipped_lookup = false;  // went straight to the partner our server named: no lookup
 };
 
 class Session {
@@ -94,13 +97,22 @@ class Session {
   void ask_partner_address();
   static void on_partner_address(void* user, const transport::Response& r);
   void standby_loop();
-  bool adopt_standby(const std::string& uri);
+  std::unique_ptr<transport::Channel> take_standby(const std::string& uri);
+  bool fail_over_to_partner(std::int64_t t0, std::int64_t deadline, FailoverTimings& timings);
+  std::optional<std::uint64_t> ask_epoch(transport::Channel& channel, std::int64_t until);
+  Result<std::unique_ptr<transport::Channel>> connect_verified(const transport::Address& address,
+                                                               std::uint64_t min_epoch,
+                                                               std::uint64_t* epoch,
+                                                               FailoverTimings& timings);
+  void resume_on(std::unique_ptr<transport::Channel> channel, std::string uri, std::uint64_t epoch,
+                 std::int64_t t0, FailoverTimings& timings);
 
   SessionOptions options_;
   std::uint64_t client_id_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t epoch_seen_ = 0;
   std::string server_;
+  std::string partner_uri_;  // our server's partner, as it told us: the next failover's target
   LookupCache cache_;
   std::vector<Inflight> inflight_;  // fixed size: pointers to slots stay valid
   std::vector<std::uint32_t> free_;

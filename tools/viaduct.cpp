@@ -218,11 +218,13 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config, const std::string& 
   if (!server) return fail(server.status());
   auto& s = *server.value();
   // One line per event on stdout, flushed: tests and scripts follow the role changes.
-  s.on_role_change = [&config](viaduct::cluster::RoleEvent event,
-                               const viaduct::cluster::RoleState& r) {
-    std::cout << (event == viaduct::cluster::RoleEvent::kTookOver ? "took-over " : "stepped-down ")
-              << config.name << " epoch " << r.epoch << " at-ns " << viaduct::steady_now_ns()
-              << std::endl;
+  s.on_role_change = [&config, &s](viaduct::cluster::RoleEvent event,
+                                   const viaduct::cluster::RoleState& r) {
+    bool took_over = event == viaduct::cluster::RoleEvent::kTookOver;
+    std::cout << (took_over ? "took-over " : "stepped-down ") << config.name << " epoch " << r.epoch
+              << " at-ns " << viaduct::steady_now_ns();
+    if (took_over) std::cout << " reason " << s.takeover_reason();
+    std::cout << std::endl;
   };
   s.on_replication = [](bool up) {
     std::cout << (up ? "replicating to partner" : "replication stopped: serving alone")

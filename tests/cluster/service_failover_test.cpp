@@ -14,6 +14,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "cluster/partner_protocol.hpp"
@@ -194,7 +195,10 @@ TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) 
   ASSERT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
   // Never two actives: the old one no longer answers lookups nor accepts clients.
   std::array<failover::UdpEndpoint, 1> a_only{p.only_a()};
-  EXPECT_EQ(failover::lookup("ORDERS", a_only, 500).status().code(), Code::kTimeout);
+  EXPECT_EQ(failover::lookup("ORDERS", a_only, 500).status().code(), Code::kTimeout)
+      << "a:\n"
+      << p.a->output() << "b:\n"
+      << p.b->output();
   std::string reason;
   EXPECT_FALSE(connect_client(p.a_uri, "ORDERS", 2, &reason).is_ok());
   EXPECT_EQ(reason, kRejectNotActive);
@@ -253,6 +257,20 @@ LoadResult run_load(failover::Session& session, std::uint64_t total, std::uint32
   return result;
 }
 
+// Sets a tunable for one test and puts its default back after it, pass or fail.
+class TunableOverride {
+ public:
+  TunableOverride(Tunable& tunable, std::int64_t value) : tunable_(tunable) {
+    EXPECT_TRUE(tunable_.set(value).is_ok());
+  }
+  ~TunableOverride() { (void)tunable_.set(tunable_.default_value()); }
+  TunableOverride(const TunableOverride&) = delete;
+  TunableOverride& operator=(const TunableOverride&) = delete;
+
+ private:
+  Tunable& tunable_;
+};
+
 using SessionFailover = BackendTest;
 INSTANTIATE_TEST_SUITE_P(Backends, SessionFailover, ::testing::Values("ofi+tcp", "verbs"),
                          backend_name);
@@ -261,31 +279,79 @@ failover::SessionOptions session_options(const Pair& p) {
   return {"ORDERS", p.both(), 64};
 }
 
+// Sends `total` requests (depth 8) through a fresh session and SIGKILLs the active a third of
+// the way in, once `ready` holds. The application must see no error and every request answered
+// exactly once, after exactly one failover.
+std::unique_ptr<failover::Session> kill_active_under_load(
+    Pair& p, std::uint64_t total, bool echo = true,
+    const std::function<bool(failover::Session&)>& ready = {}) {
+  auto opened = failover::Session::open(session_options(p));
+  EXPECT_TRUE(opened.is_ok());
+  if (!opened) return nullptr;
+  auto session = std::move(opened.value());
+  bool killed = false;
+  auto r = run_load(
+      *session, total, 8,
+      [&](std::uint64_t done) {
+        if (!killed && done >= total / 3 && (!ready || ready(*session))) {
+          p.a->kill_hard();
+          killed = true;
+        }
+      },
+      echo);
+  EXPECT_TRUE(killed);
+  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
+  EXPECT_EQ(r.answered, total);
+  EXPECT_EQ(r.wrong + r.doubled, 0u);
+  EXPECT_EQ(session->failovers(), 1u);
+  return session;
+}
+
+// One synchronous call to the echo service: the value echoed, or the call's error.
+Result<std::uint64_t> echo_call(failover::Session& session, std::uint64_t value) {
+  std::byte out[8];
+  auto r = session.call(std::as_bytes(std::span(&value, 1)), out);
+  if (!r) return r.status();
+  std::uint64_t echoed = 0;
+  std::memcpy(&echoed, out, 8);
+  return echoed;
+}
+
+// A session to the pair's active that has made one call.
+std::unique_ptr<failover::Session> connected_session(const Pair& p) {
+  auto session = failover::Session::open(session_options(p));
+  EXPECT_TRUE(session.is_ok());
+  if (!session) return nullptr;
+  auto first = echo_call(*session.value(), 1);
+  EXPECT_TRUE(first.is_ok()) << first.status().to_string();
+  return first.is_ok() ? std::move(session.value()) : nullptr;
+}
+
+// A lone active server for ORDERS (no partner), as an operator would bring one back.
+std::unique_ptr<Proc> serve_alone(const std::string& uri, std::uint16_t lookup_port) {
+  auto server = std::make_unique<Proc>(std::vector<std::string>{
+      VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", uri, "--lookup",
+      "127.0.0.1:" + std::to_string(lookup_port)});
+  EXPECT_TRUE(server->wait_for("serving ORDERS", 5000)) << server->output();
+  return server;
+}
+
 TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
-  auto session = failover::Session::open(session_options(p));
-  ASSERT_TRUE(session.is_ok());
-  bool killed = false;
-  auto r = run_load(*session.value(), 6000, 8, [&](std::uint64_t done) {
-    // Once the session stands by at the passive (failover_warm_standby, on by default).
-    if (!killed && done >= 2000 && session.value()->standby_ready()) {
-      p.a->kill_hard();
-      killed = true;
-    }
-  });
-  EXPECT_TRUE(killed);
-  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
-  EXPECT_EQ(r.answered, 6000u);
-  EXPECT_EQ(r.wrong, 0u);
-  EXPECT_EQ(r.doubled, 0u);
-  EXPECT_EQ(session.value()->failovers(), 1u);
-  // It continued on the standby connection: no connect during the failover.
-  EXPECT_TRUE(session.value()->last_failover().used_standby);
-  EXPECT_EQ(session.value()->last_failover().connect_ms, 0.0);
-  EXPECT_EQ(session.value()->epoch(), 2u);
-  EXPECT_EQ(session.value()->server(), p.b_uri);
+  // Once the session stands by at the passive (failover_warm_standby, on by default).
+  auto session = kill_active_under_load(p, 6000, /*echo=*/true,
+                                        [](failover::Session& s) { return s.standby_ready(); });
+  ASSERT_NE(session, nullptr);
+  // It continued on the standby connection, told by the partner itself that it took over: no
+  // lookup and no connect during the failover.
+  EXPECT_TRUE(session->last_failover().used_standby);
+  EXPECT_TRUE(session->last_failover().skipped_lookup);
+  EXPECT_EQ(session->last_failover().lookups, 0u);
+  EXPECT_EQ(session->last_failover().connect_ms, 0.0);
+  EXPECT_EQ(session->epoch(), 2u);
+  EXPECT_EQ(session->server(), p.b_uri);
 }
 
 // Exactly once across a crash: a counter service (each request adds its value, each answer is
@@ -298,34 +364,57 @@ TEST_P(SessionFailover, CounterKilledUnderLoad_EveryRequestExecutedExactlyOnce) 
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.a->wait_for("replicating to partner", 5000)) << p.a->output();
-  // Without the warm standby, so that this failover takes the lookup-and-connect path.
-  ASSERT_TRUE(failover::tunables::failover_warm_standby.set(0).is_ok());
-  auto session = failover::Session::open(session_options(p));
-  ASSERT_TRUE(session.is_ok());
+  // Without the warm standby or the partner shortcut: this failover takes the lookup-and-connect
+  // path.
+  TunableOverride no_standby(failover::tunables::failover_warm_standby, 0);
+  TunableOverride no_shortcut(failover::tunables::failover_skip_lookup, 0);
   constexpr std::uint64_t kRequests = 6000;  // adds 0, 1, ..., kRequests - 1
-  bool killed = false;
-  auto r = run_load(
-      *session.value(), kRequests, 8,
-      [&](std::uint64_t done) {
-        if (!killed && done >= 2000) {
-          p.a->kill_hard();
-          killed = true;
-        }
-      },
-      /*echo=*/false);
-  EXPECT_TRUE(killed);
-  EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
-  EXPECT_EQ(r.answered, kRequests);
-  EXPECT_EQ(r.doubled, 0u);
-  EXPECT_EQ(session.value()->failovers(), 1u);
+  auto session = kill_active_under_load(p, kRequests, /*echo=*/false);
+  ASSERT_NE(session, nullptr);
   std::uint64_t zero = 0, total = 0;
   std::byte out[8];
-  ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&zero, 1)), out).is_ok());
+  ASSERT_TRUE(session->call(std::as_bytes(std::span(&zero, 1)), out).is_ok());
   std::memcpy(&total, out, 8);
   EXPECT_EQ(total, kRequests * (kRequests - 1) / 2);
-  EXPECT_FALSE(session.value()->last_failover().used_standby);
-  (void)failover::tunables::failover_warm_standby.set(
-      failover::tunables::failover_warm_standby.default_value());
+  EXPECT_FALSE(session->last_failover().used_standby);
+  EXPECT_FALSE(session->last_failover().skipped_lookup);
+  EXPECT_GE(session->last_failover().lookups, 1u);
+}
+
+// Without a standby connection, the failover connects straight to the partner our server named
+// (its hello proves it took over with a newer epoch): no lookup.
+TEST_P(SessionFailover, ActiveKilledUnderLoad_NoStandby_ConnectsStraightToNamedPartner) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  TunableOverride no_standby(failover::tunables::failover_warm_standby, 0);
+  auto session = kill_active_under_load(p, 6000);
+  ASSERT_NE(session, nullptr);
+  EXPECT_TRUE(session->last_failover().skipped_lookup);
+  EXPECT_FALSE(session->last_failover().used_standby);
+  EXPECT_EQ(session->last_failover().lookups, 0u);
+  EXPECT_GT(session->last_failover().connect_ms, 0.0);
+  EXPECT_EQ(session->epoch(), 2u);
+  EXPECT_EQ(session->server(), p.b_uri);
+}
+
+// The partner our server named is dead too, and a server comes back elsewhere: the shortcut
+// finds nobody there, and the lookup (asked meanwhile) says where to go.
+TEST_P(SessionFailover, NamedPartnerDeadToo_LookupFindsTheServerThatCameBack) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  auto session = connected_session(p);
+  ASSERT_NE(session, nullptr);
+  p.b->kill_hard();
+  p.a->kill_hard();
+  std::string c_uri = g_prefix + ":" + std::to_string(p.base + 4);
+  auto back = serve_alone(c_uri, p.a_lookup);
+  auto again = echo_call(*session, 7);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again.value(), 7u);
+  EXPECT_FALSE(session->last_failover().skipped_lookup);
+  EXPECT_EQ(session->server(), c_uri);
 }
 
 TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
@@ -357,33 +446,26 @@ TEST_P(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
   ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
-  auto session = failover::Session::open(session_options(p));
-  ASSERT_TRUE(session.is_ok());
-  std::uint64_t v = 1;
-  std::byte out[8];
-  ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&v, 1)), out).is_ok());
+  auto session = connected_session(p);
+  ASSERT_NE(session, nullptr);
   p.a->kill_hard();
   p.b->kill_hard();
-  ASSERT_TRUE(failover::tunables::failover_call_deadline_ms.set(1500).is_ok());
   auto t0 = Clock::now();
-  auto r = session.value()->call(std::as_bytes(std::span(&v, 1)), out);
-  (void)failover::tunables::failover_call_deadline_ms.set(
-      failover::tunables::failover_call_deadline_ms.default_value());
+  Result<std::uint64_t> r = Status::ok();
+  {
+    TunableOverride short_deadline(failover::tunables::failover_call_deadline_ms, 1500);
+    r = echo_call(*session, 1);
+  }
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), Code::kTimeout);
   EXPECT_NE(r.status().message().find("no server answers for 'ORDERS'"), std::string::npos)
       << r.status().to_string();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10));
   // A server comes back (the old passive's address, as active): the same session carries on.
-  Proc back({VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", p.b_uri,
-             "--lookup", "127.0.0.1:" + std::to_string(p.b_lookup)});
-  ASSERT_TRUE(back.wait_for("serving ORDERS", 5000));
-  v = 42;
-  auto again = session.value()->call(std::as_bytes(std::span(&v, 1)), out);
+  auto back = serve_alone(p.b_uri, p.b_lookup);
+  auto again = echo_call(*session, 42);
   ASSERT_TRUE(again.is_ok()) << again.status().to_string();
-  std::uint64_t echoed = 0;
-  std::memcpy(&echoed, out, 8);
-  EXPECT_EQ(echoed, 42u);
+  EXPECT_EQ(again.value(), 42u);
 }
 
 // A pulled cable: the active keeps running but its link is down (veth between network

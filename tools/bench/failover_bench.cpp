@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -84,6 +85,9 @@ struct Trial {
   double longest_gap_ms = 0;   // longest gap anywhere in the trial (the failover or noise)
   double baseline_gap_ms = 0;  // longest gap in an equally long window before the failure
   std::uint64_t requests = 0, errors = 0;
+  // How the session found the new active: "partner" (asked the partner our server named, no
+  // lookup) or "lookup"; then "standby" (continued on its standby connection) or "connect".
+  std::string path;
   std::vector<std::pair<double, double>> timeline;  // (ms since failure, request latency ms)
 };
 
@@ -173,6 +177,8 @@ bool run_trial(const FailoverBenchOptions& o, const NetnsLab* lab, int index, Tr
   t->lookup_ms = f.lookup_ms;
   t->connect_ms = f.connect_ms;
   t->failover_ms = f.total_ms;
+  t->path = std::string(f.skipped_lookup ? "partner" : "lookup") +
+            (f.used_standby ? "+standby" : "+connect");
   // The passive prints its takeover with the monotonic clock, which all processes share.
   pair.b->wait_for("took-over", 1000);
   const std::string& b_out = pair.b->output();
@@ -301,9 +307,10 @@ int run_failover_bench(const FailoverBenchOptions& o) {
     }
     std::printf(
         "trial %2d: stall %7.2f ms  detection %7.2f  takeover %7.2f  lookup %6.2f  connect %6.2f  "
-        "resume %6.2f  (longest gap %5.2f, before the failure %5.2f)  errors %llu\n",
+        "resume %6.2f  (longest gap %5.2f, before the failure %5.2f)  errors %llu  %s\n",
         i, t.stall_ms, t.detection_ms, t.takeover_ms, t.lookup_ms, t.connect_ms, t.resume_ms,
-        t.longest_gap_ms, t.baseline_gap_ms, static_cast<unsigned long long>(t.errors));
+        t.longest_gap_ms, t.baseline_gap_ms, static_cast<unsigned long long>(t.errors),
+        t.path.c_str());
     trials.push_back(std::move(t));
   }
   if (trials.empty()) return 1;
@@ -316,6 +323,11 @@ int run_failover_bench(const FailoverBenchOptions& o) {
   std::uint64_t errors = 0;
   for (const auto& t : trials) errors += t.errors;
   j["application_errors"] = errors;
+  j["failover_warm_standby"] = failover::tunables::failover_warm_standby.get();
+  j["failover_skip_lookup"] = failover::tunables::failover_skip_lookup.get();
+  std::map<std::string, int> paths;
+  for (const auto& t : trials) ++paths[t.path];
+  j["paths"] = paths;
   std::printf("\n%-12s %10s %10s %10s   (%zu trials, %s, application errors: %llu)\n", "", "p50 ms",
               "p99 ms", "max ms", trials.size(), o.mode.c_str(),
               static_cast<unsigned long long>(errors));
