@@ -539,10 +539,16 @@ void ServiceServer::monitor_partner() {
   auto retry = interval;
   while (!stop_monitor_.load(std::memory_order_relaxed)) {
     if (channel && !channel->healthy()) {
-      // Closed: the partner's process died, or the partner dropped this connection itself (its
-      // keep-alive gave up on us while we were frozen or starved). Only a refused reconnect,
-      // tried at once below, tells the two apart: taking over on the close alone made an old
-      // active that woke up take over again right after stepping down — two actives.
+      // Closed by the partner's kernel (FIN or RST). From a partner that answered us a moment
+      // ago, that is its process dying: a frozen partner keeps its sockets open and a cut link
+      // closes nothing, so a crash is taken over without another round. From a partner we have
+      // not heard for a while, it may instead have dropped us (its keep-alive gave up while we
+      // were frozen or starved): only a refused reconnect, tried at once below, says it is gone.
+      std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
+      if (channel->error().cause() == ConnLostCause::kDisconnected && heard != 0 &&
+          steady_now_ns() - heard < tunables::partner_takeover_after_ms.get() * 1'000'000) {
+        partner_gone();
+      }
       channel.reset();
     }
     if (!channel) {

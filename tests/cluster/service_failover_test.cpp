@@ -16,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 
 #include "cluster/partner_protocol.hpp"
 #include "cluster/service_server.hpp"
@@ -205,6 +206,29 @@ TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) 
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok());
   EXPECT_EQ(port_of(answer->record), p.base + 1);
+}
+
+// The passive frozen past the active's keep-alive budget: the active drops its connections,
+// and the passive, when it wakes, finds them closed. A close it did not see coming, from a
+// partner it has not heard for a while, is no crash: it must reconnect and find the active
+// alive, not take over.
+TEST_P(ServiceFailover, PassiveFrozenPastKeepalive_WakesAndLeavesTheActiveAlone) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  p.b->signal(SIGSTOP);
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(2 * transport::tunables::channel_keepalive_interval_ms.get() *
+                                    transport::tunables::channel_keepalive_missed_limit.get() +
+                                200));
+  p.b->signal(SIGCONT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(p.b->output().find("took-over"), std::string::npos) << p.b->output();
+  EXPECT_EQ(p.a->output().find("stepped-down"), std::string::npos) << p.a->output();
+  auto answer = failover::lookup("ORDERS", p.both(), 3000);
+  ASSERT_TRUE(answer.is_ok());
+  EXPECT_EQ(port_of(answer->record), p.base);
+  EXPECT_EQ(answer->record.epoch, 1u);
 }
 
 }  // namespace
