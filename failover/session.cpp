@@ -369,7 +369,9 @@ std::optional<std::uint64_t> Session::ask_epoch(transport::Channel& channel, std
   transport::SyncCall sync;
   sync.out = answer;
   if (!channel.call_async(control, transport::SyncCall::on_response, &sync)) return std::nullopt;
-  while (!sync.done && channel.healthy() && steady_now_ns() < until) (void)channel.poll();
+  PoliteSpin spin;  // the partner is taking over on these same cores: leave it room
+  while (!sync.done && channel.healthy() && steady_now_ns() < until)
+    spin.after_poll(channel.poll());
   if (!sync.done) return std::nullopt;  // broken, or no answer in time: the partner is no use
   std::uint32_t app_status = 0;
   auto n = sync.result(&app_status);
@@ -428,9 +430,10 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
         next_probe = now + tunables::failover_probe_interval_us.get() * 1000;
       }
     }
-    // Not taken over yet (it notices the crash about when we do): ask again shortly.
-    std::int64_t wake = std::min(give_up, steady_now_ns() + retry_ns);
-    while (steady_now_ns() < wake) std::this_thread::yield();
+    // Not taken over yet (it notices the crash about when we do): ask again shortly. Sleep,
+    // not spin: on a small machine the partner needs the core to take over.
+    std::int64_t wait_ns = std::min(give_up - steady_now_ns(), retry_ns);
+    if (wait_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
   }
   return false;
 }
