@@ -298,7 +298,7 @@ void ServiceServer::check_role() {
     // (a step-down may come from a replica ack or a client's hello while the last answer we
     // hold predates our own freeze), and our own resumption after a freeze or starvation.
     std::int64_t last =
-        std::max({heard != 0 ? heard : started_ns_, passive_since_ns_, resumed_ns_});
+        std::max({heard != 0 ? heard : started_ns_, passive_since_ns_, long_pause_end_ns_});
     std::int64_t deadline_ns = (heard != 0 ? tunables::partner_takeover_after_ms.get()
                                            : tunables::partner_startup_grace_ms.get()) *
                                1'000'000;
@@ -327,6 +327,13 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
     // This loop did not run for a while (frozen, or starved): before giving up on the partner,
     // give it time to tell us whether it took over meanwhile.
     if (last_round_ns_ != 0 && now - last_round_ns_ > 5'000'000) resumed_ns_ = now;
+    // A pause long enough to explain the partner's silence by itself (half the takeover
+    // deadline) restarts that silence: the partner gets a fair chance to answer first. Shorter
+    // ones must not, or a machine that stutters all the time (TCG) would never take over.
+    if (last_round_ns_ != 0 &&
+        now - last_round_ns_ > tunables::partner_takeover_after_ms.get() * 500'000) {
+      long_pause_end_ns_ = now;
+    }
     last_round_ns_ = now;
     if (responder_) handled += responder_->handle_pending();
     check_role();

@@ -152,9 +152,10 @@ class ServiceServer {
   std::uint64_t acked_replica_seq_ = 0;
   std::int64_t next_replica_attempt_ns_ = 0;
   std::int64_t last_round_ns_ = 0;
-  std::int64_t resumed_ns_ = 0;        // when this loop last found it had not run for a while
-  std::int64_t passive_since_ns_ = 0;  // when this instance last stepped down
-  std::string takeover_reason_;        // why it last took over, for the operator
+  std::int64_t resumed_ns_ = 0;         // when this loop last found it had not run for a while
+  std::int64_t passive_since_ns_ = 0;   // when this instance last stepped down
+  std::int64_t long_pause_end_ns_ = 0;  // when this loop last resumed from a long pause
+  std::string takeover_reason_;         // why it last took over, for the operator
   std::uint64_t replicated_ = 0;
 
   // The replica channel is connected by the monitor thread, in a domain of its own (a connect
