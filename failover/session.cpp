@@ -274,6 +274,14 @@ std::size_t Session::poll() {
   return n;
 }
 
+LookupProbe* Session::lookup_probe() {
+  if (!probe_) {
+    auto p = LookupProbe::open(options_.lookup);
+    if (p) probe_ = std::make_unique<LookupProbe>(std::move(p.value()));
+  }
+  return probe_.get();
+}
+
 void Session::watch_for_takeover(std::int64_t now) {
   if (completions_ != completions_seen_ || last_progress_ns_ == 0) {
     completions_seen_ = completions_;
@@ -284,11 +292,7 @@ void Session::watch_for_takeover(std::int64_t now) {
   if (broken_ || now - last_progress_ns_ < tunables::failover_suspect_after_ms.get() * 1'000'000) {
     return;
   }
-  if (!probe_) {
-    auto p = LookupProbe::open(options_.lookup);
-    if (!p) return;  // no socket: the keep-alive and deadlines still apply
-    probe_ = std::make_unique<LookupProbe>(std::move(p.value()));
-  }
+  if (lookup_probe() == nullptr) return;  // no socket: the keep-alive and deadlines still apply
   if (auto answer = probe_->receive(options_.name)) {
     if (answer->record.epoch > epoch_seen_) {
       // The partner took over while our server went silent: it is stale, whatever its socket
@@ -392,10 +396,7 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
   std::unique_ptr<transport::Channel> standby = take_standby(uri);
   // Meanwhile the lookup responders are asked too: if the partner does not take over (our
   // server is alive and only our connection broke, say), their answer says where to go.
-  if (!probe_) {
-    auto p = LookupProbe::open(options_.lookup);
-    if (p) probe_ = std::make_unique<LookupProbe>(std::move(p.value()));
-  }
+  (void)lookup_probe();
   std::int64_t next_probe = 0;
   while (steady_now_ns() < give_up) {
     std::uint64_t epoch = 0;

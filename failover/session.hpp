@@ -94,6 +94,7 @@ class Session {
   void fail_over();
   void expire(std::int64_t now);
   void watch_for_takeover(std::int64_t now);
+  LookupProbe* lookup_probe();  // opened on first use; nullptr when no socket can be had
   void ask_partner_address();
   static void on_partner_address(void* user, const transport::Response& r);
   void standby_loop();
