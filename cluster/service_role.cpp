@@ -1,5 +1,7 @@
 #include "cluster/service_role.hpp"
 
+#include <cstdint>
+
 namespace viaduct::cluster {
 
 std::string_view role_name(Role role) {
@@ -31,6 +33,8 @@ RoleEvent on_partner_heard(RoleState& state, bool partner_active, std::uint64_t 
 
 RoleEvent on_partner_silent(RoleState& state) {
   if (state.role == Role::kActive) return RoleEvent::kNone;
+  // Epochs never wrap: an instance at the last epoch can no longer take over (2^64 takeovers).
+  if (state.epoch == UINT64_MAX) return RoleEvent::kNone;
   state.role = Role::kActive;
   ++state.epoch;
   return RoleEvent::kTookOver;

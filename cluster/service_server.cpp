@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "failover/request_header.hpp"
 #include "transport/polite_spin.hpp"
@@ -28,7 +29,16 @@ Tunable partner_replication(
     "is executed once even across a crash; 0: answer at once");
 Tunable partner_startup_grace_ms(
     "cluster", "partner_startup_grace_ms", 2000, 0, 600000,
-    "a passive that never heard its partner waits this long to take over");
+    "a passive that never heard its partner waits this long before it counts it gone (it takes "
+    "over then only with partner_unclean_takeover: it holds none of the active's state)");
+Tunable partner_realtime_priority(
+    "cluster", "partner_realtime_priority", 10, 0, 99,
+    "SCHED_FIFO priority of the partner link thread (0: normal scheduling), so that a busy host "
+    "never delays a ping past the takeover deadline");
+Tunable partner_unclean_takeover(
+    "cluster", "partner_unclean_takeover", 0, 0, 1,
+    "1: a passive that is out of sync may still take over when its partner is gone, losing what "
+    "the active acknowledged alone (Kafka's unclean leader election); 0: it refuses to serve");
 }  // namespace tunables
 
 namespace {
@@ -54,27 +64,12 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
   explicit Dispatcher(ServiceServer* owner) : owner_(owner) {}
   void on_request(transport::Channel& channel, const transport::IncomingRequest& request) override {
     if (is_partner_channel(channel)) {
-      if (is_replica(request.payload)) {
-        owner_->apply_replica_from_partner(channel, request.request_id, request.payload);
-        return;
-      }
-      auto ping = decode_ping(request.payload);
-      if (!ping) {
-        (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
-        return;
-      }
-      owner_->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
-      owner_->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
-      owner_->partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
-      owner_->check_role();  // a newer epoch must take effect before anything else is served
-      std::array<std::byte, kPingBytes> pong;
-      encode_ping({owner_->role_.role == Role::kActive ? WireRole::kActive : WireRole::kPassive,
-                   owner_->role_.epoch},
-                  pong);
-      (void)channel.respond(request.request_id, pong);
+      owner_->on_member_request(channel, request);
       return;
     }
-    if (owner_->role_.role != Role::kActive) {
+    if (owner_->role_.role != Role::kActive || owner_->may_be_replaced_) {
+      // Not active, or not sure to be (paused while the passive could take over): the client
+      // looks again rather than get an answer this instance may not be entitled to give.
       (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
       return;
     }
@@ -88,6 +83,15 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       if (op.size() == 1 && op[0] == failover::kControlPartnerAddress) {
         const std::string& uri = owner_->config_.partner_uri;
         (void)channel.respond(request.request_id, std::as_bytes(std::span(uri.data(), uri.size())));
+      } else if (op.size() == 1 + failover::kProofNonceBytes && op[0] == failover::kControlProve &&
+                 owner_->config_.cluster_key != nullptr) {
+        failover::ProofNonce nonce;
+        std::memcpy(nonce.data(), op.data() + 1, nonce.size());
+        std::array<std::byte, failover::kProofAnswerBytes> proof;
+        owner_->config_.cluster_key->sign_proof(owner_->config_.name, nonce, owner_->role_.epoch,
+                                                proof);
+        ++owner_->stats_.proofs;
+        (void)channel.respond(request.request_id, proof);
       } else if (op.size() == 1 && op[0] == failover::kControlEpoch) {
         std::array<std::byte, 8> epoch;
         transport::store_le<std::uint64_t>(epoch.data(), owner_->role_.epoch);
@@ -132,12 +136,22 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   }
   auto listen = transport::Address::parse(config.listen_uri);
   if (!listen) return listen.status();
+  std::optional<transport::Address> partner;
+  if (!config.partner_uri.empty()) {
+    auto p = transport::Address::parse(config.partner_uri);
+    if (!p) return p.status();
+    partner = p.value();
+    if (config.cluster_key == nullptr) {
+      return Status(Code::kInvalidArgument,
+                    "a server with a partner needs the cluster key (members authenticate each "
+                    "other): make one with `viaduct keygen FILE`, give it with --cluster-key");
+    }
+  }
   std::unique_ptr<ServiceServer> s(new ServiceServer());  // private constructor
   s->config_ = config;
   s->app_ = app;
-  // Epoch 1 belongs to the configured active. A passive starts knowing it, so even a takeover
-  // before it has ever heard its partner (partner frozen or dead at start) claims epoch 2 or more
-  // and can never tie with the active it replaces.
+  // Epoch 1 belongs to the configured active. A passive starts knowing it, so a takeover claims
+  // epoch 2 or more and can never tie with the active it replaces.
   s->role_ = {config.initial_role, 1};
   s->yield_on_tie_ = config.listen_uri > config.partner_uri;
   auto domain = transport::Domain::open(listen.value());
@@ -155,6 +169,13 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   options.before_destroy = [raw = s.get()](const transport::Channel& gone) {
     for (auto& h : raw->held_) {
       if (h.channel == &gone) h.channel = nullptr;
+    }
+    raw->members_.erase(&gone);
+    if (raw->sync_channel_ == &gone) {
+      // The replication stream we were in sync with is gone: whatever the active acknowledges
+      // from now on, we may lack.
+      raw->sync_channel_ = nullptr;
+      if (raw->link_) raw->link_->set_in_sync(0);
     }
   };
   options.reply_hello = [raw = s.get()] {
@@ -176,18 +197,65 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   }
   s->started_ns_ = steady_now_ns();
   s->own_epoch_ = s->role_.epoch;
-  s->own_active_ = s->role_.role == Role::kActive;
+  if (partner) {
+    // The link's UDP port has the number of the transport port, on the same host.
+    auto local = failover::UdpEndpoint::from(listen.value().host, s->server_->address().port);
+    auto remote = failover::UdpEndpoint::from(partner->host, partner->port);
+    if (!local) return local.status();
+    if (!remote) return remote.status();
+    PartnerLinkConfig link;
+    link.name = config.name;
+    link.local = local.value();
+    link.partner = remote.value();
+    link.key = config.cluster_key;
+    link.interval_ms = tunables::partner_ping_interval_ms.get();
+    link.takeover_after_ms = tunables::partner_takeover_after_ms.get();
+    link.realtime_priority = static_cast<int>(tunables::partner_realtime_priority.get());
+    link.on_news = [raw = s.get()] { raw->wake(); };
+    auto started = PartnerLink::start(std::move(link));
+    if (!started) return started.status();
+    s->link_ = std::move(started.value());
+  }
+  s->announce();
   if (s->role_.role == Role::kActive && s->responder_)
     s->responder_->set_active(s->lookup_record());
-  if (!config.partner_uri.empty())
-    s->monitor_ = std::thread([raw = s.get()] { raw->monitor_partner(); });
+  if (partner) s->connector_ = std::thread([raw = s.get()] { raw->connector_loop(); });
   return s;
 }
 
 ServiceServer::~ServiceServer() {
-  stop_monitor_ = true;
-  if (monitor_.joinable()) monitor_.join();
+  stop_connector_ = true;
+  if (connector_.joinable()) connector_.join();
+  link_.reset();  // joins the link thread, which may still call wake()
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool ServiceServer::in_sync() const {
+  if (role_.role == Role::kActive || !link_) return true;
+  return link_->in_sync_gen() != 0;
+}
+
+void ServiceServer::wake() {
+  std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void ServiceServer::notice(const std::string& text) {
+  if (on_notice) on_notice(text);
+}
+
+void ServiceServer::announce() {
+  own_epoch_.store(role_.epoch, std::memory_order_relaxed);
+  if (link_) {
+    link_->announce(role_.role == Role::kActive, role_.epoch, drop_requested_ns_ != 0, sync_gen_);
+  }
+}
+
+void ServiceServer::connector_loop() {
+  while (!stop_connector_.load(std::memory_order_relaxed)) {
+    if (want_replica_.exchange(false, std::memory_order_acq_rel)) connect_replica();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void ServiceServer::connect_replica() {
@@ -200,20 +268,18 @@ void ServiceServer::connect_replica() {
   transport::ChannelOptions options;
   options.hello_app = hello;
   options.busy_poll = true;  // polled by the serving loop, like the clients' channels
-  auto c =
-      transport::Channel::connect(*domain.value(), partner.value(), options,
-                                  static_cast<int>(tunables::partner_ping_interval_ms.get() * 10));
+  int timeout_ms = static_cast<int>(tunables::partner_ping_interval_ms.get() * 10);
+  auto c = transport::Channel::connect(*domain.value(), partner.value(), options, timeout_ms);
   if (!c) return;  // the serving loop asks again later
+  // Both sides prove they hold the cluster secret before a single replica is sent.
+  if (!authenticate_member_connection(*c.value(), *config_.cluster_key, config_.name,
+                                      std::max(timeout_ms, 200))) {
+    return;
+  }
   std::lock_guard lock(replica_handoff_mutex_);
   replica_handoff_ = std::move(c.value());  // the old pair (if any) is dropped in this order
   replica_handoff_domain_ = std::move(domain.value());
   replica_handoff_ready_.store(true, std::memory_order_release);
-}
-
-void ServiceServer::partner_gone() {
-  partner_refused_ns_.store(steady_now_ns(), std::memory_order_release);
-  std::uint64_t one = 1;
-  (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
 failover::ssrp::InstanceRecord ServiceServer::lookup_record() const {
@@ -238,7 +304,10 @@ bool ServiceServer::admit(std::span<const std::byte> hello_app, std::vector<std:
     *reason = text_bytes(kRejectWrongName);
     return false;
   }
-  if (hello->kind == HelloKind::kPartner) return true;
+  if (hello->kind == HelloKind::kPartner) {
+    // Proves itself in its first requests (cluster/member_auth.hpp) or is cut off.
+    return link_ != nullptr;
+  }
   if (hello->kind == HelloKind::kWarm) {
     // A client's standby connection: held while passive (its requests get not-active), served
     // like any client once this instance takes over. Pointless to an active.
@@ -247,24 +316,53 @@ bool ServiceServer::admit(std::span<const std::byte> hello_app, std::vector<std:
     return false;
   }
   if (hello->epoch > role_.epoch) {
-    // The client has seen a newer active than us: we are stale, whatever we believed.
-    apply(on_newer_epoch_seen(role_, hello->epoch));
+    // The client has seen a newer epoch than ours. A hint only: a client never changes our epoch
+    // (one hello could otherwise take the service down); our partner link tells us if we were
+    // replaced. The client looks again.
     *reason = text_bytes(kRejectStaleEpoch);
     return false;
   }
-  if (role_.role != Role::kActive) {
+  if (role_.role != Role::kActive || may_be_replaced_) {
     *reason = text_bytes(kRejectNotActive);
     return false;
   }
   return true;
 }
 
+void ServiceServer::on_member_request(transport::Channel& channel,
+                                      const transport::IncomingRequest& request) {
+  auto [it, fresh] = members_.try_emplace(&channel);
+  if (fresh) it->second.since_ns = steady_now_ns();
+  Member& member = it->second;
+  if (!member.handshake.authenticated()) {
+    if (!member.handshake.handle(channel, request.request_id, request.payload,
+                                 *config_.cluster_key, config_.name)) {
+      ++stats_.member_auth_failures;
+      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
+      doomed_.push_back(&channel);
+    }
+    return;
+  }
+  if (is_replica(request.payload)) {
+    apply_replica_from_partner(channel, request.request_id, request.payload);
+    return;
+  }
+  (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
+}
+
 void ServiceServer::apply(RoleEvent event) {
-  own_epoch_.store(role_.epoch, std::memory_order_relaxed);
-  own_active_.store(role_.role == Role::kActive, std::memory_order_relaxed);
-  if (event == RoleEvent::kNone) return;
+  if (event == RoleEvent::kNone) {
+    announce();
+    return;
+  }
   if (event == RoleEvent::kSteppedDown) passive_since_ns_ = steady_now_ns();
   if (event == RoleEvent::kTookOver) {
+    // The old active's stream is over; our own starts with the next replica connection.
+    sync_channel_ = nullptr;
+    if (link_) link_->set_in_sync(0);
+    partner_synced_ = false;
+    drop_requested_ns_ = 0;
+    may_be_replaced_ = false;
     server_->set_busy_poll(true);
     if (responder_) responder_->set_active(lookup_record());
   } else {
@@ -275,61 +373,98 @@ void ServiceServer::apply(RoleEvent event) {
     // not have their effect). Their clients re-send to the new active.
     held_count_ = 0;
     replica_failed_ = true;  // the replica channel is dropped by tend_replica, outside its poll
+    partner_synced_ = false;
+    drop_requested_ns_ = 0;
+    may_be_replaced_ = false;
+    // Only marks them closed: they are destroyed between rounds (we may be inside one's poll).
     server_->close_if([](const transport::Channel& c) { return !is_partner_channel(c); });
   }
+  announce();
   if (on_role_change) on_role_change(event, role_);
 }
 
 void ServiceServer::check_role() {
-  std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
-  if (heard != 0) {
-    apply(on_partner_heard(role_, partner_active_.load(std::memory_order_relaxed),
-                           partner_epoch_.load(std::memory_order_relaxed), yield_on_tie_));
+  if (!link_) return;
+  PartnerView v = link_->view();
+  std::int64_t now = steady_now_ns();
+  if (v.pause_end_ns > pause_seen_ns_) {
+    pause_seen_ns_ = v.pause_end_ns;
+    // Paused while an in-sync passive watched: it may have taken over meanwhile. Until we hear
+    // it again, nothing goes out that it may lack.
+    if (role_.role == Role::kActive && partner_synced_) may_be_replaced_ = true;
   }
-  if (role_.role == Role::kPassive && !config_.partner_uri.empty()) {
-    std::int64_t refused = partner_refused_ns_.load(std::memory_order_acquire);
-    if (heard != 0 && refused > heard && refused > passive_since_ns_ &&
-        partner_active_.load(std::memory_order_relaxed)) {
-      takeover_reason_ = "partner-refused";
-      apply(on_partner_silent(role_));  // a crash, not a hang: no reason to wait
-      return;
-    }
-    // The partner's silence counts from the latest of: its last answer, our becoming passive
-    // (a step-down may come from a replica ack or a client's hello while the last answer we
-    // hold predates our own freeze), and our own resumption after a freeze or starvation.
-    std::int64_t last =
-        std::max({heard != 0 ? heard : started_ns_, passive_since_ns_, long_pause_end_ns_});
-    std::int64_t deadline_ns = (heard != 0 ? tunables::partner_takeover_after_ms.get()
-                                           : tunables::partner_startup_grace_ms.get()) *
-                               1'000'000;
-    // Only an active partner's silence is a reason to take over.
-    bool partner_was_active = heard == 0 || partner_active_.load(std::memory_order_relaxed);
-    std::int64_t silent_ns = steady_now_ns() - last;
-    if (partner_was_active && silent_ns > deadline_ns) {
-      takeover_reason_ = "partner-silent-ms " + std::to_string(silent_ns / 1'000'000);
-      apply(on_partner_silent(role_));
-    }
+  if (v.heard_ns != 0) {
+    apply(on_partner_heard(role_, v.active, v.epoch, yield_on_tie_));
+    if (may_be_replaced_ && v.heard_ns > pause_seen_ns_) may_be_replaced_ = false;
   }
+  if (role_.role != Role::kPassive) return;
+  PassiveFacts f;
+  f.now_ns = now;
+  f.started_ns = started_ns_;
+  f.heard_ns = v.heard_ns;
+  f.partner_active = v.active;
+  f.refused_ns = v.refused_ns;
+  f.pause_end_ns = std::max(v.pause_end_ns, long_pause_end_ns_);
+  f.passive_since_ns = passive_since_ns_;
+  f.in_sync = link_->in_sync_gen() != 0;
+  f.unclean_allowed =
+      tunables::partner_unclean_takeover.get() != 0 || promote_.load(std::memory_order_acquire);
+  f.takeover_after_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
+  f.startup_grace_ns = tunables::partner_startup_grace_ms.get() * 1'000'000;
+  TakeoverVerdict verdict = decide_takeover(f);
+  if (verdict == TakeoverVerdict::kOutOfSync) {
+    if (last_verdict_ != verdict) {
+      ++stats_.takeovers_refused;
+      notice("takeover-refused " + config_.name +
+             " out-of-sync (may lack what the active acknowledged; promote to accept the loss)");
+    }
+    last_verdict_ = verdict;
+    return;
+  }
+  last_verdict_ = verdict;
+  if (verdict == TakeoverVerdict::kStay) return;
+  std::int64_t last = std::max({v.heard_ns != 0 ? v.heard_ns : started_ns_, passive_since_ns_,
+                                f.pause_end_ns});
+  takeover_reason_ = verdict == TakeoverVerdict::kPartnerCrashed
+                         ? "partner-refused"
+                         : "partner-silent-ms " + std::to_string((now - last) / 1'000'000);
+  if (!f.in_sync) takeover_reason_ += " unclean";
+  promote_.store(false, std::memory_order_release);
+  apply(on_partner_silent(role_));
 }
 
 std::size_t ServiceServer::run_once(int passive_timeout_ms) {
   bool passive = role_.role == Role::kPassive;
+  if (!passive && partner_synced_) {
+    // Our own pause, seen by this loop before it serves anything (the link thread may not have
+    // run yet): with an in-sync passive, it may have taken over meanwhile.
+    std::int64_t now = steady_now_ns();
+    if (last_round_ns_ != 0 &&
+        now - last_round_ns_ > tunables::partner_takeover_after_ms.get() * 500'000) {
+      may_be_replaced_ = true;
+      pause_seen_ns_ = std::max(pause_seen_ns_, now);
+    }
+    last_round_ns_ = now;
+  }
   std::size_t handled = server_->run_once(passive ? passive_timeout_ms : 0);
   if (replica_) handled += replica_->poll();
+  if (!doomed_.empty()) {
+    server_->close_if([this](const transport::Channel& c) {
+      return std::find(doomed_.begin(), doomed_.end(), &c) != doomed_.end();
+    });
+    doomed_.clear();
+  }
   if (passive) {
     std::uint64_t drained = 0;
     (void)!::read(wake_fd_, &drained, sizeof(drained));
   }
   // Lookups and role checks cost a syscall or a clock read: do them every 64 rounds (~µs apart).
   // A passive blocks between rounds, so it checks on every round.
-  if ((++rounds_ & 63) == 0 || passive) {
+  if ((++rounds_ & 63) == 0 || passive || may_be_replaced_) {
     std::int64_t now = steady_now_ns();
     // This loop did not run for a while (frozen, or starved): before giving up on the partner,
     // give it time to tell us whether it took over meanwhile.
     if (last_round_ns_ != 0 && now - last_round_ns_ > 5'000'000) resumed_ns_ = now;
-    // A pause long enough to explain the partner's silence by itself (half the takeover
-    // deadline) restarts that silence: the partner gets a fair chance to answer first. Shorter
-    // ones must not, or a machine that stutters all the time (TCG) would never take over.
     if (last_round_ns_ != 0 &&
         now - last_round_ns_ > tunables::partner_takeover_after_ms.get() * 500'000) {
       long_pause_end_ns_ = now;
@@ -338,8 +473,19 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
     if (responder_) handled += responder_->handle_pending();
     check_role();
     tend_replica(now);
+    expire_half_open_members(now);
   }
   return handled;
+}
+
+void ServiceServer::expire_half_open_members(std::int64_t now) {
+  // A connection that claims to be the partner and does not prove it within a second is cut
+  // off: it must not hold a slot (or our memory) for long.
+  for (const auto& [channel, member] : members_) {
+    if (!member.handshake.authenticated() && now - member.since_ns > 1'000'000'000) {
+      doomed_.push_back(channel);
+    }
+  }
 }
 
 ServiceServer::Held& ServiceServer::held_push() {
@@ -359,27 +505,32 @@ void ServiceServer::answer_or_hold(transport::Channel& channel, std::uint64_t re
                                    std::uint64_t client_id, std::uint64_t seq,
                                    std::span<const std::byte> request, std::uint32_t status) {
   if (!replica_ || replica_failed_) {
+    if (replica_failed_) {
+      // The stream broke: hold the answer until tend_replica decides whether we may serve alone
+      // (the passive may still hold an older in-sync state and take over).
+      Held& h = held_push();
+      h.channel = &channel;
+      h.request_id = request_id;
+      h.replica_seq = 0;
+      h.sent_ns = steady_now_ns();
+      h.app_status = status;
+      h.response.assign(response_.begin(), response_.end());
+      return;
+    }
     (void)channel.respond(request_id, response_, status);
     return;
   }
-  encode_replica({ReplicaKind::kApply, role_.epoch, client_id, seq, status, request, response_},
+  encode_replica({ReplicaKind::kApply, role_.epoch, sync_gen_, client_id, seq, status, request,
+                  response_},
                  replica_buf_);
+  // Never busy-waits: a full replica channel (the passive is slow) holds the answer, and the
+  // stream is treated as broken (tend_replica decides, off this path).
   Status sent = replica_->call_async(replica_buf_, on_replica_ack, this);
-  std::int64_t start = steady_now_ns();
-  while (sent.code() == Code::kWouldBlock && !replica_failed_ &&
-         steady_now_ns() - start < tunables::partner_takeover_after_ms.get() * 1'000'000) {
-    (void)replica_->poll();  // acks free room
-    sent = replica_->call_async(replica_buf_, on_replica_ack, this);
-  }
-  if (!sent) {
-    replica_failed_ = true;  // dropped (and the held answers released) by tend_replica
-    (void)channel.respond(request_id, response_, status);
-    return;
-  }
+  if (!sent) replica_failed_ = true;
   Held& h = held_push();
   h.channel = &channel;
   h.request_id = request_id;
-  h.replica_seq = next_replica_seq_++;
+  h.replica_seq = sent ? next_replica_seq_++ : 0;
   h.sent_ns = steady_now_ns();
   h.app_status = status;
   h.response.assign(response_.begin(), response_.end());
@@ -403,6 +554,8 @@ void ServiceServer::on_replica_ack(void* user, const transport::Response& r) {
     return;
   }
   if (r.app_status == kAppStatusStaleEpoch) {
+    // The passive took over (or saw a newer epoch) meanwhile: we must not answer. The epoch it
+    // names comes from an authenticated member connection.
     std::uint64_t epoch =
         r.payload.size() == 8 ? transport::load_le<std::uint64_t>(r.payload.data()) : 0;
     if (epoch > self->role_.epoch) {
@@ -417,47 +570,87 @@ void ServiceServer::on_replica_ack(void* user, const transport::Response& r) {
     return;
   }
   ++self->acked_replica_seq_;
+  if (self->acked_replica_seq_ == 1) {
+    // The snapshot is applied: the passive is in sync. Its pongs say so from the next one on
+    // (one sent before it applied may still be on its way: give it two ping intervals).
+    self->partner_synced_ = true;
+    self->synced_at_ns_ =
+        steady_now_ns() + 2 * tunables::partner_ping_interval_ms.get() * 1'000'000;
+  }
   ++self->replicated_;
   while (self->held_count_ > 0) {
     const Held& front = self->held_[self->held_head_];
-    if (front.replica_seq != 0 && front.replica_seq > self->acked_replica_seq_) break;
+    if (front.replica_seq == 0 || front.replica_seq > self->acked_replica_seq_) break;
     self->release_front();
   }
 }
 
-void ServiceServer::drop_replica() {
-  // The partner is gone, or silent past its takeover deadline while this loop kept running:
-  // serve alone. Answers waiting for it go out now.
+void ServiceServer::drop_replica(AloneVerdict why) {
+  // The passive can no longer take over (cluster/takeover_policy.hpp): serve alone. Answers
+  // waiting for it go out now.
   while (held_count_ > 0) release_front();
   replica_.reset();
-  if (on_replication) on_replication(false);
   replica_failed_ = false;
-  next_replica_attempt_ns_ =
-      steady_now_ns() + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
+  partner_synced_ = false;
+  drop_requested_ns_ = 0;
+  announce();
+  notice("serving-alone " + config_.name + " " + std::string(alone_verdict_name(why)));
+  if (on_replication) on_replication(false);
+  next_replica_attempt_ns_ = steady_now_ns() + tunables::partner_ping_interval_ms.get() * 1'000'000;
 }
 
 void ServiceServer::tend_replica(std::int64_t now) {
   bool wanted = role_.role == Role::kActive && !config_.partner_uri.empty() &&
                 tunables::partner_replication.get() != 0;
-  if (replica_) {
+  if (role_.role != Role::kActive) {
+    if (replica_) {
+      held_count_ = 0;  // stepped down: never answer
+      replica_.reset();
+      replica_failed_ = false;
+    }
+    return;
+  }
+  PartnerView v = link_ ? link_->view() : PartnerView{};
+  bool stream_open = replica_ && !replica_failed_ && replica_->healthy();
+  if (replica_ || held_count_ > 0) {
     std::int64_t deadline_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
     bool overdue =
         held_count_ > 0 && now - std::max(held_[held_head_].sent_ns, resumed_ns_) > deadline_ns;
-    if (replica_failed_ || !replica_->healthy() || overdue || !wanted) {
-      if (role_.role != Role::kActive) {
-        held_count_ = 0;  // stepped down: never answer
-        replica_.reset();
-        replica_failed_ = false;
-      } else {
-        drop_replica();
+    // The passive says it fell out of sync with our current stream (it was paused, or lost it).
+    bool passive_lost_sync = partner_synced_ && v.heard_ns > synced_at_ns_ &&
+                             (!v.in_sync || v.sync_gen < sync_gen_);
+    if (!stream_open || overdue || passive_lost_sync || !wanted) {
+      if (drop_requested_ns_ == 0) {
+        drop_requested_ns_ = now;
+        announce();  // our pongs now ask the passive to count itself out of sync
       }
+      ActiveFacts f;
+      f.now_ns = now;
+      f.heard_ns = v.heard_ns;
+      f.partner_in_sync = v.in_sync;
+      f.partner_sync_gen = v.sync_gen;
+      f.sync_gen = sync_gen_;
+      f.refused_ns = v.refused_ns;
+      f.pause_end_ns = std::max(v.pause_end_ns, long_pause_end_ns_);
+      f.drop_requested_ns = drop_requested_ns_;
+      f.may_be_replaced = may_be_replaced_;
+      f.takeover_after_ns = deadline_ns;
+      // Never synced on this stream (snapshot not applied yet) and nothing held: nothing at risk.
+      AloneVerdict verdict =
+          !partner_synced_ && held_count_ == 0 && !may_be_replaced_ ? AloneVerdict::kPartnerOutOfSync
+                                                                     : may_serve_alone(f);
+      if (!link_) verdict = AloneVerdict::kPartnerGone;
+      if (verdict != AloneVerdict::kHold) drop_replica(verdict);
+    } else if (drop_requested_ns_ != 0) {
+      drop_requested_ns_ = 0;  // the passive caught up after all
+      announce();
     }
     return;
   }
   if (!wanted) return;
   if (!replica_handoff_ready_.load(std::memory_order_acquire)) {
     if (now >= next_replica_attempt_ns_) {
-      want_replica_.store(true, std::memory_order_release);  // the monitor connects it
+      want_replica_.store(true, std::memory_order_release);  // the connector connects it
       next_replica_attempt_ns_ = now + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
     }
     return;
@@ -474,14 +667,19 @@ void ServiceServer::tend_replica(std::int64_t now) {
   replica_failed_ = false;
   next_replica_seq_ = 1;
   acked_replica_seq_ = 0;
+  ++sync_gen_;
+  ++stats_.resyncs;
+  announce();
   // The whole state first; every later request follows it on the same ordered channel.
   app_->snapshot(snapshot_buf_);
-  encode_replica({ReplicaKind::kSnapshot, role_.epoch, 0, 0, 0, {}, snapshot_buf_}, replica_buf_);
+  encode_replica({ReplicaKind::kSnapshot, role_.epoch, sync_gen_, 0, 0, 0, {}, snapshot_buf_},
+                 replica_buf_);
   if (!replica_->call_async(replica_buf_, on_replica_ack, this)) {
     replica_failed_ = true;
     return;
   }
   ++next_replica_seq_;  // the snapshot's ack moves acked_replica_seq_ past it
+  synced_at_ns_ = INT64_MAX;
   if (on_replication) on_replication(true);
 }
 
@@ -493,9 +691,6 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
     (void)channel.respond(request_id, {}, kAppStatusBadRequest);
     return;
   }
-  partner_epoch_.store(r->epoch, std::memory_order_relaxed);
-  partner_active_.store(true, std::memory_order_relaxed);
-  partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
   if (role_.role == Role::kActive || r->epoch < role_.epoch) {
     // The sender was replaced (by us, or by someone it has not heard of): it must not answer.
     std::array<std::byte, 8> epoch;
@@ -503,8 +698,11 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
     (void)channel.respond(request_id, epoch, kAppStatusStaleEpoch);
     return;
   }
+  if (r->epoch > role_.epoch) apply(on_newer_epoch_seen(role_, r->epoch));  // a member's word
   if (r->kind == ReplicaKind::kSnapshot) {
     app_->restore(r->response);
+    sync_channel_ = &channel;
+    link_->set_in_sync(r->sync_gen);  // in sync from here on, as long as this stream lives
   } else {
     app_->apply_replica(r->request, r->response);
     replies_.store(r->client_id, r->seq, r->app_status, r->response);
@@ -515,95 +713,9 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
 void ServiceServer::run(const std::atomic<bool>& stop) {
   PoliteSpin spin;
   while (!stop.load(std::memory_order_relaxed)) {
-    // A passive has only its partner's pings to answer: it blocks (2 ms at most, for its
-    // takeover deadline) instead of taking a core from the active and its clients.
+    // A passive has only replication to apply: it blocks (2 ms at most, for its takeover
+    // deadline) instead of taking a core from the active and its clients.
     spin.after_poll(run_once(/*passive_timeout_ms=*/2));
-  }
-}
-
-void ServiceServer::monitor_partner() {
-  auto partner = transport::Address::parse(config_.partner_uri);
-  if (!partner) return;
-  auto domain = transport::Domain::open(partner.value());
-  if (!domain) return;
-  auto interval = std::chrono::milliseconds(tunables::partner_ping_interval_ms.get());
-  std::unique_ptr<transport::Channel> channel;
-  struct Pong {
-    ServiceServer* owner;
-    bool waiting = false;
-  } pong{this};
-  auto on_pong = [](void* user, const transport::Response& r) {
-    auto* p = static_cast<Pong*>(user);
-    p->waiting = false;
-    if (!r.status) return;
-    auto ping = decode_ping(r.payload);
-    if (!ping) return;
-    p->owner->partner_epoch_.store(ping->epoch, std::memory_order_relaxed);
-    p->owner->partner_active_.store(ping->role == WireRole::kActive, std::memory_order_relaxed);
-    p->owner->partner_heard_ns_.store(steady_now_ns(), std::memory_order_release);
-  };
-  auto next_ping = std::chrono::steady_clock::now();
-  auto retry = interval;
-  while (!stop_monitor_.load(std::memory_order_relaxed)) {
-    if (channel && !channel->healthy()) {
-      // Closed by the partner's kernel (FIN or RST). From a partner that answered us a moment
-      // ago, that is its process dying: a frozen partner keeps its sockets open and a cut link
-      // closes nothing, so a crash is taken over without another round. From a partner we have
-      // not heard for a while, it may instead have dropped us (its keep-alive gave up while we
-      // were frozen or starved): only a refused reconnect, tried at once below, says it is gone.
-      std::int64_t heard = partner_heard_ns_.load(std::memory_order_acquire);
-      if (channel->error().cause() == ConnLostCause::kDisconnected && heard != 0 &&
-          steady_now_ns() - heard < tunables::partner_takeover_after_ms.get() * 1'000'000) {
-        partner_gone();
-      }
-      channel.reset();
-    }
-    if (!channel) {
-      pong.waiting = false;
-      auto hello = encode_hello_app(
-          {HelloKind::kPartner, own_epoch_.load(std::memory_order_relaxed), config_.name});
-      transport::ChannelOptions options;
-      options.hello_app = hello;
-      options.recv_slots = 8;
-      // Blocks on the CQ's and EQ's fds between pings: no CPU taken from the serving loop, and
-      // a disconnect still wakes it at once.
-      options.busy_poll = false;
-      // Short: a frozen partner accepts TCP in the kernel but never answers the handshake.
-      auto c = transport::Channel::connect(*domain.value(), partner.value(), options,
-                                           static_cast<int>(interval.count() * 10));
-      if (!c) {
-        // Refused: no process listens on the partner's port. A frozen partner still has its
-        // listening socket (the kernel completes the handshake) and a cut link times out, so only
-        // a dead process looks like this.
-        if (c.status().code() == Code::kRejected) partner_gone();
-        // Each attempt builds an endpoint and registers its buffers: retrying a gone partner
-        // every interval would take CPU from the serving loop just when it took over. Back off
-        // up to 20 intervals (100 ms by default) between attempts.
-        std::this_thread::sleep_for(retry);
-        retry = std::min(retry * 2, interval * 20);
-        continue;
-      }
-      retry = interval;
-      partner_refused_ns_.store(0, std::memory_order_release);
-      channel = std::move(c.value());
-    }
-    if (want_replica_.exchange(false, std::memory_order_acq_rel)) connect_replica();
-    auto now = std::chrono::steady_clock::now();
-    if (!pong.waiting && now >= next_ping) {
-      std::array<std::byte, kPingBytes> ping;
-      encode_ping(
-          {own_active_.load(std::memory_order_relaxed) ? WireRole::kActive : WireRole::kPassive,
-           own_epoch_.load(std::memory_order_relaxed)},
-          ping);
-      if (channel->call_async(ping, on_pong, &pong).is_ok()) pong.waiting = true;
-      next_ping = now + interval;
-    }
-    if (channel->poll() == 0) {
-      auto until_ping = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            next_ping - std::chrono::steady_clock::now())
-                            .count();
-      (void)channel->wait(static_cast<int>(std::clamp<std::int64_t>(until_ping, 1, 1000)));
-    }
   }
 }
 

@@ -2,10 +2,19 @@
 // over when the active partner falls silent, steps down when it learns of a newer epoch, and
 // answers name lookups (MC-SQLR over UDP) only while active.
 //
+// Trust: the partners prove to each other that they hold the cluster secret (cluster/member_auth.hpp)
+// on every connection and in every ping; clients can ask the active to prove, with the service's
+// key, that it serves the name (failover/server_proof.hpp). Nothing a client sends changes the role
+// or the epoch.
+//
 // Threads: the serving loop (run / run_once) owns the listener, every accepted channel, the
-// lookup responder and the role. The partner monitor runs on its own thread with its own channel
-// to the partner, because connecting to a frozen partner blocks, and that must never stall
-// serving; it hands what it hears to the serving loop through atomics.
+// lookup responder and the role. The partner link (cluster/partner_link.hpp) pings the partner on
+// a real-time thread of its own; a connector thread connects the replication channel (a connect
+// to a frozen partner blocks, and that must never stall serving) and hands it over.
+//
+// Never lose what was acknowledged: the active answers a request only once its in-sync passive
+// applied it, or once that passive can no longer take over; a passive takes over only while in
+// sync (cluster/takeover_policy.hpp).
 #pragma once
 
 #include <atomic>
@@ -14,11 +23,15 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "cluster/lookup_responder.hpp"
+#include "cluster/member_auth.hpp"
+#include "cluster/partner_link.hpp"
 #include "cluster/partner_protocol.hpp"
 #include "cluster/reply_cache.hpp"
 #include "cluster/service_role.hpp"
+#include "cluster/takeover_policy.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/tunable.hpp"
 
@@ -28,6 +41,8 @@ namespace tunables {
 extern Tunable partner_ping_interval_ms;
 extern Tunable partner_takeover_after_ms;
 extern Tunable partner_startup_grace_ms;
+extern Tunable partner_realtime_priority;
+extern Tunable partner_unclean_takeover;
 }  // namespace tunables
 
 // A request refused because this instance is not (or no longer) the active one: the client
@@ -73,6 +88,16 @@ struct ServiceConfig {
   std::string lookup_host = "127.0.0.1";
   std::uint16_t lookup_port = 0;  // 0: any free port
   bool lookup_enabled = true;
+  // The cluster secret: required with a partner (members authenticate each other), and to prove
+  // the service's identity to clients. Not owned; must outlive the server.
+  const ClusterKey* cluster_key = nullptr;
+};
+
+struct ServiceStats {
+  std::uint64_t member_auth_failures = 0;  // connections claiming to be the partner, refused
+  std::uint64_t proofs = 0;                // identity proofs signed for clients
+  std::uint64_t takeovers_refused = 0;     // the partner was gone but we were out of sync
+  std::uint64_t resyncs = 0;               // replication (re)started with a snapshot
 };
 
 class ServiceServer {
@@ -90,21 +115,34 @@ class ServiceServer {
   [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
   [[nodiscard]] bool replicating() const { return replica_ != nullptr; }
   [[nodiscard]] std::uint64_t replicated() const { return replicated_; }
+  [[nodiscard]] const ServiceStats& stats() const { return stats_; }
+  [[nodiscard]] const PartnerLink* partner_link() const { return link_.get(); }
+  // A passive holds everything the active acknowledged (always true for an active).
+  [[nodiscard]] bool in_sync() const;
+  // Operator's decision (any thread): take over even though out of sync, accepting the loss of
+  // what the active may have acknowledged alone (as Kafka's unclean leader election).
+  void promote() { promote_.store(true, std::memory_order_release); }
   // Why this instance last took over ("partner-refused", "partner-silent-ms N").
   [[nodiscard]] const std::string& takeover_reason() const { return takeover_reason_; }
   // Role changes, for logs and tools (called on the serving thread).
   std::function<void(RoleEvent, const RoleState&)> on_role_change;
   // Replication to the partner started (true) or stopped (false), for logs and tools.
   std::function<void(bool)> on_replication;
+  // Other events an operator wants to see, one line each ("serving-alone ORDERS partner-gone",
+  // "takeover-refused ORDERS out-of-sync"), called on the serving thread.
+  std::function<void(const std::string&)> on_notice;
 
  private:
   class Dispatcher;
   ServiceServer() = default;
   void apply(RoleEvent event);
   void check_role();
-  void monitor_partner();
-  void partner_gone();     // monitor thread: the partner's process is gone
-  void connect_replica();  // monitor thread: on the serving loop's request
+  void connector_loop();   // connector thread
+  void connect_replica();  // connector thread: on the serving loop's request
+  void wake();             // any thread: a blocked passive loop should look at the link now
+  void on_member_request(transport::Channel& channel, const transport::IncomingRequest& request);
+  void notice(const std::string& text);
+  void announce();
   // Replication (serving thread).
   struct Held {  // an answer waiting for the partner to apply its request
     transport::Channel* channel = nullptr;  // null once that client's channel is gone
@@ -122,7 +160,8 @@ class ServiceServer {
   static void on_replica_ack(void* user, const transport::Response& r);
   void release_front();
   void tend_replica(std::int64_t now);
-  void drop_replica();
+  void drop_replica(AloneVerdict why);
+  void expire_half_open_members(std::int64_t now);
   Held& held_push();
   [[nodiscard]] failover::ssrp::InstanceRecord lookup_record() const;
   bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
@@ -130,6 +169,26 @@ class ServiceServer {
   ServiceConfig config_;
   ServiceHandler* app_ = nullptr;
   ReplyCache replies_{1024, 4096};
+  ServiceStats stats_;
+  std::unique_ptr<PartnerLink> link_;
+  // Member connections (hello kind 'P') and where each is in the handshake.
+  struct Member {
+    MemberHandshake handshake;
+    std::int64_t since_ns = 0;
+  };
+  std::unordered_map<const transport::Channel*, Member> members_;
+  std::vector<const transport::Channel*> doomed_;  // to close after this round
+  // Passive: the member connection whose snapshot we hold (in sync while it lives).
+  const transport::Channel* sync_channel_ = nullptr;
+  // Active: generation of the current replication stream, and whether its snapshot was applied.
+  std::uint64_t sync_gen_ = 0;
+  bool partner_synced_ = false;
+  std::int64_t synced_at_ns_ = 0;  // when the current stream started
+  std::int64_t drop_requested_ns_ = 0;  // asked the passive to count itself out of sync
+  bool may_be_replaced_ = false;        // paused with an in-sync passive; not heard since
+  std::int64_t pause_seen_ns_ = 0;      // the last own pause acted upon
+  std::atomic<bool> promote_{false};
+  TakeoverVerdict last_verdict_ = TakeoverVerdict::kStay;
   std::vector<std::byte> response_;  // reused: no allocation per request once warm
   RoleState role_;
   std::unique_ptr<transport::Domain> domain_;
@@ -166,23 +225,11 @@ class ServiceServer {
   std::atomic<bool> replica_handoff_ready_{false};
   std::atomic<bool> want_replica_{false};
 
-  // Written by the monitor thread, read by the serving loop; published/acquired through
-  // partner_heard_ns_ (0: never).
-  std::atomic<std::int64_t> partner_heard_ns_{0};
-  std::atomic<std::uint64_t> partner_epoch_{0};
-  std::atomic<bool> partner_active_{false};
-  // When a connect to the partner was last refused (nothing listens on its port; 0: not since
-  // the last success). Refused *after* the partner was last heard means its process is gone; a
-  // frozen or cut-off partner never looks like this.
-  std::atomic<std::int64_t> partner_refused_ns_{0};
-  // Written by the serving loop, read by the monitor (what its pings announce).
-  std::atomic<std::uint64_t> own_epoch_{0};
-  std::atomic<bool> own_active_{false};
-  std::atomic<bool> stop_monitor_{false};
-  // Written by the monitor when it learns the partner's process is gone, so a blocked passive
-  // loop wakes up and takes over at once.
+  std::atomic<std::uint64_t> own_epoch_{0};  // for the connector's hello
+  std::atomic<bool> stop_connector_{false};
+  // Written by the partner link when it learns something, so a blocked passive loop acts at once.
   int wake_fd_ = -1;
-  std::thread monitor_;
+  std::thread connector_;
 };
 
 }  // namespace viaduct::cluster

@@ -19,6 +19,9 @@ inline constexpr std::byte kControlPartnerAddress{1};
 // Answer: the server's epoch, u64 LE — only an active answers (a passive says not-active), so a
 // session standing by at the partner learns from this alone that the partner took over.
 inline constexpr std::byte kControlEpoch{2};
+// Followed by a 16-byte nonce. Answer: the active's signed proof that it serves the name at its
+// epoch (failover/server_proof.hpp); a passive says not-active.
+inline constexpr std::byte kControlProve{3};
 
 struct RequestHeader {
   std::uint64_t client_id = 0;

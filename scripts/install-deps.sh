@@ -7,6 +7,8 @@ PACKAGES=(
   libfabric-dev libfabric-bin                            # libfabric back end; fi_pingpong baseline
   libibverbs-dev librdmacm-dev ibverbs-providers rdma-core ibverbs-utils rdmacm-utils  # verbs
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
+  libsodium-dev                                          # member HMACs, Ed25519 server proofs
+  stress-ng                                              # CPU hog beside fault and failover runs
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
   freetds-bin                                            # tsql: an independent MC-SQLR client
   perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe); netns cut trials

@@ -80,10 +80,13 @@ void ChannelServer::drop_failed() {
 }
 
 void ChannelServer::close_if(const std::function<bool(const Channel&)>& which) {
+  // Only closes: the channels are destroyed at the end of the round. close_if is called from
+  // request handlers and response callbacks (a step-down), i.e. while run_once iterates over
+  // channels_ and a channel's poll() is on the stack; destroying them here was a use-after-free.
   for (auto& c : channels_) {
     if (c->healthy() && which(*c)) c->close();
   }
-  drop_failed();
+  if (!polling_) drop_failed();
 }
 
 void ChannelServer::set_busy_poll(bool busy) {
@@ -116,7 +119,10 @@ void ChannelServer::block(int timeout_ms) {
 
 std::size_t ChannelServer::run_once(int timeout_ms) {
   std::size_t handled = 0;
-  for (auto& c : channels_) handled += c->poll();
+  polling_ = true;
+  // By index: a handler may accept nothing, but it may close channels (see close_if).
+  for (std::size_t i = 0; i < channels_.size(); ++i) handled += channels_[i]->poll();
+  polling_ = false;
   bool failed = false;
   for (auto& c : channels_) failed = failed || !c->healthy();
   if (failed) drop_failed();

@@ -50,6 +50,8 @@ class ChannelServer {
   // to when something needs the loop's attention). The caller keeps it open and drains it.
   void add_wake_fd(int fd) { wake_fds_.push_back(fd); }
   // Closes every channel whose peer hello matches `which` (e.g. all clients, when stepping down).
+  // Safe from inside a request handler or response callback: closed channels are destroyed only
+  // between rounds, never under a poll() that is still running.
   void close_if(const std::function<bool(const Channel&)>& which);
 
  private:
@@ -66,6 +68,7 @@ class ChannelServer {
   std::vector<int> wake_fds_;
   int epoll_fd_ = -1;
   unsigned idle_rounds_ = 0;
+  bool polling_ = false;  // run_once is iterating over channels_: defer destruction
   std::uint64_t accepted_ = 0;
 };
 

@@ -26,6 +26,8 @@ std::string_view code_name(Code code) {
       return "would_block";
     case Code::kInternal:
       return "internal";
+    case Code::kUnauthenticated:
+      return "unauthenticated";
   }
   return "unknown";
 }

@@ -26,6 +26,7 @@ enum class Code : std::uint8_t {
   kNoDevice,         // no usable NIC / provider on this host
   kWouldBlock,       // nothing to do right now; try again
   kInternal,         // a provider call failed in a way we do not classify
+  kUnauthenticated,  // a peer failed to prove who it is (bad MAC or signature, no key)
 };
 
 std::string_view code_name(Code code);

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster/member_auth.hpp"
+#include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
+#include "cluster/takeover_policy.hpp"
 
 namespace viaduct::cluster {
 namespace {
@@ -53,14 +56,146 @@ TEST(PartnerProtocol, HelloAndPing_RoundTripAndRejectGarbage) {
   bytes[0] = std::byte{'Z'};
   EXPECT_FALSE(decode_hello_app(bytes).is_ok());
   EXPECT_FALSE(decode_hello_app(std::vector<std::byte>(5)).is_ok());
-  std::array<std::byte, kPingBytes> p;
-  encode_ping({WireRole::kActive, 42}, p);
-  auto ping = decode_ping(p);
-  ASSERT_TRUE(ping.is_ok());
-  EXPECT_EQ(ping->role, WireRole::kActive);
-  EXPECT_EQ(ping->epoch, 42u);
-  p[4] = std::byte{9};
-  EXPECT_FALSE(decode_ping(p).is_ok());
+}
+
+ClusterKey test_key(std::uint8_t fill) {
+  std::array<std::byte, kClusterKeyBytes> bytes;
+  bytes.fill(std::byte{fill});
+  return ClusterKey::from_bytes(bytes);
+}
+
+TEST(ServiceRole, EpochNeverWraps_LastEpochCannotTakeOver) {
+  RoleState s{Role::kPassive, UINT64_MAX};
+  EXPECT_EQ(on_partner_silent(s), RoleEvent::kNone);
+  EXPECT_EQ(s.role, Role::kPassive);
+  EXPECT_EQ(s.epoch, UINT64_MAX);
+}
+
+TEST(PartnerPing, RoundTrip_ForgedOrTamperedOrOtherClusterRejected) {
+  ClusterKey key = test_key(1);
+  PartnerDatagram d{PartnerMessage::kPong, kPartnerFlagActive | kPartnerFlagDropSync, 7, 99, 3,
+                    "ORDERS"};
+  std::array<std::byte, kPartnerDatagramBytes> bytes;
+  encode_partner_datagram(d, key, bytes);
+  auto back = decode_partner_datagram(bytes, key);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->type, PartnerMessage::kPong);
+  EXPECT_EQ(back->flags, d.flags);
+  EXPECT_EQ(back->epoch, 7u);
+  EXPECT_EQ(back->nonce, 99u);
+  EXPECT_EQ(back->sync_gen, 3u);
+  EXPECT_EQ(back->name, "ORDERS");
+  // Another cluster's key (an attacker without the secret) cannot make one.
+  EXPECT_EQ(decode_partner_datagram(bytes, test_key(2)).status().code(), Code::kUnauthenticated);
+  // Raising the epoch in flight breaks the MAC.
+  bytes[15] = std::byte{0x7f};
+  EXPECT_EQ(decode_partner_datagram(bytes, key).status().code(), Code::kUnauthenticated);
+  EXPECT_FALSE(decode_partner_datagram(std::span(bytes).first(10), key).is_ok());
+}
+
+TEST(ServerProof, SignedByTheServiceKey_VerifiedWithItsPublicKeyOnly) {
+  ClusterKey key = test_key(1);
+  auto nonce = failover::fresh_proof_nonce();
+  std::array<std::byte, failover::kProofAnswerBytes> answer;
+  key.sign_proof("ORDERS", nonce, 12, answer);
+  auto pk = key.service_public_key("ORDERS");
+  auto epoch = failover::verify_proof(answer, pk, "ORDERS", nonce);
+  ASSERT_TRUE(epoch.is_ok()) << epoch.status().to_string();
+  EXPECT_EQ(epoch.value(), 12u);
+  // Another name's key, another nonce (a replayed proof), a raised epoch: all refused.
+  EXPECT_FALSE(failover::verify_proof(answer, key.service_public_key("OTHER"), "ORDERS", nonce));
+  EXPECT_FALSE(failover::verify_proof(answer, pk, "ORDERS", failover::fresh_proof_nonce()));
+  EXPECT_FALSE(failover::verify_proof(answer, pk, "OTHER", nonce));
+  answer[8] = std::byte{13};
+  EXPECT_FALSE(failover::verify_proof(answer, pk, "ORDERS", nonce));
+  auto hex = failover::public_key_hex(pk);
+  EXPECT_EQ(failover::parse_public_key(hex).value(), pk);
+  EXPECT_FALSE(failover::parse_public_key("zz").is_ok());
+}
+
+PassiveFacts passive_base() {
+  PassiveFacts f;
+  f.now_ns = 1'000'000'000;
+  f.started_ns = 1;
+  f.heard_ns = f.now_ns - 40'000'000;  // silent 40 ms
+  f.partner_active = true;
+  f.in_sync = true;
+  f.takeover_after_ns = 30'000'000;
+  f.startup_grace_ns = 2'000'000'000;
+  return f;
+}
+
+TEST(TakeoverPolicy, InSyncPassive_TakesOverFromSilentOrCrashedPartner) {
+  PassiveFacts f = passive_base();
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kPartnerSilent);
+  f.refused_ns = f.now_ns - 1;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kPartnerCrashed);
+  f = passive_base();
+  f.heard_ns = f.now_ns - 10'000'000;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
+}
+
+TEST(TakeoverPolicy, OutOfSyncPassive_RefusesUnlessPromoted) {
+  PassiveFacts f = passive_base();
+  f.in_sync = false;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kOutOfSync);
+  f.unclean_allowed = true;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kPartnerSilent);
+}
+
+TEST(TakeoverPolicy, OwnPauseRestartsTheSilence_PassivePartnerNeverTakenOver) {
+  PassiveFacts f = passive_base();
+  f.pause_end_ns = f.now_ns - 5'000'000;  // we were the ones away
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
+  f = passive_base();
+  f.partner_active = false;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
+}
+
+TEST(TakeoverPolicy, NeverHeardPartner_NoTakeoverWithoutItsSnapshot) {
+  PassiveFacts f = passive_base();
+  f.heard_ns = 0;
+  f.in_sync = false;
+  f.now_ns = 5'000'000'000;
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kOutOfSync);
+}
+
+ActiveFacts active_base() {
+  ActiveFacts f;
+  f.now_ns = 1'000'000'000;
+  f.heard_ns = f.now_ns - 2'000'000;
+  f.partner_in_sync = true;
+  f.partner_sync_gen = 1;
+  f.sync_gen = 1;
+  f.drop_requested_ns = f.now_ns - 1'000'000;
+  f.takeover_after_ns = 30'000'000;
+  return f;
+}
+
+TEST(TakeoverPolicy, ActiveHoldsWhileItsInSyncPassiveCouldStillTakeOver) {
+  ActiveFacts f = active_base();
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kHold);
+  f.heard_ns = f.now_ns - 100'000'000;  // silent 100 ms: it may be about to take over
+  f.drop_requested_ns = f.now_ns - 1'000'000;
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kHold);
+  f.heard_ns = f.now_ns - 120'000'000;  // four deadlines: it counts itself out of sync
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kPartnerSilent);
+}
+
+TEST(TakeoverPolicy, ActiveServesAloneOncePassiveGoneOrOutOfSync_NeverRightAfterOwnPause) {
+  ActiveFacts f = active_base();
+  f.refused_ns = f.now_ns - 1;
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kPartnerGone);
+  f = active_base();
+  f.partner_in_sync = false;
+  f.heard_ns = f.drop_requested_ns + 500'000;  // said after we asked it to drop
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kPartnerOutOfSync);
+  f.heard_ns = f.drop_requested_ns - 1;  // said before we asked: proves nothing
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kHold);
+  f = active_base();
+  f.refused_ns = f.now_ns - 1;
+  f.may_be_replaced = true;  // we were paused: it may have taken over, then died
+  EXPECT_EQ(may_serve_alone(f), AloneVerdict::kHold);
 }
 
 }  // namespace

@@ -1,0 +1,202 @@
+#include "cluster/partner_link.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "cluster/partner_ping.hpp"
+#include "transport/clock.hpp"
+
+namespace viaduct::cluster {
+
+Result<std::unique_ptr<PartnerLink>> PartnerLink::start(PartnerLinkConfig config) {
+  if (config.key == nullptr) return Status(Code::kInvalidArgument, "partner link: no cluster key");
+  auto sock = failover::UdpSocket::bind(config.local);
+  if (!sock) {
+    return Status(sock.status().code(), "partner link: UDP " + config.local.to_string() + ": " +
+                                            sock.status().message());
+  }
+  // Connected: the kernel delivers only the partner's datagrams, and reports its port
+  // unreachable (ECONNREFUSED) once its process is gone.
+  if (::connect(sock.value().fd(), reinterpret_cast<const sockaddr*>(&config.partner.addr),
+                config.partner.len) != 0) {
+    return Status(Code::kInvalidArgument, "partner link: connect " + config.partner.to_string());
+  }
+  std::unique_ptr<PartnerLink> link(new PartnerLink());  // private constructor
+  link->config_ = std::move(config);
+  link->socket_ = std::move(sock.value());
+  link->thread_ = std::thread([raw = link.get()] { raw->run(); });
+  return link;
+}
+
+PartnerLink::~PartnerLink() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+}
+
+void PartnerLink::announce(bool active, std::uint64_t epoch, bool drop_sync,
+                           std::uint64_t active_sync_gen) {
+  std::lock_guard lock(mutex_);
+  own_active_ = active;
+  own_epoch_ = epoch;
+  own_drop_sync_ = drop_sync;
+  own_sync_gen_ = active_sync_gen;
+}
+
+PartnerView PartnerLink::view() const {
+  std::lock_guard lock(mutex_);
+  return view_;
+}
+
+PartnerLinkStats PartnerLink::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void PartnerLink::send(const PartnerDatagram& d) {
+  std::array<std::byte, kPartnerDatagramBytes> out;
+  encode_partner_datagram(d, *config_.key, out);
+  // ECONNREFUSED from an earlier datagram may surface here too; the receive path records it.
+  (void)::send(socket_.fd(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// Our state, as every datagram announces it (mutex_ held).
+static PartnerDatagram own_state(PartnerMessage type, const std::string& name, bool active,
+                                 std::uint64_t epoch, bool drop_sync, std::uint64_t active_gen,
+                                 std::uint64_t in_sync_gen) {
+  PartnerDatagram d;
+  d.type = type;
+  d.name = name;
+  d.epoch = epoch;
+  if (active) {
+    d.flags |= kPartnerFlagActive;
+    if (drop_sync) d.flags |= kPartnerFlagDropSync;
+    d.sync_gen = active_gen;
+  } else {
+    if (in_sync_gen != 0) d.flags |= kPartnerFlagInSync;
+    d.sync_gen = in_sync_gen;
+  }
+  return d;
+}
+
+void PartnerLink::send_ping(std::int64_t now) {
+  std::uint64_t nonce = 0;
+  randombytes_buf(&nonce, sizeof(nonce));
+  PartnerDatagram d;
+  {
+    std::lock_guard lock(mutex_);
+    d = own_state(PartnerMessage::kPing, config_.name, own_active_, own_epoch_, own_drop_sync_,
+                  own_sync_gen_, in_sync_gen());
+    recent_[next_recent_++ % recent_.size()] = {nonce, now};
+    ++stats_.pings_sent;
+  }
+  d.nonce = nonce;
+  send(d);
+}
+
+void PartnerLink::handle_datagram(std::span<const std::byte> bytes, std::int64_t now) {
+  auto d = decode_partner_datagram(bytes, *config_.key);
+  std::unique_lock lock(mutex_);
+  if (!d || d->name != config_.name) {
+    ++stats_.rejected;
+    return;
+  }
+  if (d->type == PartnerMessage::kPing) {
+    PartnerDatagram pong = own_state(PartnerMessage::kPong, config_.name, own_active_, own_epoch_,
+                                     own_drop_sync_, own_sync_gen_, in_sync_gen());
+    pong.nonce = d->nonce;
+    lock.unlock();
+    send(pong);
+    return;
+  }
+  // A pong counts only as the answer to one of our recent pings (no replay can fake liveness).
+  bool ours = false;
+  for (auto& sent : recent_) {
+    if (sent.nonce == d->nonce && sent.sent_ns != 0 &&
+        now - sent.sent_ns < config_.takeover_after_ms * 1'000'000) {
+      sent.sent_ns = 0;  // one answer per ping
+      ours = true;
+      break;
+    }
+  }
+  if (!ours) {
+    ++stats_.rejected;
+    return;
+  }
+  ++stats_.pongs_heard;
+  bool news = (d->flags & kPartnerFlagActive) != view_.active || d->epoch != view_.epoch ||
+              view_.heard_ns == 0;
+  view_.heard_ns = now;
+  view_.active = (d->flags & kPartnerFlagActive) != 0;
+  view_.epoch = d->epoch;
+  view_.in_sync = (d->flags & kPartnerFlagInSync) != 0;
+  view_.drop_sync = (d->flags & kPartnerFlagDropSync) != 0;
+  view_.sync_gen = d->sync_gen;
+  if (view_.drop_sync) {
+    // Our active is about to serve alone: from now on we may lack what it acknowledges.
+    std::uint64_t mine = in_sync_gen();
+    if (mine != 0 && mine <= d->sync_gen) {
+      in_sync_gen_.store(0, std::memory_order_release);
+      news = true;
+    }
+  }
+  lock.unlock();
+  if (news && config_.on_news) config_.on_news();
+}
+
+void PartnerLink::run() {
+  if (config_.realtime_priority > 0) {
+    sched_param param{};
+    param.sched_priority = config_.realtime_priority;
+    realtime_.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0);
+  }
+  const std::int64_t interval_ns = config_.interval_ms * 1'000'000;
+  const std::int64_t pause_ns = config_.takeover_after_ms * 500'000;     // half the deadline
+  const std::int64_t out_of_sync_ns = config_.takeover_after_ms * 2'000'000;  // twice it
+  std::int64_t last = steady_now_ns();
+  std::int64_t next_ping = last;
+  std::array<std::byte, 256> buf;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    std::int64_t now = steady_now_ns();
+    if (now - last > pause_ns) {
+      bool lost_sync = now - last >= out_of_sync_ns && in_sync_gen() != 0;
+      if (lost_sync) in_sync_gen_.store(0, std::memory_order_release);
+      {
+        std::lock_guard lock(mutex_);
+        view_.pause_end_ns = now;
+        view_.pause_ns = now - last;
+      }
+      if (config_.on_news) config_.on_news();
+    }
+    last = now;
+    if (now >= next_ping) {
+      send_ping(now);
+      next_ping = std::max(next_ping + interval_ns, now);
+    }
+    pollfd p{socket_.fd(), POLLIN, 0};
+    int wait_ms = static_cast<int>(std::max<std::int64_t>(1, (next_ping - now) / 1'000'000));
+    (void)::poll(&p, 1, wait_ms);
+    // Bounded: a flood of datagrams must not keep this thread from pinging.
+    for (int i = 0; i < 64; ++i) {
+      ssize_t n = ::recv(socket_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == ECONNREFUSED) {
+          {
+            std::lock_guard lock(mutex_);
+            view_.refused_ns = steady_now_ns();
+          }
+          if (config_.on_news) config_.on_news();
+          continue;
+        }
+        break;  // EAGAIN (nothing waiting) or a transient error
+      }
+      handle_datagram({buf.data(), static_cast<std::size_t>(n)}, steady_now_ns());
+    }
+  }
+}
+
+}  // namespace viaduct::cluster

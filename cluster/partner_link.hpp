@@ -1,0 +1,113 @@
+// The link between two partners: a thread of its own that pings the partner over authenticated UDP
+// (cluster/partner_ping.hpp), answers its pings, and tells the serving loop what it knows — when
+// the partner was last heard, its role, epoch and sync state, whether its process is gone
+// (ICMP port unreachable), and whether this process itself was paused.
+//
+// Why a thread of its own, at real-time priority: on a busy host the serving loop (and the
+// partner's) can wait tens of milliseconds for a core, and a ping answered that late looks like a
+// dead partner (21 false takeovers in 180 s at load average 5-10 before this). The link thread
+// only blocks in poll() and runs for microseconds per datagram, so SCHED_FIFO costs the host
+// nothing, and corosync does the same for its totem thread. Where real-time priority is not
+// permitted it runs at normal priority and says so (realtime() is false).
+//
+// Own pauses: the thread wakes at least once per ping interval, so a gap in its own loop longer
+// than half the takeover deadline can only mean this whole process was stopped (SIGSTOP, a VM
+// pause). The serving loop uses it to restart the partner's silence (we were away, not it), and a
+// passive paused for twice the takeover deadline counts itself out of sync (its active may have
+// given up on it and served alone meanwhile).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cluster/member_auth.hpp"
+#include "failover/udp_socket.hpp"
+
+namespace viaduct::cluster {
+
+struct PartnerLinkConfig {
+  std::string name;
+  failover::UdpEndpoint local;    // bound here
+  failover::UdpEndpoint partner;  // the only source accepted
+  const ClusterKey* key = nullptr;
+  std::int64_t interval_ms = 5;
+  std::int64_t takeover_after_ms = 30;
+  int realtime_priority = 10;  // SCHED_FIFO priority; 0: normal scheduling
+  std::function<void()> on_news;  // something the serving loop should act on now (any thread)
+};
+
+// What the link knows, as of the last datagram.
+struct PartnerView {
+  std::int64_t heard_ns = 0;  // last authenticated pong to one of our recent pings (0: never)
+  bool active = false;        // the partner's role and epoch in that pong
+  std::uint64_t epoch = 0;
+  bool in_sync = false;  // a passive partner holds everything we acknowledged, as of sync_gen
+  std::uint64_t sync_gen = 0;
+  bool drop_sync = false;  // an active partner asks us to count ourselves out of sync
+  std::int64_t refused_ns = 0;     // the partner's port was unreachable (its process is gone)
+  std::int64_t pause_end_ns = 0;   // when this process last resumed from a pause
+  std::int64_t pause_ns = 0;       // how long that pause was
+};
+
+struct PartnerLinkStats {
+  std::uint64_t pings_sent = 0;
+  std::uint64_t pongs_heard = 0;
+  std::uint64_t rejected = 0;  // malformed, bad MAC, wrong name, or no ping of ours to answer
+};
+
+class PartnerLink {
+ public:
+  static Result<std::unique_ptr<PartnerLink>> start(PartnerLinkConfig config);
+  ~PartnerLink();
+  PartnerLink(const PartnerLink&) = delete;
+  PartnerLink& operator=(const PartnerLink&) = delete;
+
+  // The serving loop's state, announced in every datagram from now on.
+  void announce(bool active, std::uint64_t epoch, bool drop_sync, std::uint64_t active_sync_gen);
+  // A passive's sync state: the replication generation it holds everything of (0: out of sync).
+  // The link clears it by itself (a long pause, or the active's drop-sync).
+  void set_in_sync(std::uint64_t gen) { in_sync_gen_.store(gen, std::memory_order_release); }
+  [[nodiscard]] std::uint64_t in_sync_gen() const {
+    return in_sync_gen_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] PartnerView view() const;
+  [[nodiscard]] PartnerLinkStats stats() const;
+  [[nodiscard]] bool realtime() const { return realtime_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint16_t local_port() const { return socket_.local().port(); }
+
+ private:
+  PartnerLink() = default;
+  void run();
+  void send_ping(std::int64_t now);
+  void handle_datagram(std::span<const std::byte> bytes, std::int64_t now);
+  void send(const struct PartnerDatagram& d);
+
+  PartnerLinkConfig config_;
+  failover::UdpSocket socket_;
+  std::atomic<std::uint64_t> in_sync_gen_{0};
+  std::atomic<bool> realtime_{false};
+  std::atomic<bool> stop_{false};
+
+  mutable std::mutex mutex_;  // guards everything below
+  PartnerView view_;
+  PartnerLinkStats stats_;
+  bool own_active_ = false;
+  std::uint64_t own_epoch_ = 0;
+  bool own_drop_sync_ = false;
+  std::uint64_t own_sync_gen_ = 0;
+  struct SentPing {
+    std::uint64_t nonce = 0;
+    std::int64_t sent_ns = 0;
+  };
+  std::array<SentPing, 16> recent_{};  // our last pings: only their pongs count
+  std::size_t next_recent_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace viaduct::cluster
