@@ -170,13 +170,11 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     for (auto& h : raw->held_) {
       if (h.channel == &gone) h.channel = nullptr;
     }
+    // The end of the replication stream does not by itself make us out of sync: it also ends
+    // when the active dies, which is when we are needed. The active acknowledges nothing alone
+    // until we count ourselves out of sync, are gone, or were unreachable for four takeover
+    // deadlines (cluster/takeover_policy.hpp); the partner link clears our sync state then.
     raw->members_.erase(&gone);
-    if (raw->sync_channel_ == &gone) {
-      // The replication stream we were in sync with is gone: whatever the active acknowledges
-      // from now on, we may lack.
-      raw->sync_channel_ = nullptr;
-      if (raw->link_) raw->link_->set_in_sync(0);
-    }
   };
   options.reply_hello = [raw = s.get()] {
     return encode_hello_app(
@@ -358,7 +356,6 @@ void ServiceServer::apply(RoleEvent event) {
   if (event == RoleEvent::kSteppedDown) passive_since_ns_ = steady_now_ns();
   if (event == RoleEvent::kTookOver) {
     // The old active's stream is over; our own starts with the next replica connection.
-    sync_channel_ = nullptr;
     if (link_) link_->set_in_sync(0);
     partner_synced_ = false;
     drop_requested_ns_ = 0;
@@ -701,8 +698,8 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
   if (r->epoch > role_.epoch) apply(on_newer_epoch_seen(role_, r->epoch));  // a member's word
   if (r->kind == ReplicaKind::kSnapshot) {
     app_->restore(r->response);
-    sync_channel_ = &channel;
-    link_->set_in_sync(r->sync_gen);  // in sync from here on, as long as this stream lives
+    link_->set_in_sync(r->sync_gen);  // holds everything the active acknowledged, from here on
+    notice("in-sync " + config_.name + " gen " + std::to_string(r->sync_gen));
   } else {
     app_->apply_replica(r->request, r->response);
     replies_.store(r->client_id, r->seq, r->app_status, r->response);

@@ -178,8 +178,6 @@ class ServiceServer {
   };
   std::unordered_map<const transport::Channel*, Member> members_;
   std::vector<const transport::Channel*> doomed_;  // to close after this round
-  // Passive: the member connection whose snapshot we hold (in sync while it lives).
-  const transport::Channel* sync_channel_ = nullptr;
   // Active: generation of the current replication stream, and whether its snapshot was applied.
   std::uint64_t sync_gen_ = 0;
   bool partner_synced_ = false;

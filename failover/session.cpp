@@ -340,6 +340,17 @@ Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
   if (!verify_server_hello(ch.value()->peer_hello_app(), options_.name, min_epoch, epoch)) {
     return Status(Code::kRejected, "not the active server for '" + options_.name + "'");
   }
+  if (options_.server_key) {
+    // The hello is a claim; the proof is the server's signature over our nonce, name and epoch.
+    auto proven = ask_epoch(*ch.value(), steady_now_ns() +
+                                             tunables::failover_connect_timeout_ms.get() * 1'000'000);
+    if (!proven || proven.value() < min_epoch || proven.value() == 0) {
+      return Status(Code::kUnauthenticated,
+                    "server at " + address.to_string() + " could not prove it serves '" +
+                        options_.name + "'");
+    }
+    *epoch = proven.value();
+  }
   return ch;
 }
 
@@ -366,13 +377,24 @@ void Session::resume_on(std::unique_ptr<transport::Channel> channel, std::string
 }
 
 std::optional<std::uint64_t> Session::ask_epoch(transport::Channel& channel, std::int64_t until) {
-  std::array<std::byte, kRequestHeaderBytes + 1> control{};
+  // With a pinned service key the server proves its name and epoch (failover/server_proof.hpp);
+  // without one, it only states its epoch.
+  std::array<std::byte, kRequestHeaderBytes + 1 + kProofNonceBytes> control{};
   encode_request_header({client_id_, kControlSeq}, control.data());
-  control[kRequestHeaderBytes] = kControlEpoch;
-  std::array<std::byte, 8> answer{};
+  ProofNonce nonce{};
+  std::span<const std::byte> request(control.data(), kRequestHeaderBytes + 1);
+  if (options_.server_key) {
+    nonce = fresh_proof_nonce();
+    control[kRequestHeaderBytes] = kControlProve;
+    std::memcpy(control.data() + kRequestHeaderBytes + 1, nonce.data(), nonce.size());
+    request = control;
+  } else {
+    control[kRequestHeaderBytes] = kControlEpoch;
+  }
+  std::array<std::byte, kProofAnswerBytes> answer{};
   transport::SyncCall sync;
   sync.out = answer;
-  if (!channel.call_async(control, transport::SyncCall::on_response, &sync)) return std::nullopt;
+  if (!channel.call_async(request, transport::SyncCall::on_response, &sync)) return std::nullopt;
   PoliteSpin spin;  // the partner is taking over on these same cores: leave it room
   while (!sync.done && channel.healthy() && steady_now_ns() < until)
     spin.after_poll(channel.poll());
@@ -381,7 +403,17 @@ std::optional<std::uint64_t> Session::ask_epoch(transport::Channel& channel, std
   auto n = sync.result(&app_status);
   if (!n) return std::nullopt;
   if (app_status == kAppStatusNotActive) return 0;
-  if (app_status != 0 || n.value() != answer.size()) return std::nullopt;
+  if (app_status != 0) return std::nullopt;
+  if (options_.server_key) {
+    auto proven =
+        verify_proof({answer.data(), n.value()}, *options_.server_key, options_.name, nonce);
+    if (!proven) {
+      ++proofs_failed_;
+      return std::nullopt;  // not a server of this name: never adopted
+    }
+    return proven.value();
+  }
+  if (n.value() != 8) return std::nullopt;
   return transport::load_le<std::uint64_t>(answer.data());
 }
 
@@ -492,12 +524,18 @@ void Session::fail_over() {
     std::string uri = address.to_string();
     if (rec.epoch > epoch_seen_) {
       if (auto standby = take_standby(uri)) {
-        // The lookup names the partner we already stand by at, with a newer epoch: it has
-        // taken over, and our standby connection is now a client connection. No connect.
-        timings.used_standby = true;
-        cache_.put(rec);
-        resume_on(std::move(standby), std::move(uri), rec.epoch, t0, timings);
-        return;
+        // The lookup names the partner we already stand by at, with a newer epoch: it may have
+        // taken over. A UDP answer is only a hint: the partner itself must say (prove, with a
+        // pinned key) that it is active, at which epoch, before we adopt either.
+        auto proven = ask_epoch(*standby, steady_now_ns() +
+                                              tunables::failover_connect_timeout_ms.get() *
+                                                  1'000'000);
+        if (proven && proven.value() > epoch_seen_) {
+          timings.used_standby = true;
+          cache_.put(rec);
+          resume_on(std::move(standby), std::move(uri), proven.value(), t0, timings);
+          return;
+        }
       }
     }
     std::uint64_t epoch = 0;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "failover/lookup_client.hpp"
+#include "failover/server_proof.hpp"
 #include "transport/channel.hpp"
 
 namespace viaduct::failover {
@@ -37,6 +38,10 @@ struct SessionOptions {
   std::string name;
   std::vector<UdpEndpoint> lookup;  // every responder is asked at once
   std::uint32_t max_outstanding = 256;
+  // The service's public key (failover/server_proof.hpp): a server is adopted only once it
+  // proves it serves the name at its epoch. Without one the hello is trusted (not recommended:
+  // anyone who can answer a lookup can then redirect this session).
+  std::optional<PublicKey> server_key;
 };
 
 // Timings of the last failover, for benchmarks and logs.
@@ -70,6 +75,8 @@ class Session {
   [[nodiscard]] std::string server() const { return server_; }
   [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
   [[nodiscard]] std::uint64_t probes_sent() const { return probes_sent_; }
+  // Servers that answered but could not prove they serve the name (forged lookup answers).
+  [[nodiscard]] std::uint64_t proofs_failed() const { return proofs_failed_; }
   // A warm standby connection to the passive partner is open (failover_warm_standby).
   [[nodiscard]] bool standby_ready() {
     std::lock_guard lock(standby_.mutex);
@@ -139,6 +146,7 @@ class Session {
   std::unique_ptr<LookupProbe> probe_;
   std::optional<LookupAnswer> takeover_answer_;
   std::uint64_t probes_sent_ = 0;
+  std::uint64_t proofs_failed_ = 0;
   // Warm standby (failover_warm_standby): after connecting, the session asks the server for its
   // partner's address, and a helper thread connects to that passive ahead of time (in a domain
   // of its own: a connect blocks, and the application's thread must not). A failover whose

@@ -1,10 +1,13 @@
 // `viaduct`: one command, subcommands. Thin: parse arguments, call the library.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -209,7 +212,22 @@ class CounterService final : public viaduct::cluster::ServiceHandler {
   std::uint64_t total_ = 0;
 };
 
-int cmd_serve(const viaduct::cluster::ServiceConfig& config, const std::string& service) {
+std::atomic<bool> g_promote{false};
+void on_promote(int) { g_promote.store(true); }
+
+int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service,
+              const std::string& key_file) {
+  std::optional<viaduct::cluster::ClusterKey> key;
+  if (!key_file.empty()) {
+    auto loaded = viaduct::cluster::ClusterKey::load(key_file);
+    if (!loaded) return fail(loaded.status());
+    key = std::move(loaded.value());
+    config.cluster_key = &*key;
+  }
+  // Keep the partner link's code and stack in memory: a page fault on a busy host is exactly the
+  // delay real-time priority is there to avoid (corosync does the same).
+  if (viaduct::cluster::tunables::partner_realtime_priority.get() > 0 && !config.partner_uri.empty())
+    (void)mlockall(MCL_CURRENT | MCL_FUTURE);
   EchoService echo;
   CounterService counter;
   viaduct::cluster::ServiceHandler* handler =
@@ -230,6 +248,15 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config, const std::string& 
     std::cout << (up ? "replicating to partner" : "replication stopped: serving alone")
               << std::endl;
   };
+  s.on_notice = [](const std::string& line) { std::cout << line << std::endl; };
+  if (s.partner_link() != nullptr && !s.partner_link()->realtime()) {
+    // Give the thread a moment to try; report once.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!s.partner_link()->realtime())
+      std::cerr << "viaduct: partner link runs without real-time priority (not permitted here): "
+                   "a busy host may delay its pings"
+                << std::endl;
+  }
   std::cout << "serving " << config.name << " " << s.address().to_string() << " role "
             << viaduct::cluster::role_name(s.role().role) << " epoch " << s.role().epoch
             << " lookup "
@@ -237,7 +264,16 @@ int cmd_serve(const viaduct::cluster::ServiceConfig& config, const std::string& 
             << std::endl;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // SIGUSR1: the operator promotes this instance even though it is out of sync (unclean).
+  std::signal(SIGUSR1, on_promote);
+  std::thread promoter([&] {
+    while (!g_stop.load()) {
+      if (g_promote.exchange(false)) s.promote();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
   s.run(g_stop);
+  promoter.join();
   return 0;
 }
 
@@ -359,6 +395,9 @@ int main(int argc, char** argv) {
                    "progress line every this many seconds (0: none)")
       ->capture_default_str();
   load->add_flag("--json", load_options.json, "print the summary as JSON (no progress lines)");
+  std::string load_server_key;
+  load->add_option("--server-key", load_server_key,
+                   "the service's public key (viaduct key-public): servers must prove the name");
 
   auto* serve = app.add_subcommand("serve", "run one server instance of a named service (echo)");
   viaduct::cluster::ServiceConfig serve_config;
@@ -379,6 +418,18 @@ int main(int argc, char** argv) {
   serve->add_option("--partner", serve_config.partner_uri, "the partner's transport address");
   serve->add_option("--lookup", lookup_bind, "UDP HOST:PORT of the lookup responder, or 'off'")
       ->capture_default_str();
+  std::string serve_key_file;
+  serve->add_option("--cluster-key", serve_key_file,
+                    "the cluster secret (viaduct keygen FILE); required with --partner");
+
+  auto* keygen = app.add_subcommand("keygen", "write a new cluster secret to FILE (mode 0600)");
+  std::string keygen_file;
+  keygen->add_option("file", keygen_file, "where to write it (must not exist)")->required();
+  auto* key_public = app.add_subcommand(
+      "key-public", "print the public key of a service, for its clients to pin (--server-key)");
+  std::string key_public_file, key_public_name;
+  key_public->add_option("--cluster-key", key_public_file, "the cluster secret")->required();
+  key_public->add_option("--name", key_public_name, "service name")->required();
 
   auto* bench = app.add_subcommand("bench", "benchmarks that drive real processes");
   bench->require_subcommand(1);
@@ -428,12 +479,28 @@ int main(int argc, char** argv) {
       serve_config.lookup_host = e->host();
       serve_config.lookup_port = e->port();
     }
-    return cmd_serve(serve_config, serve_service);
+    return cmd_serve(serve_config, serve_service, serve_key_file);
+  }
+  if (keygen->parsed()) {
+    if (Status st = viaduct::cluster::ClusterKey::generate(keygen_file); !st) return fail(st);
+    return 0;
+  }
+  if (key_public->parsed()) {
+    auto key = viaduct::cluster::ClusterKey::load(key_public_file);
+    if (!key) return fail(key.status());
+    std::cout << viaduct::failover::public_key_hex(key->service_public_key(key_public_name))
+              << std::endl;
+    return 0;
   }
   if (load->parsed()) {
     auto responders = parse_cluster(load_cluster);
     if (!responders) return fail(responders.status());
     load_options.cluster = responders.value();
+    if (!load_server_key.empty()) {
+      auto pk = viaduct::failover::parse_public_key(load_server_key);
+      if (!pk) return fail(pk.status());
+      load_options.server_key = pk.value();
+    }
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     return viaduct::bench::run_load(load_options, g_stop);

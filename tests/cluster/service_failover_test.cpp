@@ -24,6 +24,7 @@
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
 #include "tools/bench/netns_lab.hpp"
+#include "tools/bench/scratch_key.hpp"
 #include "transport/channel.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
@@ -75,12 +76,12 @@ struct Pair {
         VIADUCT_TOOL, "serve",  "--name",   "ORDERS",
         "--role",     "active", "--listen", a_uri,
         "--partner",  b_uri,    "--lookup", a_host + ":" + std::to_string(a_lookup),
-        "--service",  service};
+        "--service",  service,  "--cluster-key", bench::scratch_key_file()};
     std::vector<std::string> b_args{
         VIADUCT_TOOL, "serve",   "--name",   "ORDERS",
         "--role",     "passive", "--listen", b_uri,
         "--partner",  a_uri,     "--lookup", b_host + ":" + std::to_string(b_lookup),
-        "--service",  service};
+        "--service",  service,   "--cluster-key", bench::scratch_key_file()};
     a_argv.insert(a_argv.end(), a_args.begin(), a_args.end());
     b_argv.insert(b_argv.end(), b_args.begin(), b_args.end());
     a = std::make_unique<Proc>(a_argv);
@@ -137,7 +138,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, ServiceFailover, ::testing::Values("ofi+tcp",
 TEST_P(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
   EXPECT_EQ(port_of(answer->record), p.base);
@@ -171,7 +172,8 @@ TEST_P(ServiceFailover, ActiveAnswersLookupAndServes_PassiveStaysSilent) {
 TEST_P(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
   p.a->kill_hard();
   ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
@@ -188,7 +190,8 @@ TEST_P(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
 TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
   p.a->signal(SIGSTOP);
   ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
@@ -215,7 +218,8 @@ TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) 
 TEST_P(ServiceFailover, PassiveFrozenPastKeepalive_WakesAndLeavesTheActiveAlone) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   p.b->signal(SIGSTOP);
   std::this_thread::sleep_for(
       std::chrono::milliseconds(2 * transport::tunables::channel_keepalive_interval_ms.get() *
@@ -300,7 +304,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, SessionFailover, ::testing::Values("ofi+tcp",
                          backend_name);
 
 failover::SessionOptions session_options(const Pair& p) {
-  return {"ORDERS", p.both(), 64};
+  return {"ORDERS", p.both(), 64, bench::scratch_key().service_public_key("ORDERS")};
 }
 
 // Sends `total` requests (depth 8) through a fresh session and SIGKILLs the active a third of
@@ -355,7 +359,7 @@ std::unique_ptr<failover::Session> connected_session(const Pair& p) {
 std::unique_ptr<Proc> serve_alone(const std::string& uri, std::uint16_t lookup_port) {
   auto server = std::make_unique<Proc>(std::vector<std::string>{
       VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", uri, "--lookup",
-      "127.0.0.1:" + std::to_string(lookup_port)});
+      "127.0.0.1:" + std::to_string(lookup_port), "--cluster-key", bench::scratch_key_file()});
   EXPECT_TRUE(server->wait_for("serving ORDERS", 5000)) << server->output();
   return server;
 }
@@ -363,7 +367,8 @@ std::unique_ptr<Proc> serve_alone(const std::string& uri, std::uint16_t lookup_p
 TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   // Once the session stands by at the passive (failover_warm_standby, on by default).
   auto session = kill_active_under_load(p, 6000, /*echo=*/true,
                                         [](failover::Session& s) { return s.standby_ready(); });
@@ -386,7 +391,8 @@ TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
 TEST_P(SessionFailover, CounterKilledUnderLoad_EveryRequestExecutedExactlyOnce) {
   Pair p("counter");
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   ASSERT_TRUE(p.a->wait_for("replicating to partner", 5000)) << p.a->output();
   // Without the warm standby or the partner shortcut: this failover takes the lookup-and-connect
   // path.
@@ -410,7 +416,8 @@ TEST_P(SessionFailover, CounterKilledUnderLoad_EveryRequestExecutedExactlyOnce) 
 TEST_P(SessionFailover, ActiveKilledUnderLoad_NoStandby_ConnectsStraightToNamedPartner) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   TunableOverride no_standby(failover::tunables::failover_warm_standby, 0);
   auto session = kill_active_under_load(p, 6000);
   ASSERT_NE(session, nullptr);
@@ -427,7 +434,8 @@ TEST_P(SessionFailover, ActiveKilledUnderLoad_NoStandby_ConnectsStraightToNamedP
 TEST_P(SessionFailover, NamedPartnerDeadToo_LookupFindsTheServerThatCameBack) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   auto session = connected_session(p);
   ASSERT_NE(session, nullptr);
   p.b->kill_hard();
@@ -444,7 +452,8 @@ TEST_P(SessionFailover, NamedPartnerDeadToo_LookupFindsTheServerThatCameBack) {
 TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   auto session = failover::Session::open(session_options(p));
   ASSERT_TRUE(session.is_ok());
   bool frozen = false;
@@ -469,7 +478,8 @@ TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
 TEST_P(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000));
+  // A passive takes over only once it holds the active's state.
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   auto session = connected_session(p);
   ASSERT_NE(session, nullptr);
   p.a->kill_hard();
@@ -503,7 +513,7 @@ TEST(SessionFailoverNetns, ActiveCutOffUnderLoad_PassiveTakesOverNoError_OldActi
   Pair p(lab.value()->host_ip(0), lab.value()->host_ip(1), lab.value()->exec_prefix(0),
          lab.value()->exec_prefix(1));
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
-  ASSERT_TRUE(p.b->wait_for("serving ORDERS", 5000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
   auto session = failover::Session::open(session_options(p));
   ASSERT_TRUE(session.is_ok());
   bool cut = false;

@@ -61,7 +61,7 @@ int run_load(const LoadOptions& o, const std::atomic<bool>& stop) {
     std::cerr << "viaduct load: --depth must be >= 1 and --size >= 8\n";
     return 2;
   }
-  auto session = failover::Session::open({o.name, o.cluster, o.depth});
+  auto session = failover::Session::open({o.name, o.cluster, o.depth, o.server_key});
   if (!session) {
     std::cerr << "viaduct load: " << session.status().to_string() << "\n";
     return 1;

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include "failover/server_proof.hpp"
 #include "failover/udp_socket.hpp"
 
 namespace viaduct::bench {
@@ -20,6 +23,7 @@ struct LoadOptions {
   double seconds = 10;
   double report_every_s = 1;  // a progress line this often (0: none)
   bool json = false;
+  std::optional<failover::PublicKey> server_key;  // pinned: servers must prove the name
 };
 
 int run_load(const LoadOptions& options, const std::atomic<bool>& stop);
