@@ -18,6 +18,8 @@
 #include <string>
 #include <thread>
 
+#include "cluster/member_auth.hpp"
+#include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
@@ -95,6 +97,10 @@ struct Pair {
     return failover::UdpEndpoint::from(a_host, a_lookup).value();
   }
 };
+
+failover::SessionOptions session_options_for(const Pair& p) {
+  return {"ORDERS", p.both(), 64, bench::scratch_key().service_public_key("ORDERS")};
+}
 
 std::uint16_t port_of(const failover::ssrp::InstanceRecord& r) {
   return r.tcp_port != 0 ? r.tcp_port : r.via_port;
@@ -209,6 +215,127 @@ TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) 
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok());
   EXPECT_EQ(port_of(answer->record), p.base + 1);
+}
+
+// True while the child runs (not exited, not killed): a test that waited for a log line also
+// checks the process survived it.
+bool alive(const Proc& proc) {
+  int status = 0;
+  return waitpid(proc.pid(), &status, WNOHANG) == 0;
+}
+
+// Hostile peer (issue 9, finding 1): a client hello with a huge epoch used to make the active
+// step down for good. A client never changes a server's epoch: it is refused as stale, alone.
+TEST_P(ServiceFailover, ClientHelloWithHugeEpoch_RefusedAsStale_ServerNeverStepsDown) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  std::string reason;
+  EXPECT_FALSE(connect_client(p.a_uri, "ORDERS", INT64_MAX, &reason).is_ok());
+  EXPECT_EQ(reason, kRejectStaleEpoch);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(p.a->output().find("stepped-down"), std::string::npos) << p.a->output();
+  EXPECT_TRUE(alive(*p.a));
+  auto answer = failover::lookup("ORDERS", p.both(), 3000);
+  ASSERT_TRUE(answer.is_ok());
+  EXPECT_EQ(answer->record.epoch, 1u);
+  auto client = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+  EXPECT_TRUE(client.is_ok()) << client.status().to_string();
+}
+
+// Hostile peer (findings 2, 3, 9): a connection that claims to be the partner but does not hold
+// the cluster key can neither replicate (forged state, forged reply-cache answers), nor announce
+// an epoch, nor crash a server that has clients connected. It is cut off.
+TEST_P(ServiceFailover, FakePartnerWithoutKey_CutOff_NoStateChange_NoCrash) {
+  Pair p("counter");
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  auto client = connect_client(p.a_uri, "ORDERS", 1, nullptr);  // a client stays connected
+  ASSERT_TRUE(client.is_ok());
+  for (const std::string& target : {p.a_uri, p.b_uri}) {
+    auto a = transport::Address::parse(target).value();
+    auto domain = transport::Domain::open(a).value();
+    auto hello = encode_hello_app({HelloKind::kPartner, UINT64_MAX / 2, "ORDERS"});
+    transport::ChannelOptions options;
+    options.hello_app = hello;
+    auto fake = transport::Channel::connect(*domain, a, options, 2000);
+    ASSERT_TRUE(fake.is_ok()) << fake.status().to_string();
+    // A forged snapshot setting the counter to 3,736,928,565, at a huge epoch.
+    std::uint64_t forged_total = 3'736'928'565ull;
+    std::vector<std::byte> frame;
+    encode_replica({ReplicaKind::kSnapshot, UINT64_MAX / 2, 99, 0, 0, 0, {},
+                    std::as_bytes(std::span(&forged_total, 1))},
+                   frame);
+    std::array<std::byte, 64> out;
+    std::uint32_t app_status = 0;
+    auto r = fake.value()->call(frame, out, 2000, &app_status);
+    EXPECT_TRUE(!r.is_ok() || app_status == kAppStatusBadRequest);
+    // A handshake with another cluster's key fails too.
+    auto again = transport::Channel::connect(*domain, a, options, 2000);
+    ASSERT_TRUE(again.is_ok());
+    std::array<std::byte, kClusterKeyBytes> other{};
+    other.fill(std::byte{7});
+    EXPECT_FALSE(authenticate_member_connection(*again.value(), ClusterKey::from_bytes(other),
+                                                "ORDERS", 2000)
+                     .is_ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(alive(*p.a)) << p.a->output();
+  EXPECT_TRUE(alive(*p.b)) << p.b->output();
+  EXPECT_EQ(p.a->output().find("stepped-down"), std::string::npos) << p.a->output();
+  // The passive's state is the active's, not the forgery: after a kill it serves the real total.
+  auto session = failover::Session::open(session_options_for(p));
+  ASSERT_TRUE(session.is_ok());
+  std::uint64_t add = 5, total = 0;
+  std::byte out[8];
+  ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&add, 1)), out).is_ok());
+  p.a->kill_hard();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000)) << p.b->output();
+  add = 0;
+  ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&add, 1)), out).is_ok());
+  std::memcpy(&total, out, 8);
+  EXPECT_EQ(total, 5u);
+}
+
+// Hostile peer (finding 12, and 3): forged and replayed-looking partner datagrams (another
+// cluster's key, garbage, a claim to be active at a newer epoch) sprayed at the passive's link
+// while the active is killed: ignored, and the takeover is not delayed.
+TEST_P(ServiceFailover, ForgedPartnerDatagrams_IgnoredTakeoverNotDelayed) {
+  Pair p;
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  auto b_addr = transport::Address::parse(p.b_uri).value();
+  auto to = failover::UdpEndpoint::from(b_addr.host, b_addr.port).value();
+  auto sock = failover::UdpSocket::bind(failover::UdpEndpoint::from(b_addr.host, 0).value());
+  ASSERT_TRUE(sock.is_ok());
+  std::array<std::byte, kClusterKeyBytes> other{};
+  other.fill(std::byte{9});
+  ClusterKey wrong = ClusterKey::from_bytes(other);
+  std::array<std::byte, kPartnerDatagramBytes> forged;
+  encode_partner_datagram(
+      {PartnerMessage::kPong, kPartnerFlagActive | kPartnerFlagDropSync, 1000, 1, 1, "ORDERS"},
+      wrong, forged);
+  std::atomic<bool> stop{false};
+  std::thread sprayer([&] {
+    std::array<std::byte, 7> garbage{};
+    while (!stop.load()) {
+      (void)sock.value().send_to(forged, to);
+      (void)sock.value().send_to(garbage, to);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(p.b->output().find("took-over"), std::string::npos) << p.b->output();
+  auto t0 = Clock::now();
+  p.a->kill_hard();
+  bool took_over = p.b->wait_for("took-over ORDERS epoch 2", 10000);
+  auto took = Clock::now() - t0;
+  stop = true;
+  sprayer.join();
+  ASSERT_TRUE(took_over) << p.b->output();
+  EXPECT_TRUE(alive(*p.b));
+  // Generous (speed lives in bench/): forged pings once delayed this by 1.7-6 s.
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
 }
 
 // The passive frozen past the active's keep-alive budget: the active drops its connections,
