@@ -11,6 +11,10 @@ namespace viaduct::cluster {
 namespace tunables {
 Tunable lookup_rate_limit_per_s("cluster", "lookup_rate_limit_per_s", 200, 1, 1000000,
                                 "lookup requests answered per second per source address");
+Tunable lookup_max_datagrams_per_round(
+    "cluster", "lookup_max_datagrams_per_round", 64, 1, 65536,
+    "lookup datagrams read per serving round at most (the rest wait for the next round): a flood "
+    "cannot hold the serving thread");
 }  // namespace tunables
 
 namespace {
@@ -102,19 +106,25 @@ void LookupResponder::handle(std::span<const std::byte> packet, const failover::
 }
 
 std::size_t LookupResponder::handle_pending() {
-  std::array<std::byte, 2048> buffer;
+  const auto max = static_cast<std::size_t>(tunables::lookup_max_datagrams_per_round.get());
+  std::array<std::byte, kMaxRequestBytes + 1> buffer;
   std::size_t handled = 0;
-  for (;;) {
+  while (handled < max) {
     failover::UdpEndpoint from;
+    // kWouldBlock: drained. Any other error (none is expected on a bound UDP socket) also ends
+    // the round; the next one tries again.
     auto n = socket_.receive(buffer, &from);
-    if (!n || n.value() == 0) return handled;
+    if (!n) break;
     ++handled;
-    if (n.value() > kMaxRequestBytes) {
-      ++stats_.malformed;  // oversized: never a valid request
+    // Empty (a valid datagram, an invalid request: it must not end the round) or oversized (never
+    // a valid request; MSG_TRUNC reports its real size).
+    if (n.value() == 0 || n.value() > kMaxRequestBytes) {
+      ++stats_.malformed;
       continue;
     }
     handle({buffer.data(), n.value()}, from);
   }
+  return handled;
 }
 
 void LookupResponder::run(const std::atomic<bool>& stop) {

@@ -19,11 +19,12 @@ namespace viaduct::cluster {
 
 namespace tunables {
 extern Tunable lookup_rate_limit_per_s;
+extern Tunable lookup_max_datagrams_per_round;
 }  // namespace tunables
 
 struct LookupResponderStats {
   std::atomic<std::uint64_t> answered{0};
-  std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> malformed{0};  // also empty and oversized datagrams
   std::atomic<std::uint64_t> unknown_name{0};
   std::atomic<std::uint64_t> rate_limited{0};
 };
@@ -39,7 +40,10 @@ class LookupResponder {
   // Stop answering for the name (stepped down, or shutting down).
   void set_inactive(const std::string& name);
 
-  // Handles every packet waiting now; returns how many. Thread-safe against set_active.
+  // Reads and handles the datagrams waiting now, at most lookup_max_datagrams_per_round of them, so
+  // that a flood never holds the calling (serving) thread for long; the rest wait for the next
+  // call. Returns how many it read: 0 means none was waiting. Call from one thread at a time;
+  // thread-safe against set_active/set_inactive.
   std::size_t handle_pending();
   // Serves until `stop` is set (wakes every 50 ms to check it).
   void run(const std::atomic<bool>& stop);
