@@ -1,5 +1,11 @@
 // The lookup against hostile senders, over real UDP on the loopback interface. The responder runs
-// in this process; attackers are plain sockets.
+// in this process; attackers are plain sockets. Spoofed sources are other addresses of 127.0.0.0/8
+// (all of it is local on Linux's lo, so nothing leaves the host): one wildcard-bound socket picks
+// each datagram's source with IP_PKTINFO, and receives whatever is reflected to those sources.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -22,6 +28,10 @@ namespace ssrp = failover::ssrp;
 using Clock = std::chrono::steady_clock;
 
 const ssrp::InstanceRecord kOrders{"127.0.0.1", "ORDERS", true, 7, 7400, 7401, "NODE1"};
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Sets a tunable by name and restores its value at scope exit.
 class TunableOverride {
@@ -75,6 +85,53 @@ struct ServingLoop {
 UdpSocket client_socket() {
   return std::move(UdpSocket::bind(UdpEndpoint::from("127.0.0.1", 0).value()).value());
 }
+
+// A socket bound to 0.0.0.0 that sends with any 127/8 source address (IP_PKTINFO) and receives
+// what the responder reflects to all of them.
+class Spoofer {
+ public:
+  Spoofer() : socket_(std::move(UdpSocket::bind(UdpEndpoint::from("0.0.0.0", 0).value()).value())) {
+    int big = 8 << 20;
+    (void)setsockopt(socket_.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  }
+  // Source 127.<a>.<b>.<c> where i = a-1, b, c encodes a distinct address per i.
+  bool send_from(std::uint32_t i, std::span<const std::byte> data, const UdpEndpoint& to) {
+    in_addr src{};
+    src.s_addr = htonl((127u << 24) | ((2 + i / 65000) << 16) | (1 + i % 65000));
+    iovec iov{const_cast<std::byte*>(data.data()), data.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in_pktinfo))] = {};
+    msghdr msg{};
+    msg.msg_name = const_cast<sockaddr_storage*>(&to.addr);
+    msg.msg_namelen = to.len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+    in_pktinfo info{};
+    info.ipi_spec_dst = src;
+    std::memcpy(CMSG_DATA(c), &info, sizeof(info));
+    return ::sendmsg(socket_.fd(), &msg, 0) == static_cast<ssize_t>(data.size());
+  }
+  // Drains what was reflected; adds to the counters.
+  void drain(std::size_t* datagrams, std::size_t* bytes) {
+    std::array<std::byte, 70000> buf;
+    UdpEndpoint from;
+    for (;;) {
+      auto n = socket_.receive(buf, &from);
+      if (!n || (n.value() == 0 && !socket_.wait_readable(0))) return;
+      ++*datagrams;
+      *bytes += n.value();
+    }
+  }
+  const UdpSocket& socket() const { return socket_; }
+
+ private:
+  UdpSocket socket_;
+};
 
 // Finding 1: a zero-length datagram read as "nothing pending" ended the round at the first one:
 // requests queued behind it waited for later rounds, one datagram per round.
@@ -158,6 +215,145 @@ TEST(LookupHostile, Flood_OneRoundHandlesAtMostTheBound_RestOnTheNext) {
   }
   EXPECT_EQ(total, kSent) << "what a round leaves is read on the next ones";
   EXPECT_EQ(responder->handle_pending(), 0u);
+}
+
+// Finding 3: the per-source table was cleared when 4096 sources filled it, so a spray from
+// spoofed sources gave every source (the flooder included) a fresh limit.
+TEST(LookupHostile, SpoofedSourceSpray_DoesNotResetAnotherSourcesLimit) {
+  constexpr std::int64_t kRate = 50;
+  TunableOverride rate("lookup_rate_limit_per_s", kRate);
+  auto responder = bound_responder();
+  ASSERT_TRUE(responder);
+  ServingLoop loop(responder.get());
+  auto to = responder->address();
+  UdpSocket flooder = client_socket();
+  auto ask = ssrp::encode_request({ssrp::MessageType::kClientUnicastInst, "ORDERS"});
+  auto count_answers = [&] {
+    int answers = 0;
+    std::array<std::byte, 2048> buf;
+    UdpEndpoint from;
+    while (flooder.wait_readable(100)) {
+      while (true) {
+        auto n = flooder.receive(buf, &from);
+        if (!n || n.value() == 0) break;
+        ++answers;
+      }
+    }
+    return answers;
+  };
+  // Spend the flooder's whole allowance.
+  for (int i = 0; i < 3 * kRate; ++i) (void)flooder.send_to(ask, to);
+  int before = count_answers();
+  auto drained_at = Clock::now();
+  EXPECT_GT(before, 0);
+  EXPECT_LE(before, kRate + 5);
+  // 6000 spoofed sources, each asking once for a name nobody serves (nothing is reflected).
+  Spoofer spray;
+  auto unknown = ssrp::encode_request({ssrp::MessageType::kClientUnicastInst, "NOBODY"});
+  std::uint64_t base = responder->stats().unknown_name.load() + responder->stats().rate_limited;
+  constexpr std::uint32_t kSources = 6000;
+  for (std::uint32_t i = 0; i < kSources; ++i) {
+    ASSERT_TRUE(spray.send_from(i, unknown, to));
+    if (i % 50 == 49) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  for (int i = 0; i < 200; ++i) {
+    if (responder->stats().unknown_name.load() + responder->stats().rate_limited >=
+        base + kSources * 9 / 10) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // The flooder asks again at once: it may have regained what its rate refilled meanwhile, never
+  // a fresh allowance.
+  for (int i = 0; i < 3 * kRate; ++i) (void)flooder.send_to(ask, to);
+  double elapsed = seconds_since(drained_at);
+  int after = count_answers();
+  std::printf("flooder answers: %d before the spray, %d after it (%.0f ms later)\n", before, after,
+              elapsed * 1000);
+  EXPECT_LE(after, static_cast<int>(kRate * (elapsed + 0.25)) + 2);
+}
+
+// Finding 4: with no global cap, spoofed sources each under their own limit made the responder
+// reflect 118 bytes for every 1-byte CLNT_UCAST_EX.
+TEST(LookupHostile, SpoofedSourceExSpray_ReflectedTrafficCappedByGlobalBudget) {
+  constexpr std::int64_t kAnswersPerS = 100;
+  constexpr std::int64_t kBytesPerS = 8000;
+  TunableOverride answers("lookup_global_answers_per_s", kAnswersPerS);
+  TunableOverride bytes("lookup_global_answer_bytes_per_s", kBytesPerS);
+  auto responder = bound_responder();
+  ASSERT_TRUE(responder);
+  ServingLoop loop(responder.get());
+  auto to = responder->address();
+  Spoofer spray;
+  auto ex = ssrp::encode_request({ssrp::MessageType::kClientUnicastEx, {}});
+  std::size_t reflected = 0;
+  std::size_t reflected_bytes = 0;
+  std::size_t requests = 0;
+  auto start = Clock::now();
+  // 2000 sources, 2 requests each, over ~1 s: each source is far under its own limit.
+  for (std::uint32_t round = 0; round < 2; ++round) {
+    for (std::uint32_t i = 0; i < 2000; ++i) {
+      if (spray.send_from(i, ex, to)) ++requests;
+      if (i % 20 == 19) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        spray.drain(&reflected, &reflected_bytes);
+      }
+    }
+  }
+  while (spray.socket().wait_readable(200)) spray.drain(&reflected, &reflected_bytes);
+  double elapsed = seconds_since(start);
+  std::printf(
+      "%zu one-byte requests from 2000 sources in %.2f s: %zu answers, %zu bytes "
+      "reflected (%.1f bytes/s; budget %lld bytes/s, %lld answers/s)\n",
+      requests, elapsed, reflected, reflected_bytes, static_cast<double>(reflected_bytes) / elapsed,
+      static_cast<long long>(kBytesPerS), static_cast<long long>(kAnswersPerS));
+  // One second of burst, then the rate.
+  EXPECT_LE(static_cast<double>(reflected_bytes), kBytesPerS * (elapsed + 1.0));
+  EXPECT_LE(static_cast<double>(reflected), kAnswersPerS * (elapsed + 1.0));
+  EXPECT_GT(reflected, 0u);
+}
+
+// Finding 4, one source: CLNT_UCAST_EX asked of a responder serving many names is answered with
+// kilobytes; the source's byte budget caps it, whatever its request rate allows.
+TEST(LookupHostile, OneSourceExFlood_AnswerBytesCappedPerSource) {
+  constexpr std::int64_t kSourceBytesPerS = 12000;
+  TunableOverride per_source("lookup_source_answer_bytes_per_s", kSourceBytesPerS);
+  auto responder = bound_responder();
+  ASSERT_TRUE(responder);
+  for (int i = 0; i < 30; ++i) {
+    auto rec = kOrders;
+    rec.instance_name = "SERVICE_" + std::to_string(i);
+    responder->set_active(rec);
+  }
+  ServingLoop loop(responder.get());
+  UdpSocket s = client_socket();
+  int big = 8 << 20;
+  (void)setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  auto ex = ssrp::encode_request({ssrp::MessageType::kClientUnicastEx, {}});
+  auto start = Clock::now();
+  std::size_t answers = 0;
+  std::size_t bytes = 0;
+  std::array<std::byte, 70000> buf;
+  UdpEndpoint from;
+  for (int i = 0; i < 100; ++i) {
+    (void)s.send_to(ex, responder->address());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (auto n = s.receive(buf, &from); n && n.value() > 0; n = s.receive(buf, &from)) {
+      ++answers;
+      bytes += n.value();
+    }
+  }
+  while (s.wait_readable(200)) {
+    for (auto n = s.receive(buf, &from); n && n.value() > 0; n = s.receive(buf, &from)) {
+      ++answers;
+      bytes += n.value();
+    }
+  }
+  double elapsed = seconds_since(start);
+  std::printf("one source, 100 CLNT_UCAST_EX in %.2f s: %zu answers, %zu bytes\n", elapsed, answers,
+              bytes);
+  EXPECT_GT(answers, 0u);
+  EXPECT_LE(static_cast<double>(bytes), kSourceBytesPerS * (elapsed + 1.0));
 }
 
 }  // namespace
