@@ -4,6 +4,7 @@
 // each datagram's source with IP_PKTINFO, and receives whatever is reflected to those sources.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
@@ -354,6 +355,104 @@ TEST(LookupHostile, OneSourceExFlood_AnswerBytesCappedPerSource) {
               bytes);
   EXPECT_GT(answers, 0u);
   EXPECT_LE(static_cast<double>(bytes), kSourceBytesPerS * (elapsed + 1.0));
+}
+
+// Finding 5: the client took the first answer naming the service from anyone. A forger that sees
+// the request (here: it is one of the endpoints asked, and never answers from there) replies from
+// another port, ahead of the real responder (slow: it is taking over), with another address and a
+// higher epoch. The client must wait for the real answer.
+TEST(LookupHostile, ForgerOnAnotherPortRacesRealResponder_ForgedAnswerNeverReturned) {
+  auto responder = bound_responder();
+  ASSERT_TRUE(responder);
+  std::atomic<bool> stop{false};
+  std::thread slow([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    responder->run(stop);
+  });
+  UdpSocket tap = client_socket();
+  UdpSocket forger = client_socket();
+  std::atomic<int> forged{0};
+  std::thread t([&] {
+    ssrp::InstanceRecord fake{"127.0.0.66", "ORDERS", true, 999, 6666, 0, ""};
+    auto forged_answer = ssrp::encode_response(std::span(&fake, 1), 1024).value();
+    std::array<std::byte, 512> buf;
+    while (!stop.load()) {
+      if (!tap.wait_readable(20)) continue;
+      UdpEndpoint from;
+      while (true) {
+        auto n = tap.receive(buf, &from);
+        if (!n || n.value() == 0) break;
+        if (forger.send_to(forged_answer, from)) ++forged;
+      }
+    }
+  });
+  std::array<UdpEndpoint, 2> responders{tap.local(), responder->address()};
+  failover::LookupClientStats counted;
+  auto a = failover::lookup("ORDERS", responders, 3000, &counted);
+  stop = true;
+  t.join();
+  slow.join();
+  EXPECT_GT(forged.load(), 0) << "the forger never raced";
+  EXPECT_GT(counted.wrong_source, 0u) << "the forged answers were not counted";
+  EXPECT_EQ(counted.accepted, 1u);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_EQ(a->record, kOrders) << "returned the forged answer";
+  EXPECT_EQ(a->responder.to_string(), responder->address().to_string());
+}
+
+// Finding 5, each kind of unwanted datagram: from another port (the forgery), and from a
+// configured endpoint: for another name, garbage, empty. Counted and dropped; the real answer that
+// follows them is taken.
+TEST(LookupHostile, Probe_DropsAndCountsWrongSourceWrongNameGarbageAndEmpty) {
+  UdpSocket configured = client_socket();
+  UdpSocket other = client_socket();
+  std::array<UdpEndpoint, 1> responders{configured.local()};
+  auto probe = failover::LookupProbe::open(responders);
+  ASSERT_TRUE(probe.is_ok());
+  // The probe binds 0.0.0.0: send to it on loopback.
+  auto to = UdpEndpoint::from("127.0.0.1", probe->local().port()).value();
+  auto fake = kOrders;
+  fake.server_name = "127.0.0.66";
+  fake.epoch = 999;
+  auto billing = kOrders;
+  billing.instance_name = "BILLING";
+  auto forged = ssrp::encode_response(std::span(&fake, 1), 1024).value();
+  auto wrong_name = ssrp::encode_response(std::span(&billing, 1), 1024).value();
+  auto real = ssrp::encode_response(std::span(&kOrders, 1), 1024).value();
+  std::vector<std::byte> garbage{std::byte{5}, std::byte{200}, std::byte{0}, std::byte{'x'}};
+  ASSERT_TRUE(other.send_to(forged, to));
+  ASSERT_TRUE(configured.send_to(wrong_name, to));
+  ASSERT_TRUE(configured.send_to(garbage, to));
+  ASSERT_TRUE(configured.send_to({}, to));
+  ASSERT_TRUE(configured.send_to(real, to));
+  pollfd p{probe->fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 1000), 1);
+  auto a = probe->receive("ORDERS");
+  ASSERT_TRUE(a.has_value()) << "the real answer behind the others was not read";
+  EXPECT_EQ(a->record, kOrders);
+  EXPECT_EQ(probe->stats().wrong_source, 1u);
+  EXPECT_EQ(probe->stats().wrong_name, 1u);
+  EXPECT_EQ(probe->stats().malformed, 2u);
+  EXPECT_EQ(probe->stats().accepted, 1u);
+}
+
+// A flood of forged answers aimed at the session's probe socket: one receive() reads a bounded
+// number of them and returns, so the session's polling thread is never held.
+TEST(LookupHostile, ForgedAnswerFloodAtProbe_OneReceiveReadsAtMostItsBound) {
+  UdpSocket configured = client_socket();
+  UdpSocket forger = client_socket();
+  std::array<UdpEndpoint, 1> responders{configured.local()};
+  auto probe = failover::LookupProbe::open(responders);
+  ASSERT_TRUE(probe.is_ok());
+  auto to = UdpEndpoint::from("127.0.0.1", probe->local().port()).value();
+  auto forged = ssrp::encode_response(std::span(&kOrders, 1), 1024).value();
+  for (int i = 0; i < 150; ++i) ASSERT_TRUE(forger.send_to(forged, to));
+  EXPECT_FALSE(probe->receive("ORDERS").has_value());
+  EXPECT_EQ(probe->stats().wrong_source,
+            static_cast<std::uint64_t>(failover::LookupProbe::kMaxDatagramsPerReceive));
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(probe->receive("ORDERS").has_value());
+  EXPECT_EQ(probe->stats().wrong_source, 150u);
+  EXPECT_EQ(probe->stats().accepted, 0u);
 }
 
 }  // namespace
