@@ -1,16 +1,20 @@
 #include "cluster/lookup_responder.hpp"
 #include "transport/clock.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <chrono>
+#include <random>
 #include <vector>
 
 namespace viaduct::cluster {
 
 namespace tunables {
-Tunable lookup_rate_limit_per_s("cluster", "lookup_rate_limit_per_s", 200, 1, 1000000,
-                                "lookup requests answered per second per source address");
+Tunable lookup_max_datagrams_per_round(
+    "cluster", "lookup_max_datagrams_per_round", 64, 1, 65536,
+    "lookup datagrams read per serving round at most (the rest wait for the next round): a flood "
+    "cannot hold the serving thread");
 }  // namespace tunables
 
 namespace {
@@ -22,8 +26,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Bounds the per-source table: a flood from spoofed sources must not grow it without limit.
-constexpr std::size_t kMaxTrackedSources = 4096;
 // Largest request worth reading: type + DAC version + 32-byte name + NUL.
 constexpr std::size_t kMaxRequestBytes = 2 + ssrp::kMaxInstanceNameBytes + 1;
 }  // namespace
@@ -34,7 +36,9 @@ Result<std::unique_ptr<LookupResponder>> LookupResponder::bind(const std::string
   if (!local) return local.status();
   auto sock = failover::UdpSocket::bind(local.value());
   if (!sock) return sock.status();
-  std::unique_ptr<LookupResponder> r(new LookupResponder());  // private constructor
+  std::random_device entropy;
+  std::uint64_t seed = (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
+  std::unique_ptr<LookupResponder> r(new LookupResponder(seed));  // private constructor
   r->socket_ = std::move(sock.value());
   return r;
 }
@@ -49,28 +53,14 @@ void LookupResponder::set_inactive(const std::string& name) {
   active_.erase(lower(name));
 }
 
-bool LookupResponder::admit(const failover::UdpEndpoint& from) {
-  double rate = static_cast<double>(tunables::lookup_rate_limit_per_s.get());
-  std::int64_t now = steady_now_ns();
-  if (buckets_.size() >= kMaxTrackedSources) buckets_.clear();
-  auto [it, fresh] = buckets_.try_emplace(from.host(), Bucket{rate, now});
-  Bucket& b = it->second;
-  if (!fresh) {
-    b.tokens = std::min(rate, b.tokens + rate * static_cast<double>(now - b.last_ns) / 1e9);
-    b.last_ns = now;
-  }
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
-}
-
-void LookupResponder::handle(std::span<const std::byte> packet, const failover::UdpEndpoint& from) {
+void LookupResponder::handle(std::span<const std::byte> packet, const failover::UdpEndpoint& from,
+                             const LookupLimits& limits, std::int64_t now_ns) {
   auto request = ssrp::decode_request(packet);
   if (!request) {
     ++stats_.malformed;  // no negative replies: silence
     return;
   }
-  if (!admit(from)) {
+  if (limiter_.admit_request(from.addr, limits, now_ns) != LookupRateLimiter::Verdict::kAdmitted) {
     ++stats_.rate_limited;
     return;
   }
@@ -85,7 +75,9 @@ void LookupResponder::handle(std::span<const std::byte> packet, const failover::
       // viaduct has no dedicated admin connection; like an instance without one, stay silent.
     } else {
       for (const auto& [name, rec] : active_) records.push_back(rec);
-      limit = ssrp::kMaxExRespBytes;
+      // A listing larger than the source's byte budget could never be sent: cut it to what fits.
+      limit = std::min(ssrp::kMaxExRespBytes,
+                       static_cast<std::size_t>(limits.source_answer_bytes_per_s) - 3);
     }
   }
   if (records.empty()) {
@@ -98,23 +90,47 @@ void LookupResponder::handle(std::span<const std::byte> packet, const failover::
     response = ssrp::encode_response(records, limit);
   }
   if (!response) return;
-  if (socket_.send_to(response.value(), from)) ++stats_.answered;
+  switch (limiter_.admit_answer(from.addr, response->size(), limits, now_ns)) {
+    case LookupRateLimiter::Verdict::kAdmitted:
+      break;
+    case LookupRateLimiter::Verdict::kSourceRequests:
+    case LookupRateLimiter::Verdict::kSourceBytes:
+      ++stats_.rate_limited;
+      return;
+    case LookupRateLimiter::Verdict::kGlobalAnswers:
+    case LookupRateLimiter::Verdict::kGlobalBytes:
+      ++stats_.budget_exhausted;
+      return;
+  }
+  if (socket_.send_to(response.value(), from)) {
+    ++stats_.answered;
+    stats_.answer_bytes += response->size();
+  }
 }
 
 std::size_t LookupResponder::handle_pending() {
-  std::array<std::byte, 2048> buffer;
+  // One reading of the tunables and the clock per round: a round is microseconds long.
+  const auto max = static_cast<std::size_t>(tunables::lookup_max_datagrams_per_round.get());
+  const LookupLimits limits = LookupLimits::from_tunables();
+  const std::int64_t now_ns = steady_now_ns();
+  std::array<std::byte, kMaxRequestBytes + 1> buffer;
   std::size_t handled = 0;
-  for (;;) {
+  while (handled < max) {
     failover::UdpEndpoint from;
+    // kWouldBlock: drained. Any other error (none is expected on a bound UDP socket) also ends
+    // the round; the next one tries again.
     auto n = socket_.receive(buffer, &from);
-    if (!n || n.value() == 0) return handled;
+    if (!n) break;
     ++handled;
-    if (n.value() > kMaxRequestBytes) {
-      ++stats_.malformed;  // oversized: never a valid request
+    // Empty (a valid datagram, an invalid request: it must not end the round) or oversized (never
+    // a valid request; MSG_TRUNC reports its real size).
+    if (n.value() == 0 || n.value() > kMaxRequestBytes) {
+      ++stats_.malformed;
       continue;
     }
-    handle({buffer.data(), n.value()}, from);
+    handle({buffer.data(), n.value()}, from, limits, now_ns);
   }
+  return handled;
 }
 
 void LookupResponder::run(const std::atomic<bool>& stop) {

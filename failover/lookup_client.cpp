@@ -43,6 +43,14 @@ Result<UdpSocket> client_socket(std::span<const UdpEndpoint> responders) {
 
 }  // namespace
 
+LookupClientStats& LookupClientStats::operator+=(const LookupClientStats& o) {
+  accepted += o.accepted;
+  wrong_source += o.wrong_source;
+  wrong_name += o.wrong_name;
+  malformed += o.malformed;
+  return *this;
+}
+
 Result<LookupProbe> LookupProbe::open(std::span<const UdpEndpoint> responders) {
   auto sock = client_socket(responders);
   if (!sock) return sock.status();
@@ -59,33 +67,56 @@ void LookupProbe::send(std::string_view name) {
   for (const auto& r : responders_) (void)socket_.send_to(request, r);
 }
 
+bool LookupProbe::asked(const UdpEndpoint& from) const {
+  return std::any_of(responders_.begin(), responders_.end(),
+                     [&](const UdpEndpoint& r) { return r.same_as(from); });
+}
+
 std::optional<LookupAnswer> LookupProbe::receive(std::string_view name) {
   // Big enough for any datagram: a longer one would be truncated, and a truncated answer is
   // never valid.
   std::array<std::byte, 65536> buffer;
   UdpEndpoint from;
-  for (;;) {
+  for (int i = 0; i < kMaxDatagramsPerReceive; ++i) {
     auto n = socket_.receive(buffer, &from);
-    if (!n || n.value() == 0) return std::nullopt;
+    if (!n) return std::nullopt;  // kWouldBlock: nothing more waiting
+    if (!asked(from)) {
+      ++stats_.wrong_source;  // whatever it says: a forgery or a stray, not an answer
+      continue;
+    }
+    if (n.value() == 0 || n.value() > buffer.size()) {
+      ++stats_.malformed;  // empty or truncated; an empty datagram must not end the read
+      continue;
+    }
     auto records = ssrp::decode_response({buffer.data(), n.value()});
-    if (!records) continue;  // garbage or a spoofing attempt: ignore, keep waiting
+    if (!records) {
+      ++stats_.malformed;
+      continue;
+    }
     for (auto& rec : records.value()) {
       if (!same_name(rec.instance_name, name)) continue;
       double elapsed = static_cast<double>(steady_now_ns() - sent_ns_) / 1e6;
       sent_ns_ = 0;
+      ++stats_.accepted;
       return LookupAnswer{std::move(rec), from, elapsed};
     }
+    ++stats_.wrong_name;
   }
+  return std::nullopt;
 }
 
 Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> responders,
-                            int timeout_ms) {
+                            int timeout_ms, LookupClientStats* stats) {
   if (name.empty() || name.size() > ssrp::kMaxInstanceNameBytes) {
     return Status(Code::kInvalidArgument, "service name must be 1..32 bytes");
   }
   if (timeout_ms == 0) timeout_ms = static_cast<int>(tunables::lookup_timeout_ms.get());
   auto probe = LookupProbe::open(responders);
   if (!probe) return probe.status();
+  auto done = [&](Result<LookupAnswer> result) {
+    if (stats != nullptr) *stats += probe->stats();
+    return result;
+  };
   auto start = Clock::now();
   auto deadline = start + std::chrono::milliseconds(timeout_ms);
   auto retry = std::chrono::microseconds(tunables::lookup_retry_interval_us.get());
@@ -107,21 +138,26 @@ Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> 
     timespec ts{static_cast<time_t>(wait_us / 1'000'000),
                 static_cast<long>((wait_us % 1'000'000) * 1000)};
     if (ppoll(&p, 1, &ts, nullptr) <= 0) continue;
-    if (auto answer = probe->receive(name)) return std::move(*answer);
+    if (auto answer = probe->receive(name)) return done(std::move(*answer));
   }
-  return Status(Code::kTimeout, "no server answers for '" + std::string(name) + "' within " +
-                                    std::to_string(timeout_ms) + " ms");
+  return done(Status(Code::kTimeout, "no server answers for '" + std::string(name) + "' within " +
+                                         std::to_string(timeout_ms) + " ms"));
 }
 
 Result<std::vector<LookupAnswer>> list_instances(std::span<const UdpEndpoint> responders,
-                                                 int timeout_ms) {
+                                                 int timeout_ms, LookupClientStats* stats) {
   auto sock = client_socket(responders);
   if (!sock) return sock.status();
   auto request = ssrp::encode_request({ssrp::MessageType::kClientUnicastEx, {}});
   for (const auto& r : responders) (void)sock->send_to(request, r);
+  auto asked = [&](const UdpEndpoint& from) {
+    return std::any_of(responders.begin(), responders.end(),
+                       [&](const UdpEndpoint& r) { return r.same_as(from); });
+  };
   auto start = Clock::now();
   auto deadline = start + std::chrono::milliseconds(timeout_ms);
   std::vector<LookupAnswer> answers;
+  LookupClientStats counted;
   std::array<std::byte, 70000> buffer;
   while (Clock::now() < deadline) {
     auto left =
@@ -129,14 +165,25 @@ Result<std::vector<LookupAnswer>> list_instances(std::span<const UdpEndpoint> re
     if (!sock->wait_readable(static_cast<int>(std::max<std::int64_t>(1, left)))) continue;
     UdpEndpoint from;
     auto n = sock->receive(buffer, &from);
-    if (!n || n.value() == 0 || n.value() > buffer.size()) continue;
-    auto records = ssrp::decode_response({buffer.data(), n.value()});
-    if (!records) continue;
+    if (!n) continue;
+    if (!asked(from)) {
+      ++counted.wrong_source;
+      continue;
+    }
+    auto records = n.value() == 0 || n.value() > buffer.size()
+                       ? Result<std::vector<ssrp::InstanceRecord>>(Status(Code::kMalformed, {}))
+                       : ssrp::decode_response({buffer.data(), n.value()});
+    if (!records) {
+      ++counted.malformed;
+      continue;
+    }
+    ++counted.accepted;
     for (auto& rec : records.value()) {
       answers.push_back({std::move(rec), from,
                          std::chrono::duration<double, std::milli>(Clock::now() - start).count()});
     }
   }
+  if (stats != nullptr) *stats += counted;
   return answers;
 }
 

@@ -76,6 +76,22 @@ std::string UdpEndpoint::to_string() const {
                                     : host() + ":" + std::to_string(port());
 }
 
+bool UdpEndpoint::same_as(const UdpEndpoint& other) const {
+  if (addr.ss_family != other.addr.ss_family) return false;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    const auto* b = reinterpret_cast<const sockaddr_in*>(&other.addr);
+    return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    const auto* b = reinterpret_cast<const sockaddr_in6*>(&other.addr);
+    return a->sin6_port == b->sin6_port &&
+           std::memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+  }
+  return false;
+}
+
 UdpSocket::~UdpSocket() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -114,15 +130,17 @@ Status UdpSocket::send_to(std::span<const std::byte> data, const UdpEndpoint& to
 }
 
 Result<std::size_t> UdpSocket::receive(std::span<std::byte> buffer, UdpEndpoint* from) const {
-  from->len = sizeof(from->addr);
-  // MSG_TRUNC: learn the real size, so an oversized datagram is recognised and dropped whole.
-  ssize_t n = ::recvfrom(fd_, buffer.data(), buffer.size(), MSG_TRUNC,
-                         reinterpret_cast<sockaddr*>(&from->addr), &from->len);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::size_t{0};
+  for (;;) {
+    from->len = sizeof(from->addr);
+    // MSG_TRUNC: learn the real size, so an oversized datagram is recognised and dropped whole.
+    ssize_t n = ::recvfrom(fd_, buffer.data(), buffer.size(), MSG_TRUNC,
+                           reinterpret_cast<sockaddr*>(&from->addr), &from->len);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    // No allocation here: an empty message keeps the polling path cheap.
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Status(Code::kWouldBlock, {});
     return Status(Code::kResource, std::string("recvfrom: ") + std::strerror(errno));
   }
-  return static_cast<std::size_t>(n);
 }
 
 bool UdpSocket::wait_readable(int timeout_ms) const {

@@ -22,6 +22,8 @@ struct UdpEndpoint {
   [[nodiscard]] std::string to_string() const;
   [[nodiscard]] std::string host() const;
   [[nodiscard]] std::uint16_t port() const;
+  // Same family, address and port (what a reply's source is checked against).
+  [[nodiscard]] bool same_as(const UdpEndpoint& other) const;
 };
 
 class UdpSocket {
@@ -38,7 +40,10 @@ class UdpSocket {
   [[nodiscard]] int fd() const { return fd_; }
   [[nodiscard]] UdpEndpoint local() const;
   Status send_to(std::span<const std::byte> data, const UdpEndpoint& to) const;
-  // Returns bytes received (0 if nothing waiting); `from` filled in.
+  // Reads one datagram into `buffer` and returns its real length, which exceeds buffer.size() if
+  // it was truncated, and is 0 for an empty datagram (a valid UDP datagram: the caller decides
+  // what it means, and must go on reading). Nothing waiting is the error kWouldBlock, so that it
+  // can never be mistaken for an empty datagram. `from` is filled in.
   Result<std::size_t> receive(std::span<std::byte> buffer, UdpEndpoint* from) const;
   // Waits until readable or timeout (false on timeout).
   bool wait_readable(int timeout_ms) const;
