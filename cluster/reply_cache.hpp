@@ -1,34 +1,67 @@
 // Bounded reply cache: a request re-sent after a failover, (client id, sequence) already seen, is
 // answered from here instead of being executed twice.
+//
+// Every bound holds whatever peers send: entries and bytes per client, bytes and clients in all.
+// Lookup is O(1) (one hash probe); a store evicts the client's oldest entry, or, over the total
+// bounds, the least recently active client. The client id comes from the connection (the server
+// binds it to the channel on its first request), so one connection cannot spray ids to evict
+// other clients.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <span>
 #include <unordered_map>
 #include <vector>
 
 namespace viaduct::cluster {
 
+struct ReplyCacheLimits {
+  std::size_t entries_per_client = 1024;
+  std::size_t bytes_per_client = 4u << 20;
+  std::size_t total_bytes = 256u << 20;
+  std::size_t max_clients = 4096;
+};
+
 class ReplyCache {
  public:
   struct Entry {
-    std::uint64_t seq = 0;
     std::uint32_t app_status = 0;
     std::vector<std::byte> response;
   };
-  ReplyCache(std::size_t per_client, std::size_t max_clients)
-      : per_client_(per_client), max_clients_(max_clients) {}
+  explicit ReplyCache(ReplyCacheLimits limits = {}) : limits_(limits) {}
   [[nodiscard]] const Entry* find(std::uint64_t client_id, std::uint64_t seq) const;
   void store(std::uint64_t client_id, std::uint64_t seq, std::uint32_t app_status,
              std::span<const std::byte> response);
-  [[nodiscard]] std::size_t clients() const { return by_client_.size(); }
+  [[nodiscard]] std::size_t clients() const { return clients_.size(); }
+  [[nodiscard]] std::size_t entries() const { return entries_.size(); }
+  [[nodiscard]] std::size_t bytes() const { return total_bytes_; }
 
  private:
-  std::size_t per_client_;
-  std::size_t max_clients_;
-  std::unordered_map<std::uint64_t, std::deque<Entry>> by_client_;
-  std::deque<std::uint64_t> client_order_;  // oldest first, for eviction
+  struct Key {
+    std::uint64_t client_id;
+    std::uint64_t seq;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const {
+      return std::hash<std::uint64_t>{}(k.client_id * 0x9E3779B97F4A7C15ull ^ k.seq);
+    }
+  };
+  struct Client {
+    std::deque<std::uint64_t> seqs;  // oldest first
+    std::size_t bytes = 0;
+    std::list<std::uint64_t>::iterator lru;
+  };
+  void evict_oldest_of(std::uint64_t client_id, Client& c);
+  void evict_client(std::uint64_t client_id);
+
+  ReplyCacheLimits limits_;
+  std::unordered_map<Key, Entry, KeyHash> entries_;
+  std::unordered_map<std::uint64_t, Client> clients_;
+  std::list<std::uint64_t> lru_;  // least recently active client first
+  std::size_t total_bytes_ = 0;
 };
 
 }  // namespace viaduct::cluster

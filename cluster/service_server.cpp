@@ -78,6 +78,12 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
       (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
       return;
     }
+    auto [bound, fresh] = owner_->client_ids_.try_emplace(&channel, header.client_id);
+    if (!fresh && bound->second != header.client_id) {
+      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
+      owner_->doomed_.push_back(&channel);  // one connection, one client
+      return;
+    }
     if (header.seq == failover::kControlSeq) {
       auto op = request.payload.subspan(failover::kRequestHeaderBytes);
       if (op.size() == 1 && op[0] == failover::kControlPartnerAddress) {
@@ -175,6 +181,7 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     // until we count ourselves out of sync, are gone, or were unreachable for four takeover
     // deadlines (cluster/takeover_policy.hpp); the partner link clears our sync state then.
     raw->members_.erase(&gone);
+    raw->client_ids_.erase(&gone);
   };
   options.reply_hello = [raw = s.get()] {
     return encode_hello_app(

@@ -168,7 +168,10 @@ class ServiceServer {
 
   ServiceConfig config_;
   ServiceHandler* app_ = nullptr;
-  ReplyCache replies_{1024, 4096};
+  ReplyCache replies_;
+  // The client id each client connection uses, fixed by its first request: exactly-once is keyed
+  // by it, so a connection cannot speak for (or evict) other clients by changing it.
+  std::unordered_map<const transport::Channel*, std::uint64_t> client_ids_;
   ServiceStats stats_;
   std::unique_ptr<PartnerLink> link_;
   // Member connections (hello kind 'P') and where each is in the handshake.
