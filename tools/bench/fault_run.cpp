@@ -264,8 +264,9 @@ struct Crash {
 };
 
 struct Event {
-  std::int64_t at_ns;
-  std::string kind;  // a fault kind, or "restart"
+  std::int64_t at_ns;   // when it began
+  std::int64_t end_ns;  // and ended (a freeze, a double fault and a restart take a while)
+  std::string kind;     // a fault kind, or "restart"
   std::string detail;
   bool hit_active = false;
 };
@@ -289,6 +290,7 @@ class FaultRun {
   void freeze(Server& s);
   void thaw(Server& s);
   void record_crash(Server& s, int status, const std::string& when);
+  void save_stdout(Server& s);  // its role lines, beside its stderr in the log directory
   void check_crashes();
   void restart_dead(bool all);
   std::string role_of(Server& s) {
@@ -357,6 +359,12 @@ void FaultRun::kill(Server& s) {
   }
   if (!status) s.proc->kill_hard();
   s.state = ServerState::kDead;
+  save_stdout(s);
+}
+
+void FaultRun::save_stdout(Server& s) {
+  std::ofstream(log_dir_ + "/" + s.label + "." + std::to_string(s.starts) + ".stdout")
+      << s.proc->output();
 }
 
 void FaultRun::freeze(Server& s) {
@@ -378,6 +386,7 @@ void FaultRun::check_crashes() {
     if (auto status = s.proc->wait_exit(0)) {
       record_crash(s, *status, "(on its own)");
       s.state = ServerState::kDead;
+      save_stdout(s);
     }
   }
 }
@@ -388,9 +397,10 @@ void FaultRun::restart_dead(bool all) {
   bool a_dead = servers_[0].state == ServerState::kDead;
   bool b_dead = servers_[1].state == ServerState::kDead;
   auto restart = [&](Server& s, const char* role) {
-    events_.push_back({steady_now_ns(), "restart", std::string(1, s.label) + " as " + role});
+    events_.push_back({steady_now_ns(), 0, "restart", std::string(1, s.label) + " as " + role});
     ++restarts_;
     (void)start(s, role);
+    events_.back().end_ns = steady_now_ns();
   };
   if (a_dead && b_dead) {
     int first = uniform(0, 1);
@@ -404,7 +414,7 @@ void FaultRun::restart_dead(bool all) {
 }
 
 void FaultRun::inject(FaultKind kind) {
-  Event e{steady_now_ns(), std::string(kind_name(kind)), {}, false};
+  Event e{steady_now_ns(), 0, std::string(kind_name(kind)), {}, false};
   std::vector<Server*> live;
   for (auto& s : servers_) {
     if (s.state == ServerState::kRunning) live.push_back(&s);
@@ -469,6 +479,7 @@ void FaultRun::inject(FaultKind kind) {
       break;
     }
   }
+  e.end_ns = steady_now_ns();
   ++faults_;
   ++faults_by_kind_[e.kind];
   if (e.hit_active) ++hit_active_;
@@ -671,27 +682,70 @@ int FaultRun::run() {
   }
   const std::uint64_t acked = acks.size();
   const std::uint64_t unknown = error_count + unanswered;
-  // A repeated total: the counter went back (an update lost) or two actives answered. The later
-  // of two equal totals is blamed on the last event before it.
+  // What the sessions saw between one event and the next: how many answers, which totals.
+  struct Window {
+    std::uint64_t acks = 0, min_total = UINT64_MAX, max_total = 0;
+  };
+  std::vector<Window> windows(events_.size());
+  for (const auto& a : acks) {
+    auto it = std::upper_bound(events_.begin(), events_.end(), a.at_ns,
+                               [](std::int64_t t, const Event& e) { return t < e.at_ns; });
+    if (it == events_.begin()) continue;
+    Window& w = windows[static_cast<std::size_t>(it - events_.begin()) - 1];
+    ++w.acks;
+    w.min_total = std::min(w.min_total, a.total);
+    w.max_total = std::max(w.max_total, a.total);
+  }
+  // Rollbacks. One session's requests are executed in the order it sent them (one connection),
+  // so the totals it gets only grow, but for the D in flight answered out of order. A total
+  // lower than the session's highest by more than D means the counter went back: the updates
+  // acknowledged in between are gone. (Across sessions there is no such order: a slow session's
+  // answers lag the other's.) Every event since the session's answer before it is a suspect;
+  // sessions that saw the same rollback report the same suspects, counted once.
+  struct Rollback {
+    std::int64_t at_ns, since_ns;
+    std::uint64_t from, to;
+    std::vector<std::size_t> events;
+    std::string faults;  // the fault kinds among the suspects, in order
+  };
+  std::map<std::vector<std::size_t>, Rollback> by_suspects;
+  for (auto& l : loads) {
+    std::uint64_t high = 0;
+    std::int64_t last_ns = start_ns_;
+    for (const auto& a : l->acks) {
+      if (a.total + static_cast<std::uint64_t>(o_.depth) < high) {
+        Rollback r{a.at_ns, last_ns, high, a.total, {}, {}};
+        for (std::size_t i = 0; i < events_.size(); ++i) {
+          if (events_[i].end_ns < last_ns || events_[i].at_ns > a.at_ns) continue;
+          r.events.push_back(i);
+          if (events_[i].kind == "restart") continue;
+          r.faults += (r.faults.empty() ? "" : " + ") + events_[i].kind;
+        }
+        if (r.faults.empty()) r.faults = "(no fault)";
+        auto [it, fresh] = by_suspects.try_emplace(r.events, r);
+        if (!fresh && it->second.from - it->second.to < r.from - r.to) it->second = r;
+        high = a.total;
+      }
+      high = std::max(high, a.total);
+      last_ns = a.at_ns;
+    }
+  }
+  std::vector<Rollback> rollbacks;
+  std::map<std::string, std::uint64_t> rolled_back_after;  // suspects' kinds -> totals gone
+  for (auto& [events, r] : by_suspects) {
+    rolled_back_after[r.faults] += r.from - r.to;
+    rollbacks.push_back(r);
+  }
+  std::sort(rollbacks.begin(), rollbacks.end(),
+            [](const Rollback& x, const Rollback& y) { return x.at_ns < y.at_ns; });
+  // A repeated total: the counter went back (an update lost) or two actives answered.
   std::sort(acks.begin(), acks.end(), [](const Ack& x, const Ack& y) {
     return x.total != y.total ? x.total < y.total : x.at_ns < y.at_ns;
   });
   std::uint64_t repeated = 0, max_total = 0;
-  std::map<std::string, std::uint64_t> repeated_after;  // event kind → repeated totals
-  std::map<std::size_t, std::uint64_t> repeated_by_event;
   for (std::size_t i = 0; i < acks.size(); ++i) {
     max_total = std::max(max_total, acks[i].total);
-    if (i == 0 || acks[i].total != acks[i - 1].total) continue;
-    ++repeated;
-    auto it = std::upper_bound(events_.begin(), events_.end(), acks[i].at_ns,
-                               [](std::int64_t t, const Event& e) { return t < e.at_ns; });
-    if (it == events_.begin()) {
-      ++repeated_after["(before any fault)"];
-    } else {
-      --it;
-      ++repeated_after[it->kind];
-      ++repeated_by_event[static_cast<std::size_t>(it - events_.begin())];
-    }
+    if (i > 0 && acks[i].total == acks[i - 1].total) ++repeated;
   }
   std::uint64_t lost = 0, above_final = 0, shortfall = 0, doubled = 0;
   if (final_total) {
@@ -730,18 +784,21 @@ int FaultRun::run() {
       "by %llu\n",
       static_cast<unsigned long long>(repeated), static_cast<unsigned long long>(above_final),
       static_cast<unsigned long long>(shortfall));
-  for (const auto& [k, n] : repeated_after)
-    std::printf("  repeated totals after %s: %llu\n", k.c_str(),
-                static_cast<unsigned long long>(n));
-  // The events that the most repeated totals followed: where to look first.
-  std::vector<std::pair<std::uint64_t, std::size_t>> worst;
-  for (const auto& [i, n] : repeated_by_event) worst.emplace_back(n, i);
-  std::sort(worst.rbegin(), worst.rend());
-  for (std::size_t w = 0; w < std::min<std::size_t>(worst.size(), 5); ++w) {
-    const Event& e = events_[worst[w].second];
-    std::printf("  %llu repeated after event %zu at %.3f s: %s %s\n",
-                static_cast<unsigned long long>(worst[w].first), worst[w].second,
-                static_cast<double>(e.at_ns - start_ns_) / 1e9, e.kind.c_str(), e.detail.c_str());
+  for (const auto& [k, n] : rolled_back_after) {
+    std::printf("  counter went back by %llu after: %s\n", static_cast<unsigned long long>(n),
+                k.c_str());
+  }
+  for (std::size_t i = 0; i < std::min<std::size_t>(rollbacks.size(), 10); ++i) {
+    const Rollback& r = rollbacks[i];
+    std::printf("  rollback at %.3f s: total %llu -> %llu; since the answer before (%.3f s):",
+                static_cast<double>(r.at_ns - start_ns_) / 1e9,
+                static_cast<unsigned long long>(r.from), static_cast<unsigned long long>(r.to),
+                static_cast<double>(r.since_ns - start_ns_) / 1e9);
+    for (std::size_t e : r.events) {
+      std::printf(" [%.3f %s: %s]", static_cast<double>(events_[e].at_ns - start_ns_) / 1e9,
+                  events_[e].kind.c_str(), events_[e].detail.c_str());
+    }
+    std::printf("\n");
   }
   for (const auto& c : crashes_) {
     std::printf("crash: server %c (start %d) %s\n  last stdout:\n%s\n  last stderr:\n%s\n", c.label,
@@ -782,7 +839,7 @@ int FaultRun::run() {
                      {"final_read_error", final_total ? "" : final_why},
                      {"max_acked_total", max_total},
                      {"repeated_totals", repeated},
-                     {"repeated_totals_after", repeated_after},
+                     {"counter_went_back_after", rolled_back_after},
                      {"acked_above_final", above_final},
                      {"final_short_of_acked", shortfall},
                      {"lost", final_total ? nlohmann::json(lost) : nlohmann::json()},
@@ -797,16 +854,26 @@ int FaultRun::run() {
                               {"stdout_tail", c.stdout_tail},
                               {"stderr_tail", c.stderr_tail}});
     }
+    j["rollbacks"] = nlohmann::json::array();
+    for (const auto& r : rollbacks) {
+      j["rollbacks"].push_back({{"at_s", static_cast<double>(r.at_ns - start_ns_) / 1e9},
+                                {"since_s", static_cast<double>(r.since_ns - start_ns_) / 1e9},
+                                {"from_total", r.from},
+                                {"to_total", r.to},
+                                {"faults", r.faults},
+                                {"events", r.events}});
+    }
     j["events"] = nlohmann::json::array();
     for (std::size_t i = 0; i < events_.size(); ++i) {
       const Event& e = events_[i];
-      auto it = repeated_by_event.find(i);
       j["events"].push_back(
           {{"at_s", static_cast<double>(e.at_ns - start_ns_) / 1e9},
            {"kind", e.kind},
            {"detail", e.detail},
            {"hit_active", e.hit_active},
-           {"repeated_totals_after", it != repeated_by_event.end() ? it->second : 0}});
+           {"acks_until_next", windows[i].acks},
+           {"min_total_until_next", windows[i].acks > 0 ? windows[i].min_total : 0},
+           {"max_total_until_next", windows[i].max_total}});
     }
     std::ofstream(o_.json_path) << j.dump(2) << "\n";
   }
