@@ -421,6 +421,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_faults->add_option("--max-seconds", fr.max_seconds, "time cap of the whole run")
       ->capture_default_str();
+  bench_faults
+      ->add_option("--restart-percent", fr.restart_percent,
+                   "chance that a dead server is back before the next fault (100: always)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
   bench_faults->add_option("--base-port", fr.base_port, "first of 4 ports used on 127.0.0.1")
       ->capture_default_str();
   bench_faults->add_option("--kinds", fr.kinds, "fault kinds to draw from (default: all)")

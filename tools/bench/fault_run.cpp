@@ -392,7 +392,7 @@ void FaultRun::check_crashes() {
 }
 
 // Both dead: both restart, one (at random) configured active. One dead: it restarts as passive,
-// 7 times in 10 unless `all` (so a fault sometimes finds a server alone).
+// with --restart-percent chance unless `all` (so a fault sometimes finds a server alone).
 void FaultRun::restart_dead(bool all) {
   bool a_dead = servers_[0].state == ServerState::kDead;
   bool b_dead = servers_[1].state == ServerState::kDead;
@@ -409,7 +409,8 @@ void FaultRun::restart_dead(bool all) {
     return;
   }
   for (auto& s : servers_) {
-    if (s.state == ServerState::kDead && (all || uniform(1, 10) <= 7)) restart(s, "passive");
+    if (s.state == ServerState::kDead && (all || uniform(1, 100) <= o_.restart_percent))
+      restart(s, "passive");
   }
 }
 

@@ -29,6 +29,10 @@ struct FaultRunOptions {
   int base_port = 32000;                    // base..base+3 on 127.0.0.1: A, B, A's and B's lookup
   int min_load_ms = 50, max_load_ms = 500;  // load between two faults
   int min_freeze_ms = 5, max_freeze_ms = 300;
+  // Chance that a dead server is restarted before the next fault (both dead: always). Below 100,
+  // a single kill sometimes finds the survivor alone; 100 keeps one of the two alive through
+  // single faults (then only kill-both and kill-then-kill take the whole pair down).
+  int restart_percent = 70;
   std::vector<std::string> kinds;        // fault kinds to draw from (empty: all)
   std::vector<std::string> server_args;  // appended to every `viaduct serve`
   std::string log_dir;                   // servers' stderr; empty: a fresh /tmp directory
