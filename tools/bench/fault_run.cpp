@@ -612,6 +612,7 @@ int FaultRun::run() {
     l->acks.reserve(1 << 20);
     loads.push_back(std::move(l));
   }
+  threads.reserve(loads.size());
   for (auto& l : loads) threads.emplace_back([&l, &stop_load] { run_load(*l, stop_load); });
   auto acked_now = [&] {
     std::uint64_t n = 0;
@@ -886,6 +887,7 @@ int FaultRun::run() {
 const std::vector<std::string>& fault_kind_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
+    v.reserve(kAllKinds.size());
     for (FaultKind k : kAllKinds) v.emplace_back(kind_name(k));
     return v;
   }();
