@@ -208,12 +208,12 @@ std::string announced_role(const std::string& out) {
 }
 
 std::string last_lines(const std::string& text, std::size_t n) {
-  std::size_t pos = text.size();
-  if (pos > 0 && text[pos - 1] == '\n') --pos;
-  for (std::size_t i = 0; i < n && pos != std::string::npos && pos > 0; ++i) {
-    pos = text.rfind('\n', pos - 1);
+  std::size_t begin = text.size();
+  if (begin > 0 && text[begin - 1] == '\n') --begin;  // the last line's own newline
+  for (std::size_t lines = 0; begin > 0 && lines < n;) {
+    if (text[--begin] == '\n' && ++lines == n) ++begin;
   }
-  return text.substr(pos == std::string::npos ? 0 : pos + 1);
+  return text.substr(begin);
 }
 
 std::string read_file(const std::string& path) {
