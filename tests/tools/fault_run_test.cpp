@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -27,10 +28,11 @@ std::string run(const std::string& command) {
 TEST(FaultRun, EightSeededFaults_PrintsSeedAndVerdictLine) {
   // Ports below the ephemeral range, distinct per test process.
   int base = 12000 + static_cast<int>(getpid() % 500) * 10;
-  std::string json = "/tmp/viaduct-fault-run-test-" + std::to_string(getpid()) + ".json";
+  std::string dir = "/tmp/viaduct-fault-run-test-" + std::to_string(getpid());
+  std::string json = dir + "/run.json";
   std::string out = run(std::string(VIADUCT_TOOL) +
                         " bench faults --faults 8 --seed 1 --max-seconds 120 --base-port " +
-                        std::to_string(base) + " --json " + json + " 2>&1");
+                        std::to_string(base) + " --log-dir " + dir + " --json " + json + " 2>&1");
   EXPECT_NE(out.find("fault-run seed=1 faults=8 sessions=2 depth=4"), std::string::npos) << out;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
@@ -45,7 +47,8 @@ TEST(FaultRun, EightSeededFaults_PrintsSeedAndVerdictLine) {
   EXPECT_EQ(j["seed"], 1u);
   EXPECT_EQ(j["faults"], 8);
   EXPECT_EQ(j["verdict"], m[2].str());
-  std::remove(json.c_str());
+  in.close();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -562,6 +563,11 @@ int FaultRun::run() {
     return 2;
   }
   log_dir_ = o_.log_dir;
+  std::error_code ec;
+  if (!log_dir_.empty() && !std::filesystem::create_directories(log_dir_, ec) && ec) {
+    std::fprintf(stderr, "fault-run: --log-dir %s: %s\n", log_dir_.c_str(), ec.message().c_str());
+    return 2;
+  }
   if (log_dir_.empty()) {
     char tmpl[] = "/tmp/viaduct-faults-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
