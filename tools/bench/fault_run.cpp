@@ -708,7 +708,8 @@ int FaultRun::run() {
   // so the totals it gets only grow, but for the D in flight answered out of order. A total
   // lower than the session's highest by more than D means the counter went back: the updates
   // acknowledged in between are gone. (Across sessions there is no such order: a slow session's
-  // answers lag the other's.) Every event since the session's answer before it is a suspect;
+  // answers lag the other's.) Every event since the session's answer before it, and the one then
+  // in effect, is a suspect;
   // sessions that saw the same rollback report the same suspects, counted once.
   struct Rollback {
     std::int64_t at_ns, since_ns;
@@ -723,8 +724,12 @@ int FaultRun::run() {
     for (const auto& a : l->acks) {
       if (a.total + static_cast<std::uint64_t>(o_.depth) < high) {
         Rollback r{a.at_ns, last_ns, high, a.total, {}, {}};
-        for (std::size_t i = 0; i < events_.size(); ++i) {
-          if (events_[i].end_ns < last_ns || events_[i].at_ns > a.at_ns) continue;
+        // The last event that began before that answer too: a server may answer on for a while
+        // after a fault (an active serving alone, one not yet told it was replaced).
+        std::size_t from = 0;
+        for (std::size_t i = 0; i < events_.size() && events_[i].at_ns <= last_ns; ++i) from = i;
+        for (std::size_t i = from; i < events_.size(); ++i) {
+          if (events_[i].at_ns > a.at_ns) break;
           r.events.push_back(i);
           if (events_[i].kind == "restart") continue;
           r.faults += (r.faults.empty() ? "" : " + ") + events_[i].kind;
