@@ -16,6 +16,7 @@
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "tools/bench/failover_bench.hpp"
+#include "tools/bench/fault_run.hpp"
 #include "tools/bench/load_generator.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
@@ -454,6 +455,39 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_failover->add_option("--json", fb.json_path, "write results as JSON to this file");
   bench_failover->add_option("--plot", fb.plot_path, "write a PNG plot (gnuplot) to this file");
+  auto* bench_faults = bench->add_subcommand(
+      "faults",
+      "randomised fault run (seeded): a counter pair under load, SIGKILL/SIGSTOP/double faults "
+      "and restarts; checks that nothing acknowledged is lost or executed twice");
+  viaduct::bench::FaultRunOptions fr;
+  std::uint64_t fr_seed = 0;
+  auto* fr_seed_opt =
+      bench_faults->add_option("--seed", fr_seed, "PRNG seed (default: random, printed)");
+  bench_faults->add_option("--faults", fr.faults, "number of faults")->capture_default_str();
+  bench_faults->add_option("--sessions", fr.sessions, "client sessions (one thread each)")
+      ->capture_default_str();
+  bench_faults->add_option("--depth", fr.depth, "requests in flight per session")
+      ->capture_default_str();
+  bench_faults->add_option("--hog", fr.hog_cpus, "run stress-ng --cpu N beside (0: none)")
+      ->capture_default_str();
+  bench_faults->add_option("--max-seconds", fr.max_seconds, "time cap of the whole run")
+      ->capture_default_str();
+  bench_faults
+      ->add_option("--restart-percent", fr.restart_percent,
+                   "chance that a dead server is back before the next fault (100: always)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  bench_faults->add_option("--base-port", fr.base_port, "first of 4 ports used on 127.0.0.1")
+      ->capture_default_str();
+  bench_faults->add_option("--kinds", fr.kinds, "fault kinds to draw from (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(viaduct::bench::fault_kind_names()));
+  bench_faults->add_option(
+      "--server-arg", fr.server_args,
+      "extra argument for every `viaduct serve` (repeatable; e.g. --server-arg=--set "
+      "--server-arg=partner_takeover_after_ms=50)");
+  bench_faults->add_option("--log-dir", fr.log_dir, "servers' stderr (default: a new /tmp dir)");
+  bench_faults->add_option("--json", fr.json_path, "write the verdicts as JSON to this file");
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -467,6 +501,16 @@ int main(int argc, char** argv) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) fb.tool.assign(self, static_cast<std::size_t>(n));
     return viaduct::bench::run_failover_bench(fb);
+  }
+  if (bench_faults->parsed()) {
+    fr.tool = "/proc/self/exe";
+    char self[4096] = {};
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) fr.tool.assign(self, static_cast<std::size_t>(n));
+    if (fr_seed_opt->count() > 0) fr.seed = fr_seed;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    return viaduct::bench::run_fault_run(fr, g_stop);
   }
   if (serve->parsed()) {
     serve_config.initial_role =

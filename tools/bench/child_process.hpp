@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@ class ChildProcess {
  public:
   // argv[0] is the program path.
   explicit ChildProcess(std::vector<std::string> argv);
+  // The same, with the child's stderr appended to the file `stderr_path` (kept apart from ours).
+  ChildProcess(std::vector<std::string> argv, const std::string& stderr_path);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -23,12 +26,16 @@ class ChildProcess {
   const std::string& output();
   void signal(int sig) const;
   void kill_hard();  // SIGKILL and reap now
+  // The child's wait status once it has exited, reaped here (waiting up to timeout_ms); nullopt
+  // while it still runs. A fault run tells a crash (SIGSEGV, exit 1) from its own SIGKILL by it.
+  std::optional<int> wait_exit(int timeout_ms);
   [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
   int fd_ = -1;
   std::string out_;
+  std::optional<int> exit_status_;
 };
 
 }  // namespace viaduct::bench
