@@ -25,6 +25,7 @@
 #include "failover/lookup_client.hpp"
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
+#include "tools/bench/scratch_key.hpp"
 #include "transport/clock.hpp"
 #include "transport/polite_spin.hpp"
 
@@ -128,7 +129,8 @@ void on_answer(void* user, const transport::Response& r) {
 
 void run_load(Load& l, const std::atomic<bool>& stop) {
   auto session =
-      failover::Session::open({kName, l.lookup, static_cast<std::uint32_t>(l.slots.size())});
+      failover::Session::open({kName, l.lookup, static_cast<std::uint32_t>(l.slots.size()),
+                               scratch_key().service_public_key(kName)});
   if (!session) {
     l.open_error = session.status().to_string();
     return;
@@ -327,7 +329,8 @@ bool FaultRun::start(Server& s, const char* role) {
   ++s.starts;
   std::vector<std::string> argv{o_.tool,     "serve",       "--service", "counter",  "--name",
                                 kName,       "--role",      role,        "--listen", s.uri,
-                                "--partner", s.partner_uri, "--lookup",  s.lookup};
+                                "--partner", s.partner_uri, "--lookup",  s.lookup,
+                                "--cluster-key", scratch_key_file()};
   argv.insert(argv.end(), o_.server_args.begin(), o_.server_args.end());
   s.proc = std::make_unique<ChildProcess>(argv, stderr_path(s));
   s.state = ServerState::kRunning;
@@ -507,7 +510,8 @@ std::optional<std::uint64_t> FaultRun::read_final_total(std::int64_t until_ns, i
   std::vector<failover::UdpEndpoint> lookup;
   for (auto& s : servers_) lookup.push_back(failover::UdpEndpoint::parse(s.lookup).value());
   for (int attempt = 0; attempt < attempts && steady_now_ns() < until_ns; ++attempt) {
-    auto session = failover::Session::open({kName, lookup, 1});
+    auto session =
+        failover::Session::open({kName, lookup, 1, scratch_key().service_public_key(kName)});
     if (!session) {
       *why = session.status().to_string();
       return std::nullopt;
