@@ -319,6 +319,65 @@ TEST_P(ChannelOnBackend, MalformedFrame_OffenderCutOffOthersStillServed) {
   EXPECT_GE(server.closed_channels.load(), 1u);
 }
 
+// A peer announcing a rendezvous over channel_max_message_bytes (64 MiB; it was 1 GiB) is cut off
+// before the server registers anything for it; the others are still served.
+TEST_P(ChannelOnBackend, HugeRendezvousAnnounced_OffenderCutOffNothingRegistered) {
+  ReverseHandler handler;
+  ServerThread server(uri_, &handler);
+  ASSERT_TRUE(server.ok());
+  auto good = connect(server.address());
+  ASSERT_TRUE(good);
+  constexpr std::uint64_t kAnnounced = 128ULL << 20;
+  auto domain = Domain::open(server.address());
+  auto peer =
+      viaduct::testing::RawPeer::connect(*domain.value(), server.address(), 8, 16384, kAnnounced);
+  ASSERT_TRUE(peer);
+  ASSERT_TRUE(peer->send(peer->rendezvous_frame(FrameType::kRequest, 1, kAnnounced)).is_ok());
+  EXPECT_TRUE(peer->wait_down(10000)) << "a peer announcing 128 MiB was kept";
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (server.closed_channels.load() < 1 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  Status why = server.last_close_reason();
+  EXPECT_EQ(why.cause(), ConnLostCause::kProtocolError) << why.to_string();
+  EXPECT_NE(why.message().find("channel_max_message_bytes"), std::string::npos) << why.to_string();
+  EXPECT_EQ(server.domain().incoming_staging().peak_bytes(), 0u);
+  auto req = pattern(20000, 3);  // by rendezvous
+  std::vector<std::byte> resp(20000);
+  auto r = good->call(req, resp, 5000);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(std::equal(req.rbegin(), req.rend(), resp.begin()));
+}
+
+// Two processes configured with different eager thresholds exchange every size class across both
+// values (the receiver with the higher one used to cut the other off).
+TEST_P(ChannelOnBackend, DifferentEagerThresholds_EverySizeEitherWay) {
+  for (auto [client_threshold, server_threshold] :
+       {std::pair<std::uint32_t, std::uint32_t>{1024, 16384}, {16384, 1024}}) {
+    ReverseHandler handler;
+    ChannelServerOptions options;
+    options.channel.eager_threshold = server_threshold;
+    ServerThread server(uri_, &handler, options);
+    ASSERT_TRUE(server.ok());
+    ChannelOptions copts;
+    copts.eager_threshold = client_threshold;
+    auto ch = connect(server.address(), copts);
+    ASSERT_TRUE(ch);
+    for (std::size_t size :
+         {std::size_t{1}, std::size_t{1024}, std::size_t{1025}, std::size_t{8000},
+          std::size_t{16384}, std::size_t{16385}, std::size_t{100000}}) {
+      auto req = pattern(size, static_cast<unsigned>(size));
+      std::vector<std::byte> resp(size);
+      auto n = ch->call(req, resp, 5000);
+      ASSERT_TRUE(n.is_ok()) << client_threshold << "/" << server_threshold << " size " << size
+                             << ": " << n.status().to_string();
+      EXPECT_TRUE(std::equal(req.rbegin(), req.rend(), resp.begin())) << size;
+    }
+    EXPECT_EQ(server.closed_channels.load(), 0u) << server.last_close_reason().to_string();
+    ch.reset();
+  }
+}
+
 TEST_P(ChannelOnBackend, ServerProcessKilled_ConnLostReportedPromptlyNeverHangs) {
   ServerProcess server(uri_);
   ASSERT_FALSE(server.uri().empty()) << "server process did not start";
