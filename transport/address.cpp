@@ -1,5 +1,6 @@
 #include "transport/address.hpp"
 
+#include <cctype>
 #include <charconv>
 
 namespace viaduct::transport {
@@ -17,6 +18,37 @@ std::string_view scheme_name(BackendKind kind) {
   }
   return "?";
 }
+
+namespace {
+
+// HOST is validated, not just split: anything parse() accepts must print back (to_string) to a
+// URI that parses to the same Address. A loose split let `fake://[[]:0` through with host "[",
+// which printed as `fake://[:0`, which parse() then refused (names travel between processes as
+// strings, so such an address broke the peer that received it).
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_';
+}
+
+// A name or IPv4 address: letters, digits, '-', '.', '_'.
+bool valid_plain_host(std::string_view host) {
+  if (host.empty()) return false;
+  for (char c : host) {
+    if (!is_name_char(c)) return false;
+  }
+  return true;
+}
+
+// The inside of [brackets]: an IPv6 literal (hex digits, ':', '.', and an optional %zone). It must
+// contain a ':' so that to_string() brackets it again.
+bool valid_bracketed_host(std::string_view host) {
+  if (host.find(':') == std::string_view::npos) return false;
+  for (char c : host) {
+    if (!is_name_char(c) && c != ':' && c != '%') return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 Result<Address> Address::parse(std::string_view uri) {
   auto bad = [&](std::string_view why) {
@@ -47,6 +79,8 @@ Result<Address> Address::parse(std::string_view uri) {
     auto close = rest.find(']');
     if (close == std::string_view::npos) return bad("unclosed '['");
     host = rest.substr(1, close - 1);
+    if (host.empty()) return bad("empty host");
+    if (!valid_bracketed_host(host)) return bad("[HOST] must be an IPv6 address");
     rest = rest.substr(close + 1);
     if (rest.empty() || rest.front() != ':') return bad("missing :PORT");
     port = rest.substr(1);
@@ -56,8 +90,9 @@ Result<Address> Address::parse(std::string_view uri) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
     if (host.find(':') != std::string_view::npos) return bad("IPv6 hosts need [brackets]");
+    if (host.empty()) return bad("empty host");
+    if (!valid_plain_host(host)) return bad("HOST may hold only letters, digits, '-', '.', '_'");
   }
-  if (host.empty()) return bad("empty host");
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {

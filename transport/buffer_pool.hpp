@@ -10,6 +10,7 @@
 
 #include "transport/domain.hpp"
 #include "transport/memory_region.hpp"
+#include "transport/staging_budget.hpp"
 
 namespace viaduct::transport {
 
@@ -52,30 +53,59 @@ class BufferSlab {
 
 // Large registered buffers for rendezvous transfers, kept and reused by power-of-two size class.
 // A class is allocated and registered the first time it is needed (or when all its buffers are
-// busy); in a steady state a transfer allocates nothing. `max_idle_bytes` caps what is kept.
+// busy); in a steady state a transfer allocates nothing.
+//
+// Bounded, because peers decide what is staged: the pool registers at most `max_bytes` (busy and
+// idle together), and every byte it registers is also reserved from the domain-wide `budget`.
+// Idle buffers are kept for reuse up to `max_idle_bytes`; a buffer released beyond that is
+// deregistered and freed at once. acquire() fails with kWouldBlock when a budget is spent by
+// buffers in use: the caller waits for a release (or a peer's rendezvous_done) and retries.
 class RendezvousPool {
  public:
-  RendezvousPool(Domain& domain, Access access) : domain_(&domain), access_(access) {}
-  // Returns a handle; the buffer holds at least `bytes`.
+  RendezvousPool(Domain& domain, Access access, StagingBudget& budget, std::size_t max_bytes,
+                 std::size_t max_idle_bytes)
+      : domain_(&domain),
+        access_(access),
+        budget_(&budget),
+        max_bytes_(max_bytes),
+        max_idle_bytes_(max_idle_bytes) {}
+  ~RendezvousPool();
+  RendezvousPool(const RendezvousPool&) = delete;
+  RendezvousPool& operator=(const RendezvousPool&) = delete;
+
+  // Returns a handle; the buffer holds at least `bytes`. kWouldBlock: over a budget for now;
+  // kResource: `bytes` could never fit, or the memory could not be had.
   Result<std::uint32_t> acquire(std::size_t bytes);
-  void release(std::uint32_t handle) { buffers_[handle].busy = false; }
+  void release(std::uint32_t handle);
   [[nodiscard]] std::byte* data(std::uint32_t handle) const {
     return buffers_[handle].memory.get();
   }
   [[nodiscard]] const MemoryRegion& region(std::uint32_t handle) const {
     return *buffers_[handle].region;
   }
-  [[nodiscard]] std::size_t registered_bytes() const;
+  // Deregisters idle buffers until at most `keep_bytes` of them remain.
+  void trim_idle(std::size_t keep_bytes);
+  [[nodiscard]] std::size_t registered_bytes() const { return registered_; }
+  [[nodiscard]] std::size_t idle_bytes() const { return idle_; }
+  [[nodiscard]] std::size_t max_bytes() const { return max_bytes_; }
+  [[nodiscard]] const StagingBudget& budget() const { return *budget_; }
 
  private:
   struct Buffer {
     AlignedBytes memory;
-    std::unique_ptr<MemoryRegion> region;
-    std::size_t capacity = 0;
+    std::unique_ptr<MemoryRegion> region;  // after memory: deregistered before freed
+    std::size_t capacity = 0;              // 0: an empty entry, free for the next buffer
     bool busy = false;
   };
+  void drop(Buffer& b);
+
   Domain* domain_;
   Access access_;
+  StagingBudget* budget_;
+  std::size_t max_bytes_;
+  std::size_t max_idle_bytes_;
+  std::size_t registered_ = 0;
+  std::size_t idle_ = 0;
   std::vector<Buffer> buffers_;
 };
 

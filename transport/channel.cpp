@@ -17,8 +17,12 @@ Tunable channel_eager_threshold_bytes(
     "payloads up to this size travel inline; larger ones by RDMA-read rendezvous");
 Tunable channel_max_outstanding("channel", "channel_max_outstanding", 1024, 1, 65536,
                                 "requests a channel may have in flight (rounded up to 2^n)");
-Tunable channel_max_message_bytes("channel", "channel_max_message_bytes", 1LL << 30, 1024,
-                                  1LL << 40, "largest request or response payload");
+// Also the largest payload a peer may announce: a rendezvous is a request to register and read
+// that many bytes, so the default is what an application needs, not what the hardware allows.
+Tunable channel_max_message_bytes(
+    "channel", "channel_max_message_bytes", 64LL << 20, 1024, 1LL << 40,
+    "largest request or response payload, sent or accepted from a peer (at most "
+    "channel_max_staging_bytes and domain_max_staging_bytes)");
 // RC and libfabric's tcp provider never notice a silent peer on an idle connection (no keep-alive
 // in RC; no way to set TCP keepalive on the provider's sockets), so the channel sends its own.
 Tunable channel_keepalive_interval_ms(
@@ -74,7 +78,13 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
   if (eager_threshold_ < kRendezvousRefBytes) {
     return {Code::kInvalidArgument, "eager threshold below 24 bytes"};
   }
-  max_message_bytes_ = static_cast<std::uint64_t>(tunables::channel_max_message_bytes.get());
+  // A message must fit the staging budgets, or it could never be staged nor read.
+  auto channel_staging = static_cast<std::size_t>(tunables::channel_max_staging_bytes.get());
+  max_message_bytes_ = std::min<std::uint64_t>(
+      {static_cast<std::uint64_t>(tunables::channel_max_message_bytes.get()), channel_staging,
+       domain.incoming_staging().limit_bytes(), domain.outgoing_staging().limit_bytes()});
+  max_concurrent_reads_ = static_cast<std::uint32_t>(tunables::channel_max_concurrent_reads.get());
+  rendezvous_credits_ = static_cast<std::uint32_t>(tunables::channel_max_rendezvous_requests.get());
   std::uint32_t max_outstanding =
       round_up_pow2(options.max_outstanding != 0
                         ? options.max_outstanding
@@ -99,14 +109,17 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
   auto send = BufferSlab::create(domain, slot_bytes, recv_slots_, Access::kLocal);
   if (!send) return send.status();
   send_slab_ = std::move(send.value());
-  rendezvous_sources_ = std::make_unique<RendezvousPool>(domain, Access::kRemoteRead);
-  rendezvous_sinks_ = std::make_unique<RendezvousPool>(domain, Access::kLocal);
+  auto idle = static_cast<std::size_t>(tunables::channel_max_idle_staging_bytes.get());
+  rendezvous_sources_ = std::make_unique<RendezvousPool>(
+      domain, Access::kRemoteRead, domain.outgoing_staging(), channel_staging, idle);
+  rendezvous_sinks_ = std::make_unique<RendezvousPool>(
+      domain, Access::kLocal, domain.incoming_staging(), channel_staging, idle);
 
   pending_.resize(max_outstanding);
   free_pending_.reserve(max_outstanding);
   for (std::uint32_t i = max_outstanding; i > 0; --i) free_pending_.push_back(i - 1);
   outgoing_.reserve(64);
-  reads_.reserve(64);
+  reads_.reserve(max_concurrent_reads_);
   return Status::ok();
 }
 
@@ -124,18 +137,30 @@ Status Channel::finish_connect(std::unique_ptr<VirtualInterface> vi) {
   ChannelHello peer;
   VIADUCT_RETURN_IF_ERROR(decode_hello(vi->peer_private_data(), &peer));
   if (peer.recv_slots < 4) return {Code::kMalformed, "peer posts fewer than 4 receives"};
-  peer_eager_threshold_ = peer.eager_threshold;
-  peer_app_.assign(peer.app.begin(), peer.app.end());
-  window_ = CreditWindow(peer.recv_slots, recv_slots_);
-  inline_limit_ = vi->inline_limit();
-  vi_ = std::move(vi);
+  adopt_peer_hello(peer, std::move(vi));
   return Status::ok();
 }
 
+void Channel::adopt_peer_hello(const ChannelHello& peer, std::unique_ptr<VirtualInterface> vi) {
+  peer_eager_threshold_ = peer.eager_threshold;
+  peer_app_.assign(peer.app.begin(), peer.app.end());
+  peer_rendezvous_credits_ =
+      peer.rendezvous_credits != 0 ? peer.rendezvous_credits : rendezvous_credits_;
+  // Both sides send inline up to the lower threshold and by rendezvous above it: a receiver that
+  // checked a rendezvous against its own threshold cut off a peer with a lower one.
+  limits_ = {eager_threshold_, std::min(eager_threshold_, peer_eager_threshold_),
+             max_message_bytes_};
+  window_ = CreditWindow(peer.recv_slots, recv_slots_);
+  inline_limit_ = vi->inline_limit();
+  vi_ = std::move(vi);
+}
+
 std::size_t Channel::encode_own_hello(std::span<std::byte> out) const {
-  return encode_hello({static_cast<std::uint16_t>(std::min<std::uint32_t>(recv_slots_, 0xffff)),
-                       eager_threshold_, hello_app_},
-                      out);
+  return encode_hello(
+      {static_cast<std::uint16_t>(std::min<std::uint32_t>(recv_slots_, 0xffff)), eager_threshold_,
+       hello_app_,
+       static_cast<std::uint16_t>(std::min<std::uint32_t>(rendezvous_credits_, 0xffff))},
+      out);
 }
 
 ViOptions Channel::vi_options() {
@@ -175,11 +200,7 @@ Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionReque
   auto vi = request.accept({hello, n}, vi_options, timeout_ms);
   if (!vi) return vi.status();
   // The acceptor's VI carries the connector's hello as the request's private data.
-  ch->peer_eager_threshold_ = peer.eager_threshold;
-  ch->peer_app_.assign(peer.app.begin(), peer.app.end());
-  ch->window_ = CreditWindow(peer.recv_slots, ch->recv_slots_);
-  ch->inline_limit_ = vi.value()->inline_limit();
-  ch->vi_ = std::move(vi.value());
+  ch->adopt_peer_hello(peer, std::move(vi.value()));
   return ch;
 }
 
@@ -236,54 +257,115 @@ Status Channel::send_control_frame(FrameType type, std::uint64_t request_id,
 
 Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
                                 std::span<const std::byte> payload) {
+  return send_data_frame(type, request_id, app_status, payload, nullptr);
+}
+
+// `still_deferred`: set by flush_deferred, which sends the first deferred response; if it still
+// cannot be staged it stays where it is and *still_deferred says so.
+Status Channel::send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
+                                std::span<const std::byte> payload, bool* still_deferred) {
   if (!error_.is_ok()) return error_;
   if (payload.size() > max_message_bytes_) {
     return {Code::kInvalidArgument, "payload of " + std::to_string(payload.size()) +
-                                        " bytes over channel_max_message_bytes"};
+                                        " bytes over channel_max_message_bytes (" +
+                                        std::to_string(max_message_bytes_) + ")"};
   }
-  std::byte rendezvous[kRendezvousRefBytes];
+  bool is_request = type == FrameType::kRequest;
+  bool rendezvous = payload.size() > limits_.rendezvous_above;
+  if (rendezvous && is_request && outgoing_requests_ >= peer_rendezvous_credits_) {
+    return {Code::kWouldBlock, "the peer's rendezvous credit (" +
+                                   std::to_string(peer_rendezvous_credits_) + ") is in use"};
+  }
+  // Responses wait behind earlier deferred ones: the peer gets them in the order they were given.
+  if (rendezvous && !is_request && !deferred_.empty() && still_deferred == nullptr) {
+    deferred_.push_back({request_id, app_status, {payload.begin(), payload.end()}});
+    ++stats_.responses_deferred;
+    return Status::ok();
+  }
+  auto length = static_cast<std::uint32_t>(kFrameHeaderBytes +
+                                           (rendezvous ? kRendezvousRefBytes : payload.size()));
+  bool can_send_now = backlog_.empty() && window_.can_send_data();
+  std::byte inline_frame[kFrameHeaderBytes + 256];
+  bool goes_inline = can_send_now && length <= inline_limit_ && length <= sizeof(inline_frame);
+  // Everything that can refuse a request comes before the staging buffer is taken: a request
+  // refused with kWouldBlock took it and never gave it back, so every retry registered another.
+  std::uint32_t slot = 0;
+  bool have_slot = !goes_inline && send_slab_->acquire(&slot);
+  if (!goes_inline && !have_slot && is_request) {
+    return {Code::kWouldBlock, "all send slots busy"};
+  }
+  std::byte rendezvous_ref[kRendezvousRefBytes];
   std::uint16_t flags = 0;
   std::span<const std::byte> body = payload;
-  if (payload.size() > peer_eager_threshold_ || payload.size() > eager_threshold_) {
+  std::uint32_t staged_handle = 0;
+  if (rendezvous) {
     // Too large to travel inline: stage it in registered memory the peer can read.
     auto handle = rendezvous_sources_->acquire(payload.size());
-    if (!handle) return handle.status();
-    std::byte* staged = rendezvous_sources_->data(handle.value());
+    if (!handle) {
+      if (have_slot) send_slab_->release(slot);
+      if (handle.status().code() == Code::kWouldBlock && !is_request) {
+        if (still_deferred != nullptr) {
+          *still_deferred = true;
+          return Status::ok();
+        }
+        deferred_.push_back({request_id, app_status, {payload.begin(), payload.end()}});
+        ++stats_.responses_deferred;
+        return Status::ok();
+      }
+      return handle.status();
+    }
+    staged_handle = handle.value();
+    std::byte* staged = rendezvous_sources_->data(staged_handle);
     std::memcpy(staged, payload.data(), payload.size());
-    RemoteSegment seg = rendezvous_sources_->region(handle.value()).remote(staged);
-    encode_rendezvous({seg.addr, seg.key, payload.size()}, rendezvous);
-    outgoing_.push_back({request_id, handle.value(), type == FrameType::kResponse, true});
-    body = {rendezvous, kRendezvousRefBytes};
+    RemoteSegment seg = rendezvous_sources_->region(staged_handle).remote(staged);
+    encode_rendezvous({seg.addr, seg.key, payload.size()}, rendezvous_ref);
+    outgoing_.push_back({request_id, staged_handle, !is_request, true});
+    if (is_request) ++outgoing_requests_;
+    body = {rendezvous_ref, kRendezvousRefBytes};
     flags = kFlagRendezvous;
   }
-  auto length = static_cast<std::uint32_t>(kFrameHeaderBytes + body.size());
   FrameHeader header{type,       0,         flags, static_cast<std::uint32_t>(body.size()),
                      app_status, request_id};
-  bool can_send_now = backlog_.empty() && window_.can_send_data();
-  if (can_send_now && length <= inline_limit_) {
-    std::byte frame[kFrameHeaderBytes + 256];
-    if (length <= sizeof(frame)) {
-      encode_header(header, frame);
-      if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
-      return post_frame(frame, length, -1);
-    }
-  }
-  std::uint32_t slot = 0;
-  if (!send_slab_->acquire(&slot)) {
-    // Requests push back on the application; a response must go out eventually, so it waits.
-    if (type == FrameType::kRequest) return {Code::kWouldBlock, "all send slots busy"};
+  auto write_frame = [&](std::byte* frame) {
+    encode_header(header, frame);
+    if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
+  };
+  Status s;
+  if (goes_inline) {
+    write_frame(inline_frame);
+    s = post_frame(inline_frame, length, -1);
+  } else if (!have_slot) {
+    // A response that found every send slot busy: its frame waits in the backlog's own bytes.
     BacklogEntry entry{type, 0, length, request_id, app_status, {}};
     entry.bytes.resize(length);
-    encode_header(header, entry.bytes.data());
-    if (!body.empty())
-      std::memcpy(entry.bytes.data() + kFrameHeaderBytes, body.data(), body.size());
+    write_frame(entry.bytes.data());
     return push_backlog(std::move(entry));
+  } else {
+    write_frame(send_slab_->slot(slot));
+    if (!can_send_now) return push_backlog({type, slot, length, request_id, app_status, {}});
+    s = post_frame(send_slab_->slot(slot), length, slot);
   }
-  std::byte* frame = send_slab_->slot(slot);
-  encode_header(header, frame);
-  if (!body.empty()) std::memcpy(frame + kFrameHeaderBytes, body.data(), body.size());
-  if (!can_send_now) return push_backlog({type, slot, length, request_id, app_status, {}});
-  return post_frame(frame, length, slot);
+  if (!s && rendezvous) {
+    // The channel has failed (post_frame said so); still, nothing stays held for a frame that
+    // never left.
+    std::erase_if(outgoing_, [&](const OutgoingRendezvous& o) {
+      return o.active && o.handle == staged_handle && o.request_id == request_id;
+    });
+    if (is_request) --outgoing_requests_;
+    rendezvous_sources_->release(staged_handle);
+  }
+  return s;
+}
+
+// Sends the responses that waited for outgoing staging, in order, as far as the budget allows.
+void Channel::flush_deferred() {
+  while (!deferred_.empty() && error_.is_ok()) {
+    const DeferredResponse& d = deferred_.front();
+    bool again = false;
+    Status s = send_data_frame(FrameType::kResponse, d.request_id, d.app_status, d.payload, &again);
+    if (!s || again) return;
+    deferred_.pop_front();
+  }
 }
 
 void Channel::flush_backlog() {
@@ -344,6 +426,7 @@ Status Channel::call_async(std::span<const std::byte> request, ResponseFn fn, vo
   p.fn = fn;
   p.user = user;
   p.active = true;
+  p.reading = false;
   Status s = send_data_frame(FrameType::kRequest, p.request_id, 0, request);
   if (!s) {
     p.active = false;
@@ -431,6 +514,8 @@ std::size_t Channel::poll() {
     fail(vi_->error().is_ok() ? Status(Code::kConnLost, "connection lost") : vi_->error());
   }
   if (!backlog_.empty()) flush_backlog();
+  if (!queued_reads_.empty()) start_queued_reads();
+  if (!deferred_.empty()) flush_deferred();
   maybe_return_credits();
   if (++polls_since_check_ >= kLivenessCheckEveryPolls) check_liveness();
   return n;
@@ -450,6 +535,7 @@ Status Channel::wait(int timeout_ms) {
 
 void Channel::check_liveness() {
   polls_since_check_ = 0;
+  trim_idle_staging_if_starved();
   if (keepalive_interval_ns_ == 0 || !error_.is_ok() || !vi_) return;
   std::int64_t now = steady_now_ns();
   if (frames_received_ != seen_received_) {
@@ -511,19 +597,19 @@ void Channel::handle_frame(std::uint32_t slot, std::uint32_t bytes) {
   const std::byte* data = recv_slab_->slot(slot);
   FrameHeader h;
   RendezvousRef ref;
-  Status s = decode_frame({data, bytes}, eager_threshold_, max_message_bytes_, &h, &ref);
+  Status s = decode_frame({data, bytes}, limits_, &h, &ref);
   if (!s) {
-    // A peer that sends garbage is cut off; nothing it says can be trusted any more.
-    Status reason(Code::kConnLost, "protocol error from peer: " + s.message(),
-                  ConnLostCause::kProtocolError);
-    vi_->abort(reason);
-    fail(reason);
+    protocol_error(s.message());
     return;
   }
-  window_.on_credits_returned(h.credits);
+  if (!window_.on_credits_returned(h.credits)) {
+    protocol_error("peer returned " + std::to_string(h.credits) + " credits but held only " +
+                   std::to_string(window_.in_use()));
+    return;
+  }
   ++frames_received_;
   if ((h.flags & kFlagRendezvous) != 0) {
-    start_read(h, ref);
+    on_rendezvous(h, ref);
   } else if (h.type == FrameType::kRequest) {
     deliver_request(h, {data + kFrameHeaderBytes, h.payload_len});
   } else if (h.type == FrameType::kResponse) {
@@ -533,6 +619,7 @@ void Channel::handle_frame(std::uint32_t slot, std::uint32_t bytes) {
     for (auto& o : outgoing_) {
       if (o.active && o.request_id == h.request_id && o.is_response == of_response) {
         rendezvous_sources_->release(o.handle);
+        if (!o.is_response) --outgoing_requests_;
         o.active = false;
         break;
       }
@@ -583,53 +670,122 @@ void Channel::deliver_response(const FrameHeader& h, std::span<const std::byte> 
   if (fn != nullptr) fn(user, {h.request_id, Status::ok(), h.app_status, payload});
 }
 
-void Channel::start_read(const FrameHeader& h, const RendezvousRef& ref) {
-  auto handle = rendezvous_sinks_->acquire(ref.length);
-  if (!handle) {
-    fail(handle.status());
-    return;
-  }
-  std::uint32_t index = 0;
-  while (index < reads_.size() && reads_[index].active) ++index;
-  if (index == reads_.size()) reads_.push_back({});
-  reads_[index] = {h, handle.value(), ref.length, true};
-  inflight_read_bytes_ += ref.length;
-  // Large reads are split so one descriptor never exceeds what every provider accepts.
-  constexpr std::uint64_t kChunk = 1ULL << 30;
-  std::byte* sink = rendezvous_sinks_->data(handle.value());
-  for (std::uint64_t off = 0; off < ref.length; off += kChunk) {
-    auto len = static_cast<std::uint32_t>(std::min(kChunk, ref.length - off));
-    Descriptor d = Descriptor::single(Opcode::kRdmaRead, 0, sink + off, len,
-                                      &rendezvous_sinks_->region(handle.value()));
-    d.remote = {ref.addr + off, ref.key};
-    // Only the last piece is reported; completions arrive in order on one queue pair.
-    if (off + len == ref.length)
-      d.context = kTagRead | index;
-    else
-      d.context = kTagRead | 0xFFFFFFFULL;
-    if (Status s = vi_->post_send({&d, 1}, nullptr); !s) {
-      fail(s);
+// A peer announced a payload for us to read. Nothing is allocated here: the announcement is
+// checked against what the peer may have outstanding and queued; start_queued_reads() registers a
+// sink when a read slot and the staging budgets allow.
+void Channel::on_rendezvous(const FrameHeader& h, const RendezvousRef& ref) {
+  if (h.type == FrameType::kRequest) {
+    if (incoming_requests_ >= rendezvous_credits_) {
+      protocol_error("more than channel_max_rendezvous_requests (" +
+                     std::to_string(rendezvous_credits_) + ") rendezvous requests unanswered");
       return;
     }
+    ++incoming_requests_;
+  } else {
+    PendingCall* p = find_pending(h.request_id);
+    if (p == nullptr) {
+      // The call timed out (or never was): nothing to read it for. Tell the peer it may reuse
+      // its buffer.
+      ++stats_.late_responses;
+      (void)send_control_frame(FrameType::kRendezvousDone, h.request_id, kRendezvousOfResponse);
+      return;
+    }
+    if (p->reading) {
+      protocol_error("a second rendezvous response to request " + std::to_string(h.request_id));
+      return;
+    }
+    p->reading = true;
   }
-  ++stats_.rendezvous_reads;
+  queued_reads_.push_back({h, ref});
+  if (active_reads_ >= max_concurrent_reads_) ++stats_.reads_queued;
+  start_queued_reads();
+}
+
+void Channel::start_queued_reads() {
+  while (!queued_reads_.empty() && active_reads_ < max_concurrent_reads_ && error_.is_ok()) {
+    const QueuedRead& q = queued_reads_.front();
+    if (q.header.type == FrameType::kResponse && find_pending(q.header.request_id) == nullptr) {
+      // Timed out while it waited: not worth reading.
+      ++stats_.late_responses;
+      std::uint64_t id = q.header.request_id;
+      queued_reads_.pop_front();
+      (void)send_control_frame(FrameType::kRendezvousDone, id, kRendezvousOfResponse);
+      continue;
+    }
+    auto handle = rendezvous_sinks_->acquire(q.ref.length);
+    if (!handle) {
+      if (handle.status().code() == Code::kWouldBlock) {
+        ++stats_.reads_queued;
+        return;  // a read or another channel gives budget back; poll() retries
+      }
+      fail(handle.status());
+      return;
+    }
+    std::uint32_t index = 0;
+    while (index < reads_.size() && reads_[index].active) ++index;
+    if (index == reads_.size()) reads_.push_back({});
+    reads_[index] = {q.header, handle.value(), q.ref.length, true};
+    RendezvousRef ref = q.ref;
+    queued_reads_.pop_front();
+    ++active_reads_;
+    inflight_read_bytes_ += ref.length;
+    // Large reads are split so one descriptor never exceeds what every provider accepts.
+    constexpr std::uint64_t kChunk = 1ULL << 30;
+    std::byte* sink = rendezvous_sinks_->data(handle.value());
+    for (std::uint64_t off = 0; off < ref.length; off += kChunk) {
+      auto len = static_cast<std::uint32_t>(std::min(kChunk, ref.length - off));
+      Descriptor d = Descriptor::single(Opcode::kRdmaRead, 0, sink + off, len,
+                                        &rendezvous_sinks_->region(handle.value()));
+      d.remote = {ref.addr + off, ref.key};
+      // Only the last piece is reported; completions arrive in order on one queue pair.
+      if (off + len == ref.length)
+        d.context = kTagRead | index;
+      else
+        d.context = kTagRead | 0xFFFFFFFULL;
+      if (Status s = vi_->post_send({&d, 1}, nullptr); !s) {
+        fail(s);
+        return;
+      }
+    }
+    ++stats_.rendezvous_reads;
+  }
 }
 
 void Channel::finish_read(std::uint32_t index) {
   if (index >= reads_.size() || !reads_[index].active) return;  // a non-final chunk
   IncomingRead read = reads_[index];
   reads_[index].active = false;
+  --active_reads_;
   inflight_read_bytes_ -= read.length;
   std::span<const std::byte> payload(rendezvous_sinks_->data(read.handle), read.length);
-  if (read.header.type == FrameType::kRequest) {
+  bool is_request = read.header.type == FrameType::kRequest;
+  if (is_request) {
+    --incoming_requests_;
     deliver_request(read.header, payload);
   } else {
     deliver_response(read.header, payload);
   }
   rendezvous_sinks_->release(read.handle);
-  (void)send_control_frame(
-      FrameType::kRendezvousDone, read.header.request_id,
-      read.header.type == FrameType::kResponse ? kRendezvousOfResponse : kRendezvousOfRequest);
+  (void)send_control_frame(FrameType::kRendezvousDone, read.header.request_id,
+                           is_request ? kRendezvousOfRequest : kRendezvousOfResponse);
+  if (!queued_reads_.empty()) start_queued_reads();
+}
+
+// Another channel of the domain could not get staging budget: give back what this one only keeps
+// for reuse. Runs with the liveness check, so every channel looks within a few hundred polls.
+void Channel::trim_idle_staging_if_starved() {
+  if (rendezvous_sources_ && rendezvous_sources_->budget().starved()) {
+    rendezvous_sources_->trim_idle(0);
+  }
+  if (rendezvous_sinks_ && rendezvous_sinks_->budget().starved()) rendezvous_sinks_->trim_idle(0);
+}
+
+std::size_t Channel::outgoing_staging_bytes() const {
+  return rendezvous_sources_ ? rendezvous_sources_->registered_bytes() : 0;
+}
+
+std::size_t Channel::incoming_staging_bytes() const {
+  return rendezvous_sinks_ ? rendezvous_sinks_->registered_bytes() : 0;
 }
 
 std::string Channel::debug_string() const {
@@ -642,7 +798,18 @@ std::string Channel::debug_string() const {
          " answered=" + std::to_string(stats_.responses_received) +
          " received=" + std::to_string(stats_.requests_received) +
          " credit_frames=" + std::to_string(stats_.credit_frames_sent) +
-         " error=" + error_.to_string();
+         " reads=" + std::to_string(active_reads_) + "+" + std::to_string(queued_reads_.size()) +
+         " queued deferred=" + std::to_string(deferred_.size()) +
+         " staging_out=" + std::to_string(outgoing_staging_bytes()) +
+         " staging_in=" + std::to_string(incoming_staging_bytes()) + " error=" + error_.to_string();
+}
+
+// A peer that sends garbage or breaks a bound is cut off; nothing it says can be trusted any more.
+void Channel::protocol_error(const std::string& what) {
+  Status reason(Code::kConnLost, "protocol error from peer: " + what,
+                ConnLostCause::kProtocolError);
+  vi_->abort(reason);
+  fail(reason);
 }
 
 void Channel::fail(Status reason) {

@@ -11,6 +11,17 @@
 // live in a fixed table. Only under overload (a peer that withholds credits while requests keep
 // arriving) may the backlog allocate, so that a response is never lost. Rendezvous buffers are
 // taken from a registered pool that only grows the first time a size class is used.
+//
+// Hostile peers: everything a peer sends is checked before it is believed, and what a peer can make
+// us allocate is bounded (transport/tunables.hpp). A rendezvous it announces may be at most
+// channel_max_message_bytes; at most channel_max_concurrent_reads of its payloads are read at once
+// (the rest wait, holding no memory); it may have at most channel_max_rendezvous_requests
+// rendezvous requests unanswered (we tell it in the hello); the registered staging of a channel
+// and of a whole Domain is budgeted (channel_max_staging_bytes, domain_max_staging_bytes) and idle
+// staging beyond channel_max_idle_staging_bytes is deregistered. A peer that breaks a bound it was
+// told, returns credits it never held or sends a malformed frame is cut off with kConnLost
+// (protocol_error) naming what it broke; the other channels carry on. Budgets only make work wait:
+// an honest peer under load reaches them too.
 #pragma once
 
 #include <cstddef>
@@ -91,7 +102,9 @@ struct ChannelStats {
   std::uint64_t credit_frames_sent = 0;
   std::uint64_t rendezvous_reads = 0;
   std::uint64_t late_responses = 0;  // answers to requests that had timed out
-  std::uint64_t backlogged = 0;      // frames that waited for a credit or a send slot
+  std::uint64_t reads_queued = 0;    // rendezvous payloads that waited for a read slot or budget
+  std::uint64_t responses_deferred = 0;  // large responses that waited for staging budget
+  std::uint64_t backlogged = 0;          // frames that waited for a credit or a send slot
   std::uint64_t heartbeats_sent = 0;
 };
 
@@ -136,6 +149,10 @@ class Channel {
   [[nodiscard]] std::span<const std::byte> peer_hello_app() const { return peer_app_; }
   [[nodiscard]] const ChannelStats& stats() const { return stats_; }
   [[nodiscard]] std::uint32_t eager_threshold() const { return eager_threshold_; }
+  // Registered rendezvous staging held now: buffers for our payloads the peer reads (outgoing),
+  // and for the peer's payloads we read (incoming), in use or kept idle for reuse.
+  [[nodiscard]] std::size_t outgoing_staging_bytes() const;
+  [[nodiscard]] std::size_t incoming_staging_bytes() const;
   VirtualInterface& vi() { return *vi_; }
   // Credits, backlog and counters in one line, for logs and failing tests.
   [[nodiscard]] std::string debug_string() const;
@@ -149,6 +166,7 @@ class Channel {
     std::uint64_t request_id = 0;
     std::uint32_t generation = 0;
     bool active = false;
+    bool reading = false;  // its rendezvous response is queued or being read
   };
   // A frame waiting for a credit or a send slot. Slot-backed frames already hold their bytes;
   // control frames are encoded when they go out.
@@ -174,6 +192,18 @@ class Channel {
     std::uint64_t length = 0;
     bool active = false;
   };
+  // An announced rendezvous waiting for a read slot or staging budget: holds no buffer.
+  struct QueuedRead {
+    FrameHeader header;
+    RendezvousRef ref;
+  };
+  // A large response that found the outgoing staging budget spent: its bytes wait here (the
+  // overload path allocates; a response is never lost) until a rendezvous_done frees some.
+  struct DeferredResponse {
+    std::uint64_t request_id = 0;
+    std::uint32_t app_status = 0;
+    std::vector<std::byte> payload;
+  };
 
   Channel() = default;
   Status init(Domain& domain, const ChannelOptions& options);
@@ -184,6 +214,10 @@ class Channel {
 
   Status send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
                          std::span<const std::byte> payload);
+  Status send_data_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status,
+                         std::span<const std::byte> payload, bool* still_deferred);
+  void flush_deferred();
+  void adopt_peer_hello(const ChannelHello& peer, std::unique_ptr<VirtualInterface> vi);
   Status send_control_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status);
   Status post_frame(std::byte* frame, std::uint32_t length, std::int64_t send_slot);
   Status push_backlog(BacklogEntry entry);
@@ -194,9 +228,12 @@ class Channel {
   void handle_frame(std::uint32_t slot, std::uint32_t bytes);
   void deliver_request(const FrameHeader& h, std::span<const std::byte> payload);
   void deliver_response(const FrameHeader& h, std::span<const std::byte> payload);
-  void start_read(const FrameHeader& h, const RendezvousRef& ref);
+  void on_rendezvous(const FrameHeader& h, const RendezvousRef& ref);
+  void start_queued_reads();
   void finish_read(std::uint32_t index);
+  void trim_idle_staging_if_starved();
   void fail(Status reason);
+  void protocol_error(const std::string& what);
   PendingCall* find_pending(std::uint64_t request_id);
 
   Domain* domain_ = nullptr;
@@ -212,6 +249,13 @@ class Channel {
   std::uint32_t eager_threshold_ = 0;
   std::uint32_t peer_eager_threshold_ = 0;
   std::uint64_t max_message_bytes_ = 0;
+  FrameLimits limits_;  // what a peer frame may announce: set once the peer's hello is known
+  std::uint32_t max_concurrent_reads_ = 0;
+  std::uint32_t rendezvous_credits_ = 0;       // the peer's rendezvous requests we accept at once
+  std::uint32_t peer_rendezvous_credits_ = 0;  // ours the peer accepts at once
+  std::uint32_t outgoing_requests_ = 0;        // our rendezvous requests not yet read by the peer
+  std::uint32_t incoming_requests_ = 0;        // the peer's, announced and not yet read by us
+  std::uint32_t active_reads_ = 0;
   std::size_t inline_limit_ = 0;
   bool busy_poll_ = true;
 
@@ -221,6 +265,8 @@ class Channel {
   std::deque<BacklogEntry> backlog_;
   std::vector<OutgoingRendezvous> outgoing_;
   std::vector<IncomingRead> reads_;
+  std::deque<QueuedRead> queued_reads_;
+  std::deque<DeferredResponse> deferred_;
   // Liveness without a clock read on the hot path: frames are counted, and every
   // kLivenessCheckEveryPolls polls (and on every wait) the counts are compared with the last look.
   std::uint64_t frames_received_ = 0;

@@ -23,6 +23,7 @@ class CreditWindow {
   CreditWindow() = default;
   CreditWindow(std::uint32_t peer_recv_slots, std::uint32_t own_recv_slots)
       : send_credits_(peer_recv_slots),
+        peer_slots_(peer_recv_slots),
         return_threshold_(std::max<std::uint32_t>(2, own_recv_slots / 2)) {}
 
   // A request/response/rendezvous-done frame may go out.
@@ -38,8 +39,15 @@ class CreditWindow {
     to_return_ -= carried;
     return carried;
   }
-  // A frame from the peer arrived carrying `returned` credits.
-  void on_credits_returned(std::uint16_t returned) { send_credits_ += returned; }
+  // A frame from the peer arrived carrying `returned` credits. False (and nothing changed) when the
+  // peer returns more than it holds: the caller must cut the peer off.
+  [[nodiscard]] bool on_credits_returned(std::uint16_t returned) {
+    if (returned > in_use()) return false;
+    send_credits_ += returned;
+    return true;
+  }
+  // Credits the peer holds for frames we sent it: the most it may return.
+  [[nodiscard]] std::uint32_t in_use() const { return peer_slots_ - send_credits_; }
   // We re-posted the receive slot a peer frame used; only now may the peer use it again. (Kept
   // apart from on_credits_returned so a reply sent from inside a handler never advertises a slot
   // that is still being read.)
@@ -49,6 +57,7 @@ class CreditWindow {
 
  private:
   std::uint32_t send_credits_ = 0;
+  std::uint32_t peer_slots_ = 0;  // send_credits_ never exceeds it
   std::uint32_t to_return_ = 0;
   std::uint32_t return_threshold_ = 2;
 };

@@ -7,6 +7,10 @@
 
 namespace viaduct::transport {
 
+Domain::Domain()
+    : outgoing_staging_(tunables::domain_max_staging_bytes),
+      incoming_staging_(tunables::domain_max_staging_bytes) {}
+
 Result<std::unique_ptr<Domain>> Domain::open(const Address& address) {
   switch (address.backend) {
     case BackendKind::kOfiTcp:

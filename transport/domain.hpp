@@ -13,6 +13,7 @@
 
 #include "transport/address.hpp"
 #include "transport/memory_region.hpp"
+#include "transport/staging_budget.hpp"
 #include "transport/status.hpp"
 #include "transport/virtual_interface.hpp"
 
@@ -85,6 +86,18 @@ class Domain {
   virtual Result<std::unique_ptr<VirtualInterface>> connect(
       const Address& remote, std::span<const std::byte> private_data, const ViOptions& options,
       int timeout_ms, std::vector<std::byte>* reject_data) = 0;
+
+  // Rendezvous staging registered by this domain's channels, one budget per direction
+  // (domain_max_staging_bytes each): what peers read from us, and what we read from peers.
+  StagingBudget& outgoing_staging() { return outgoing_staging_; }
+  StagingBudget& incoming_staging() { return incoming_staging_; }
+
+ protected:
+  Domain();
+
+ private:
+  StagingBudget outgoing_staging_;
+  StagingBudget incoming_staging_;
 };
 
 // What `viaduct info` shows: each back end, whether it is usable here, and the devices it sees.

@@ -3,11 +3,14 @@
 #include <bit>
 #include <string>
 
+#include "transport/domain.hpp"
+
 namespace viaduct::transport {
 
 static_assert(kFrameHeaderBytes == 2 + 1 + 1 + 2 + 2 + 4 + 4 + 8, "frame header layout");
 static_assert(kRendezvousRefBytes == 3 * 8, "rendezvous ref layout");
 static_assert(kHelloBytes == 4 + 2 + 2 + 4 + 4, "hello layout");
+static_assert(kMaxPrivateDataBytes == kMaxPrivateData, "the hello is bounded by the private data");
 
 std::string_view frame_type_name(FrameType t) {
   switch (t) {
@@ -25,8 +28,8 @@ std::string_view frame_type_name(FrameType t) {
   return "?";
 }
 
-Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
-                    std::uint64_t max_rendezvous, FrameHeader* header, RendezvousRef* ref) {
+Status decode_frame(std::span<const std::byte> frame, const FrameLimits& limits,
+                    FrameHeader* header, RendezvousRef* ref) {
   if (frame.size() < kFrameHeaderBytes) {
     return {Code::kMalformed, "frame of " + std::to_string(frame.size()) +
                                   " bytes is shorter than the 24-byte header"};
@@ -66,12 +69,17 @@ Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
     ref->addr = load_le<std::uint64_t>(p + kFrameHeaderBytes);
     ref->key = load_le<std::uint64_t>(p + kFrameHeaderBytes + 8);
     ref->length = load_le<std::uint64_t>(p + kFrameHeaderBytes + 16);
-    if (ref->length <= max_eager || ref->length > max_rendezvous) {
-      return {Code::kMalformed, "rendezvous length " + std::to_string(ref->length) + " outside (" +
-                                    std::to_string(max_eager) + ", " +
-                                    std::to_string(max_rendezvous) + "]"};
+    if (ref->length > limits.max_message_bytes) {
+      return {Code::kMalformed, "rendezvous of " + std::to_string(ref->length) +
+                                    " bytes over channel_max_message_bytes (" +
+                                    std::to_string(limits.max_message_bytes) + ")"};
     }
-  } else if (header->payload_len > max_eager) {
+    if (ref->length <= limits.rendezvous_above) {
+      return {Code::kMalformed, "rendezvous of " + std::to_string(ref->length) +
+                                    " bytes at or below the negotiated eager threshold (" +
+                                    std::to_string(limits.rendezvous_above) + ")"};
+    }
+  } else if (header->payload_len > limits.max_eager_bytes) {
     return {Code::kMalformed, "eager payload over the threshold"};
   }
   return Status::ok();
@@ -91,7 +99,7 @@ std::size_t encode_hello(const ChannelHello& hello, std::span<std::byte> out) {
   store_le<std::uint16_t>(out.data() + 6, hello.recv_slots);
   store_le<std::uint32_t>(out.data() + 8, hello.eager_threshold);
   store_le<std::uint16_t>(out.data() + 12, static_cast<std::uint16_t>(hello.app.size()));
-  store_le<std::uint16_t>(out.data() + 14, 0);
+  store_le<std::uint16_t>(out.data() + 14, hello.rendezvous_credits);
   if (!hello.app.empty()) std::memcpy(out.data() + kHelloBytes, hello.app.data(), hello.app.size());
   return n;
 }
@@ -107,10 +115,15 @@ Status decode_hello(std::span<const std::byte> in, ChannelHello* hello) {
   hello->recv_slots = load_le<std::uint16_t>(in.data() + 6);
   hello->eager_threshold = load_le<std::uint32_t>(in.data() + 8);
   if (hello->recv_slots < 2) return {Code::kMalformed, "peer posts fewer than 2 receives"};
+  // Below 24 bytes the peer's own receive slots could not hold a rendezvous reference.
+  if (hello->eager_threshold < kRendezvousRefBytes) {
+    return {Code::kMalformed, "peer eager threshold below 24 bytes"};
+  }
   auto app_len = load_le<std::uint16_t>(in.data() + 12);
-  if (app_len > in.size() - kHelloBytes)
+  if (app_len > in.size() - kHelloBytes || app_len > kMaxPrivateDataBytes - kHelloBytes)
     return {Code::kMalformed, "channel hello app length too long"};
   hello->app = in.subspan(kHelloBytes, app_len);
+  hello->rendezvous_credits = load_le<std::uint16_t>(in.data() + 14);
   return Status::ok();
 }
 

@@ -7,8 +7,16 @@
 //
 // Channel hello (connect / accept private data, 16 bytes + application bytes):
 //   magic u32 'VDCH' | version u16 | recv_slots u16 | eager_threshold u32 | app_len u16 |
-//   reserved u16 | app...
+//   rendezvous_credits u16 | app...
 // app_len is explicit because rdma_cm pads a connect request's private data to 56 bytes.
+// rendezvous_credits: how many rendezvous requests the sender of the hello accepts unanswered
+// (announced, and not yet acknowledged by rendezvous_done); 0 (a peer from before the field) means
+// the receiver's own channel_max_rendezvous_requests.
+//
+// Eager or rendezvous: each side announces its eager threshold; a payload above the lower of the
+// two goes by rendezvous, at or below it inline. Both sides compute the same minimum, so a
+// receiver accepts a rendezvous of any size above it (and an inline payload up to its own
+// threshold, the size of its receive slots).
 #pragma once
 
 #include <bit>
@@ -57,9 +65,13 @@ struct ChannelHello {
   std::uint16_t recv_slots = 0;
   std::uint32_t eager_threshold = 0;
   std::span<const std::byte> app;  // points into the decoded buffer
+  std::uint16_t rendezvous_credits = 0;
 };
 inline constexpr std::uint32_t kHelloMagic = 0x48434456;  // "VDCH"
 inline constexpr std::size_t kHelloBytes = 16;
+// The largest connection private data (domain.hpp's kMaxPrivateData, which includes this header):
+// a hello announcing more application bytes than fit there is malformed.
+inline constexpr std::size_t kMaxPrivateDataBytes = 56;
 
 // --- little-endian helpers (x86 and arm64 are little-endian; the memcpy keeps it alignment-safe,
 // and the byte swap below keeps it right on a big-endian host) ---
@@ -94,10 +106,22 @@ inline void encode_header(const FrameHeader& h, std::byte* out) {
   store_le<std::uint64_t>(out + 16, h.request_id);
 }
 
-// Decodes and validates a received frame of `frame.size()` bytes. `max_eager` bounds the inline
-// payload, `max_rendezvous` bounds what a rendezvous may ask us to read.
-Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
-                    std::uint64_t max_rendezvous, FrameHeader* header, RendezvousRef* ref);
+// What a received frame may announce, from this side's settings and the negotiated threshold.
+struct FrameLimits {
+  std::uint32_t max_eager_bytes = 0;    // inline payload: our own threshold (our slot size)
+  std::uint64_t rendezvous_above = 0;   // a rendezvous must be larger: min of both thresholds
+  std::uint64_t max_message_bytes = 0;  // a rendezvous may not be larger
+};
+
+// Decodes and validates a received frame of `frame.size()` bytes against `limits`. A rendezvous
+// over max_message_bytes is refused with a message naming channel_max_message_bytes.
+Status decode_frame(std::span<const std::byte> frame, const FrameLimits& limits,
+                    FrameHeader* header, RendezvousRef* ref);
+// Same, for peers with one threshold (max_eager serves as both bounds).
+inline Status decode_frame(std::span<const std::byte> frame, std::uint32_t max_eager,
+                           std::uint64_t max_rendezvous, FrameHeader* header, RendezvousRef* ref) {
+  return decode_frame(frame, FrameLimits{max_eager, max_eager, max_rendezvous}, header, ref);
+}
 
 void encode_rendezvous(const RendezvousRef& ref, std::byte* out);
 

@@ -23,4 +23,28 @@ Tunable tcp_user_timeout_ms(
     "transport", "tcp_user_timeout_ms", 2000, 0, 600000,
     "TCP_USER_TIMEOUT for socket-based providers where settable (0: kernel default)");
 
+// A peer's rendezvous announcements decide what we register and read; these bound it. An
+// announcement over a bound that the peer agreed to (message size, rendezvous credits) cuts the
+// peer off with a protocol error; the budgets only make work wait, since an honest but busy peer
+// reaches them too.
+Tunable channel_max_concurrent_reads(
+    "channel", "channel_max_concurrent_reads", 4, 1, 1024,
+    "rendezvous reads a channel runs at once; further announced payloads wait their turn");
+Tunable channel_max_rendezvous_requests(
+    "channel", "channel_max_rendezvous_requests", 64, 1, 65535,
+    "rendezvous requests a peer may have announced and not yet seen read (told in the hello; "
+    "a peer that sends more is cut off)");
+// Per direction: outgoing staging (our payloads the peer reads) and incoming (payloads we read)
+// are budgeted apart, so that neither can starve the other into a deadlock.
+Tunable channel_max_staging_bytes(
+    "channel", "channel_max_staging_bytes", 256LL << 20, 1LL << 20, 1LL << 40,
+    "registered rendezvous staging per channel and direction (bounds channel_max_message_bytes)");
+Tunable channel_max_idle_staging_bytes(
+    "channel", "channel_max_idle_staging_bytes", 32LL << 20, 0, 1LL << 40,
+    "staging buffers kept registered for reuse per channel and direction; beyond, released ones "
+    "are deregistered");
+Tunable domain_max_staging_bytes(
+    "transport", "domain_max_staging_bytes", 1LL << 30, 1LL << 20, 1LL << 50,
+    "registered rendezvous staging of all channels of one domain, per direction");
+
 }  // namespace viaduct::transport::tunables

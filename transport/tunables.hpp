@@ -13,5 +13,11 @@ extern Tunable verbs_rnr_retry_count;
 extern Tunable verbs_ack_timeout_exponent;
 extern Tunable verbs_inline_bytes;
 extern Tunable tcp_user_timeout_ms;
+// Bounds on what a peer may make a channel allocate (see channel.hpp, staging_budget.hpp).
+extern Tunable channel_max_concurrent_reads;
+extern Tunable channel_max_rendezvous_requests;
+extern Tunable channel_max_staging_bytes;
+extern Tunable channel_max_idle_staging_bytes;
+extern Tunable domain_max_staging_bytes;
 
 }  // namespace viaduct::transport::tunables

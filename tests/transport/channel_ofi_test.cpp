@@ -1,6 +1,7 @@
 // The channel over real back ends: libfabric tcp endpoints on 127.0.0.1 (label ofi), and the same
 // suite over verbs:// where an RDMA device exists (Soft-RoCE guest); elsewhere those instances
 // print "skipped: no RDMA device".
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -36,6 +37,15 @@ std::uint64_t fnv1a(std::span<const std::byte> data) {
   std::uint64_t h = 1469598103934665603ULL;
   for (std::byte b : data) h = (h ^ static_cast<std::uint8_t>(b)) * 1099511628211ULL;
   return h;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd"); d != nullptr) {
+    while (readdir(d) != nullptr) ++n;
+    closedir(d);
+  }
+  return n;
 }
 
 class ChannelOnBackend : public ::testing::TestWithParam<const char*> {
@@ -120,6 +130,60 @@ TEST_P(ChannelOnBackend, ListenerThatNeverAnswers_ConnectTimesOut) {
   ASSERT_FALSE(ch.is_ok());
   EXPECT_EQ(ch.status().code(), Code::kTimeout) << ch.status().to_string();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10));
+}
+
+// A listener whose fids were closed out of order (the EQ before the passive endpoint bound to it)
+// kept its EQ, the EQ's fd and the fabric forever: every server restart leaked them.
+TEST_P(ChannelOnBackend, ListenerAndDomainClosed_NoDescriptorLeaked) {
+  auto a = Address::parse(uri_);
+  ASSERT_TRUE(a.is_ok());
+  auto cycle = [&] {
+    auto domain = Domain::open(a.value());
+    ASSERT_TRUE(domain.is_ok()) << domain.status().to_string();
+    auto listener = domain.value()->listen(a.value());
+    ASSERT_TRUE(listener.is_ok()) << listener.status().to_string();
+  };
+  cycle();  // the provider may open process-wide descriptors once
+  std::size_t before = open_fds();
+  for (int i = 0; i < 5; ++i) cycle();
+  EXPECT_EQ(open_fds(), before) << "descriptors leaked by 5 listen/close cycles";
+}
+
+TEST_P(ChannelOnBackend, ConnectionsOpenedAndClosed_NoDescriptorLeaked) {
+  auto cycle = [&] {
+    ReverseHandler handler;
+    ServerThread server(uri_, &handler);
+    ASSERT_TRUE(server.ok()) << server.status().to_string();
+    auto ch = connect(server.address());
+    ASSERT_TRUE(ch);
+    std::byte b[8] = {};
+    ASSERT_TRUE(ch->call(std::span(b, 8), std::span(b, 8), 5000).is_ok());
+    ch.reset();
+    domain_.reset();
+  };
+  cycle();
+  std::size_t before = open_fds();
+  for (int i = 0; i < 3; ++i) cycle();
+  EXPECT_EQ(open_fds(), before) << "descriptors leaked by 3 connect/close cycles";
+}
+
+// Registered memory may outlive the Domain object the application dropped: the registration keeps
+// the domain open, and closing both in either order leaks nothing.
+TEST_P(ChannelOnBackend, MemoryRegionOutlivesDomain_NoDescriptorLeaked) {
+  auto a = Address::parse(uri_);
+  ASSERT_TRUE(a.is_ok());
+  std::vector<std::byte> buf(4096);
+  auto cycle = [&] {
+    auto domain = Domain::open(a.value());
+    ASSERT_TRUE(domain.is_ok());
+    auto mr = domain.value()->register_memory(buf.data(), buf.size(), Access::kRemoteRead);
+    ASSERT_TRUE(mr.is_ok()) << mr.status().to_string();
+    domain.value().reset();
+  };
+  cycle();
+  std::size_t before = open_fds();
+  for (int i = 0; i < 5; ++i) cycle();
+  EXPECT_EQ(open_fds(), before);
 }
 
 TEST_P(ChannelOnBackend, HundredThousandSmallRequests_EveryAnswerChecked) {
@@ -255,6 +319,65 @@ TEST_P(ChannelOnBackend, MalformedFrame_OffenderCutOffOthersStillServed) {
   EXPECT_GE(server.closed_channels.load(), 1u);
 }
 
+// A peer announcing a rendezvous over channel_max_message_bytes (64 MiB; it was 1 GiB) is cut off
+// before the server registers anything for it; the others are still served.
+TEST_P(ChannelOnBackend, HugeRendezvousAnnounced_OffenderCutOffNothingRegistered) {
+  ReverseHandler handler;
+  ServerThread server(uri_, &handler);
+  ASSERT_TRUE(server.ok());
+  auto good = connect(server.address());
+  ASSERT_TRUE(good);
+  constexpr std::uint64_t kAnnounced = 128ULL << 20;
+  auto domain = Domain::open(server.address());
+  auto peer =
+      viaduct::testing::RawPeer::connect(*domain.value(), server.address(), 8, 16384, kAnnounced);
+  ASSERT_TRUE(peer);
+  ASSERT_TRUE(peer->send(peer->rendezvous_frame(FrameType::kRequest, 1, kAnnounced)).is_ok());
+  EXPECT_TRUE(peer->wait_down(10000)) << "a peer announcing 128 MiB was kept";
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (server.closed_channels.load() < 1 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  Status why = server.last_close_reason();
+  EXPECT_EQ(why.cause(), ConnLostCause::kProtocolError) << why.to_string();
+  EXPECT_NE(why.message().find("channel_max_message_bytes"), std::string::npos) << why.to_string();
+  EXPECT_EQ(server.domain().incoming_staging().peak_bytes(), 0u);
+  auto req = pattern(20000, 3);  // by rendezvous
+  std::vector<std::byte> resp(20000);
+  auto r = good->call(req, resp, 5000);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(std::equal(req.rbegin(), req.rend(), resp.begin()));
+}
+
+// Two processes configured with different eager thresholds exchange every size class across both
+// values (the receiver with the higher one used to cut the other off).
+TEST_P(ChannelOnBackend, DifferentEagerThresholds_EverySizeEitherWay) {
+  for (auto [client_threshold, server_threshold] :
+       {std::pair<std::uint32_t, std::uint32_t>{1024, 16384}, {16384, 1024}}) {
+    ReverseHandler handler;
+    ChannelServerOptions options;
+    options.channel.eager_threshold = server_threshold;
+    ServerThread server(uri_, &handler, options);
+    ASSERT_TRUE(server.ok());
+    ChannelOptions copts;
+    copts.eager_threshold = client_threshold;
+    auto ch = connect(server.address(), copts);
+    ASSERT_TRUE(ch);
+    for (std::size_t size :
+         {std::size_t{1}, std::size_t{1024}, std::size_t{1025}, std::size_t{8000},
+          std::size_t{16384}, std::size_t{16385}, std::size_t{100000}}) {
+      auto req = pattern(size, static_cast<unsigned>(size));
+      std::vector<std::byte> resp(size);
+      auto n = ch->call(req, resp, 5000);
+      ASSERT_TRUE(n.is_ok()) << client_threshold << "/" << server_threshold << " size " << size
+                             << ": " << n.status().to_string();
+      EXPECT_TRUE(std::equal(req.rbegin(), req.rend(), resp.begin())) << size;
+    }
+    EXPECT_EQ(server.closed_channels.load(), 0u) << server.last_close_reason().to_string();
+    ch.reset();
+  }
+}
+
 TEST_P(ChannelOnBackend, ServerProcessKilled_ConnLostReportedPromptlyNeverHangs) {
   ServerProcess server(uri_);
   ASSERT_FALSE(server.uri().empty()) << "server process did not start";
@@ -336,7 +459,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, ChannelOnBackend,
                          ::testing::Values("ofi+tcp", "verbs", "ofi+verbs"),
                          [](const auto& param_info) {
                            std::string p = param_info.param;
-                           return p == "verbs" ? "verbs" : p == "ofi+verbs" ? "ofi_verbs" : "ofi_tcp";
+                           return p == "verbs"       ? "verbs"
+                                  : p == "ofi+verbs" ? "ofi_verbs"
+                                                     : "ofi_tcp";
                          });
 
 }  // namespace

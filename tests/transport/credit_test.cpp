@@ -27,7 +27,7 @@ TEST(CreditWindow, RandomTraffic_NeverOverrunsAndNeverDeadlocks) {
       // Side receives a frame from its peer and re-posts the slot.
       ASSERT_GT(posted[side], 0u) << "frame arrived with no receive posted";
       --posted[side];
-      w[side].on_credits_returned(wire[1 - side].front());
+      ASSERT_TRUE(w[side].on_credits_returned(wire[1 - side].front()));
       wire[1 - side].pop_front();
       ++posted[side];
       w[side].on_slot_reposted();
@@ -48,6 +48,29 @@ TEST(CreditWindow, LastCreditReservedForCreditReturn) {
   EXPECT_TRUE(w.should_send_credit());
   EXPECT_EQ(w.on_send(), 2);
   EXPECT_EQ(w.send_credits(), 0u);
+}
+
+// A peer returning credits it never held is refused and changes nothing; before, the count grew
+// past the peer's receive slots (overrunning them) and, repeated, wrapped.
+TEST(CreditWindow, MoreCreditsReturnedThanGranted_RefusedNoWrap) {
+  CreditWindow w(8, 8);
+  EXPECT_EQ(w.in_use(), 0u);
+  EXPECT_FALSE(w.on_credits_returned(1));  // nothing was sent: nothing may come back
+  EXPECT_EQ(w.send_credits(), 8u);
+  (void)w.on_send();
+  (void)w.on_send();
+  (void)w.on_send();
+  EXPECT_EQ(w.in_use(), 3u);
+  EXPECT_FALSE(w.on_credits_returned(4));
+  EXPECT_FALSE(w.on_credits_returned(0xffff));
+  EXPECT_EQ(w.send_credits(), 5u);
+  EXPECT_TRUE(w.on_credits_returned(2));
+  EXPECT_TRUE(w.on_credits_returned(1));
+  EXPECT_EQ(w.send_credits(), 8u);
+  EXPECT_FALSE(w.on_credits_returned(1));
+  // However often a peer tries, the count never passes its receive slots.
+  for (int i = 0; i < 100000; ++i) (void)w.on_credits_returned(0xffff);
+  EXPECT_EQ(w.send_credits(), 8u);
 }
 
 }  // namespace

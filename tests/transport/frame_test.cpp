@@ -99,5 +99,57 @@ TEST(Frame, Hello_RoundTripAndRejectsStrangers) {
   EXPECT_EQ(decode_hello({buf, 5}, &h).code(), Code::kMalformed);
 }
 
+// Two sides with different eager thresholds both send by rendezvous above the lower one: a
+// receiver with the higher threshold must accept those (it refused anything at or below its own).
+TEST(Frame, RendezvousAboveNegotiatedThreshold_Accepted) {
+  FrameLimits limits{16384, 1024, 64 << 20};  // own threshold 16384, the peer's 1024
+  FrameHeader h;
+  RendezvousRef ref;
+  auto f = frame({FrameType::kRequest, 0, kFlagRendezvous, 0, 0, 1}, kRendezvousRefBytes);
+  for (std::uint64_t length : {1025ULL, 4096ULL, 16384ULL, 16385ULL}) {
+    encode_rendezvous({0x1000, 7, length}, f.data() + kFrameHeaderBytes);
+    EXPECT_TRUE(decode_frame(f, limits, &h, &ref).is_ok()) << length;
+  }
+  encode_rendezvous({0x1000, 7, 1024}, f.data() + kFrameHeaderBytes);
+  EXPECT_EQ(decode_frame(f, limits, &h, &ref).code(), Code::kMalformed);  // would have been inline
+  encode_rendezvous({0x1000, 7, (64 << 20) + 1}, f.data() + kFrameHeaderBytes);
+  Status over = decode_frame(f, limits, &h, &ref);
+  EXPECT_EQ(over.code(), Code::kMalformed);
+  EXPECT_NE(over.message().find("channel_max_message_bytes"), std::string::npos);
+  // Inline payloads are still bounded by our own receive slots.
+  auto eager = frame({FrameType::kRequest, 0, 0, 0, 0, 1}, 16385);
+  EXPECT_EQ(decode_frame(eager, limits, &h, &ref).code(), Code::kMalformed);
+  auto fits = frame({FrameType::kRequest, 0, 0, 0, 0, 1}, 16384);
+  EXPECT_TRUE(decode_frame(fits, limits, &h, &ref).is_ok());
+}
+
+// The issue's reproducer bytes: whatever they are fed to, they give a clean error, no crash.
+TEST(Frame, IssueReproducerBytes_CleanError) {
+  const std::uint8_t raw[] = {0x02, 0x05, 0xff, 0x44, 0x44, 0x00, 0x00, 0x44, 0xff, 0x44, 0x44};
+  auto bytes = std::as_bytes(std::span(raw));
+  FrameHeader h;
+  RendezvousRef ref;
+  EXPECT_EQ(decode_frame(bytes, FrameLimits{16384, 1024, 64 << 20}, &h, &ref).code(),
+            Code::kMalformed);
+  ChannelHello hello;
+  EXPECT_EQ(decode_hello(bytes, &hello).code(), Code::kMalformed);
+}
+
+// A hello's fields decide what we do for the peer: each is bounded.
+TEST(Frame, Hello_BoundsEveryField) {
+  std::byte buf[kMaxPrivateDataBytes] = {};
+  std::size_t n = encode_hello({8, 1024, {}, 5}, buf);
+  ChannelHello h;
+  ASSERT_TRUE(decode_hello({buf, n}, &h).is_ok());
+  EXPECT_EQ(h.rendezvous_credits, 5);
+  auto tiny = std::vector<std::byte>(buf, buf + n);
+  store_le<std::uint32_t>(tiny.data() + 8, 8);  // eager threshold under a rendezvous reference
+  EXPECT_EQ(decode_hello(tiny, &h).code(), Code::kMalformed);
+  auto long_app = std::vector<std::byte>(200);
+  std::memcpy(long_app.data(), buf, n);
+  store_le<std::uint16_t>(long_app.data() + 12, 100);  // more than private data can carry
+  EXPECT_EQ(decode_hello(long_app, &h).code(), Code::kMalformed);
+}
+
 }  // namespace
 }  // namespace viaduct::transport

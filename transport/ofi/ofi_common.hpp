@@ -22,17 +22,19 @@ namespace viaduct::transport::ofi {
 inline constexpr std::uint32_t kFiVersion = FI_VERSION(1, 17);
 
 // Every fid is closed with fi_close; members holding them are declared in creation order so that
-// destruction unwinds in reverse (rdma-core style).
-struct FidCloser {
-  void operator()(fid* f) const {
-    if (f != nullptr) fi_close(f);
-  }
-};
+// destruction unwinds in reverse (rdma-core style). A fid that other fids are bound to (an EQ under
+// a passive endpoint, a CQ under an endpoint, a domain under its MRs) refuses to close with
+// -FI_EBUSY and stays allocated, together with everything below it (fd, fabric): so the return is
+// checked, reported, and a debug build stops right there.
+void report_close_failure(const fid* f, int rc);
+inline void close_fid(fid* f) {
+  if (f == nullptr) return;
+  int rc = fi_close(f);
+  if (rc != 0) report_close_failure(f, rc);
+}
 template <typename T>
 struct FidDeleter {
-  void operator()(T* p) const {
-    if (p != nullptr) fi_close(&p->fid);
-  }
+  void operator()(T* p) const { close_fid(p != nullptr ? &p->fid : nullptr); }
 };
 template <typename T>
 using FidPtr = std::unique_ptr<T, FidDeleter<T>>;
@@ -54,6 +56,7 @@ Result<InfoPtr> get_info(const Address& address, bool source);
 struct DomainCore {
   BackendKind backend = BackendKind::kOfiTcp;
   InfoPtr info;
+  // Creation order: the fabric, then the domain opened on it (closed in reverse).
   FidPtr<fid_fabric> fabric;
   FidPtr<fid_domain> domain;
   bool virtual_addressing = false;
