@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --long) seconds=300; jobs=2; shift ;;
     -j) jobs=$2; shift 2 ;;
     --keep-going) keep_going=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -89,6 +89,9 @@ run_one() {
     why=$(grep -m1 -E 'property failed|^SUMMARY:|ERROR: libFuzzer|runtime error' "$work/log" |
           tr -s ' ' | cut -c1-160)
     repro=$(sed -n 's/.*Test unit written to \(.*\)/\1/p' "$work/log" | head -1)
+    # Fork mode keeps the children's logs to itself; the reproducers are what is left.
+    [ "$keep_going" -eq 1 ] && why="$crashes crash inputs (replay each for its report)" &&
+      repro="$work/{crash,leak,timeout,oom}-*"
     [ "$rc" -eq 124 ] && why="killed after ${limit}s (hung)"
     echo "${execs:-0} $elapsed crash rc=$rc; ${why:-see $work/log}; reproducer: ${repro:-none}" \
       >"$work/result"
