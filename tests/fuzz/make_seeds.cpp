@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster/member_auth.hpp"
+#include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
 #include "failover/request_header.hpp"
 #include "failover/ssrp.hpp"
@@ -85,12 +87,17 @@ void cluster_hellos() {
 }
 
 void pings() {
-  constexpr auto t = "fuzz_decode_ping";
-  std::array<std::byte, cluster::kPingBytes> out{};
-  cluster::encode_ping({cluster::WireRole::kPassive, 0}, out);
-  write(t, "passive", out);
-  cluster::encode_ping({cluster::WireRole::kActive, 42}, out);
-  write(t, "active", out);
+  constexpr auto t = "fuzz_decode_partner_datagram";
+  std::array<std::byte, cluster::kClusterKeyBytes> bytes{};
+  bytes.fill(std::byte{0x42});  // the fuzz target's key
+  auto key = cluster::ClusterKey::from_bytes(bytes);
+  std::array<std::byte, cluster::kPartnerDatagramBytes> out{};
+  cluster::encode_partner_datagram({cluster::PartnerMessage::kPing, 0, 1, 7, 0, "orders"}, key,
+                                   out);
+  write(t, "ping", out);
+  cluster::encode_partner_datagram(
+      {cluster::PartnerMessage::kPong, cluster::kPartnerFlagActive, 42, 7, 3, "svc"}, key, out);
+  write(t, "pong", out);
 }
 
 void replicas() {
@@ -98,12 +105,12 @@ void replicas() {
   std::vector<std::byte> out;
   auto req = bytes("\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00put k v");
   auto resp = bytes("ok");
-  cluster::encode_replica({cluster::ReplicaKind::kApply, 3, 1, 2, 0, req, resp}, out);
+  cluster::encode_replica({cluster::ReplicaKind::kApply, 3, 1, 1, 2, 0, req, resp}, out);
   write(t, "apply", out);
   auto state = bytes("k=v;k2=v2");
-  cluster::encode_replica({cluster::ReplicaKind::kSnapshot, 3, 0, 0, 0, {}, state}, out);
+  cluster::encode_replica({cluster::ReplicaKind::kSnapshot, 3, 1, 0, 0, 0, {}, state}, out);
   write(t, "snapshot", out);
-  cluster::encode_replica({cluster::ReplicaKind::kApply, 1, 9, 9, 5, {}, {}}, out);
+  cluster::encode_replica({cluster::ReplicaKind::kApply, 1, 2, 9, 9, 5, {}, {}}, out);
   write(t, "apply_empty", out);
 }
 
