@@ -73,6 +73,18 @@ Result<std::unique_ptr<Session>> Session::open(SessionOptions options) {
   if (options.lookup.empty()) return Status(Code::kInvalidArgument, "no lookup responders given");
   std::unique_ptr<Session> s(new Session());  // private constructor
   s->options_ = std::move(options);
+  // Resolve the settings once: the tunables are only this session's defaults.
+  SessionTuning& t = s->options_.tuning;
+  auto resolve = [](std::int64_t& v, const Tunable& tunable) {
+    if (v < 0) v = tunable.get();
+  };
+  resolve(t.call_deadline_ms, tunables::failover_call_deadline_ms);
+  resolve(t.connect_timeout_ms, tunables::failover_connect_timeout_ms);
+  resolve(t.suspect_after_ms, tunables::failover_suspect_after_ms);
+  resolve(t.probe_interval_us, tunables::failover_probe_interval_us);
+  resolve(t.warm_standby, tunables::failover_warm_standby);
+  resolve(t.skip_lookup, tunables::failover_skip_lookup);
+  resolve(t.partner_wait_ms, tunables::failover_partner_wait_ms);
   std::random_device rd;
   s->client_id_ = (static_cast<std::uint64_t>(rd()) << 32) | rd();
   s->inflight_.resize(s->options_.max_outstanding);
@@ -93,7 +105,7 @@ Session::~Session() {
 
 void Session::ask_partner_address() {
   if (!channel_) return;
-  if (tunables::failover_warm_standby.get() == 0 && tunables::failover_skip_lookup.get() == 0) {
+  if (options_.tuning.warm_standby == 0 && options_.tuning.skip_lookup == 0) {
     return;
   }
   std::array<std::byte, kRequestHeaderBytes + 1> control{};
@@ -108,7 +120,7 @@ void Session::on_partner_address(void* user, const transport::Response& r) {
   std::string uri(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
   if (!transport::Address::parse(uri) || uri == self->server_) return;
   self->partner_uri_ = uri;
-  if (tunables::failover_warm_standby.get() == 0) return;
+  if (self->options_.tuning.warm_standby == 0) return;
   {
     std::lock_guard lock(self->standby_.mutex);
     if (self->standby_.uri == uri && self->standby_.ready) return;  // already standing by there
@@ -152,7 +164,7 @@ void Session::standby_loop() {
         copts.hello_app = hello;
         auto c = transport::Channel::connect(
             *d.value(), address.value(), copts,
-            static_cast<int>(tunables::failover_connect_timeout_ms.get()));
+            static_cast<int>(options_.tuning.connect_timeout_ms));
         // The passive accepts a standby with its own hello ('S', same name).
         if (c && c.value()->peer_hello_app().size() == 9 + options_.name.size() &&
             c.value()->peer_hello_app()[0] == static_cast<std::byte>('S')) {
@@ -242,7 +254,7 @@ Status Session::call_async(std::span<const std::byte> request, transport::Respon
     std::memcpy(slot.frame.data() + kRequestHeaderBytes, request.data(), request.size());
   slot.fn = fn;
   slot.user = user;
-  slot.deadline_ns = steady_now_ns() + tunables::failover_call_deadline_ms.get() * 1'000'000;
+  slot.deadline_ns = steady_now_ns() + options_.tuning.call_deadline_ms * 1'000'000;
   slot.active = true;
   slot.sent = false;
   ++unsent_;
@@ -289,7 +301,7 @@ void Session::watch_for_takeover(std::int64_t now) {
     next_probe_ns_ = 0;
     return;
   }
-  if (broken_ || now - last_progress_ns_ < tunables::failover_suspect_after_ms.get() * 1'000'000) {
+  if (broken_ || now - last_progress_ns_ < options_.tuning.suspect_after_ms * 1'000'000) {
     return;
   }
   if (lookup_probe() == nullptr) return;  // no socket: the keep-alive and deadlines still apply
@@ -305,7 +317,7 @@ void Session::watch_for_takeover(std::int64_t now) {
   if (now >= next_probe_ns_) {
     probe_->send(options_.name);
     ++probes_sent_;
-    next_probe_ns_ = now + tunables::failover_probe_interval_us.get() * 1000;
+    next_probe_ns_ = now + options_.tuning.probe_interval_us * 1000;
   }
 }
 
@@ -315,7 +327,7 @@ void Session::expire(std::int64_t now) {
       transport::Response r;
       r.status = Status(Code::kTimeout,
                         "no server answers for '" + options_.name + "' within " +
-                            std::to_string(tunables::failover_call_deadline_ms.get()) + " ms");
+                            std::to_string(options_.tuning.call_deadline_ms) + " ms");
       finish(slot, r);
     }
   }
@@ -334,7 +346,7 @@ Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
   copts.hello_app = hello;
   std::int64_t c0 = steady_now_ns();
   auto ch = transport::Channel::connect(
-      *domain_, address, copts, static_cast<int>(tunables::failover_connect_timeout_ms.get()));
+      *domain_, address, copts, static_cast<int>(options_.tuning.connect_timeout_ms));
   timings.connect_ms += ms_between(c0, steady_now_ns());
   if (!ch) return ch.status();
   if (!verify_server_hello(ch.value()->peer_hello_app(), options_.name, min_epoch, epoch)) {
@@ -343,7 +355,7 @@ Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
   if (options_.server_key) {
     // The hello is a claim; the proof is the server's signature over our nonce, name and epoch.
     auto proven = ask_epoch(*ch.value(), steady_now_ns() +
-                                             tunables::failover_connect_timeout_ms.get() * 1'000'000);
+                                             options_.tuning.connect_timeout_ms * 1'000'000);
     if (!proven || proven.value() < min_epoch || proven.value() == 0) {
       return Status(Code::kUnauthenticated,
                     "server at " + address.to_string() + " could not prove it serves '" +
@@ -423,7 +435,7 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
   auto address = transport::Address::parse(uri);
   if (!address) return false;
   std::int64_t give_up =
-      std::min(deadline, t0 + tunables::failover_partner_wait_ms.get() * 1'000'000);
+      std::min(deadline, t0 + options_.tuning.partner_wait_ms * 1'000'000);
   std::int64_t retry_ns = tunables::lookup_retry_interval_us.get() * 1000;
   std::unique_ptr<transport::Channel> standby = take_standby(uri);
   // Meanwhile the lookup responders are asked too: if the partner does not take over (our
@@ -460,7 +472,7 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
       std::int64_t now = steady_now_ns();
       if (now >= next_probe) {
         probe_->send(options_.name);
-        next_probe = now + tunables::failover_probe_interval_us.get() * 1000;
+        next_probe = now + options_.tuning.probe_interval_us * 1000;
       }
     }
     // Not taken over yet (it notices the crash about when we do): ask again shortly. Sleep,
@@ -492,7 +504,7 @@ void Session::fail_over() {
     if (slot.active) deadline = std::min(deadline, slot.deadline_ns);
   }
   // The partner named by our server is who takes over: go there first, without a lookup.
-  if (!takeover_answer_ && !partner_uri_.empty() && tunables::failover_skip_lookup.get() != 0) {
+  if (!takeover_answer_ && !partner_uri_.empty() && options_.tuning.skip_lookup != 0) {
     if (fail_over_to_partner(t0, deadline, timings)) return;
   }
   while (steady_now_ns() < deadline) {
@@ -528,7 +540,7 @@ void Session::fail_over() {
         // taken over. A UDP answer is only a hint: the partner itself must say (prove, with a
         // pinned key) that it is active, at which epoch, before we adopt either.
         auto proven = ask_epoch(*standby, steady_now_ns() +
-                                              tunables::failover_connect_timeout_ms.get() *
+                                              options_.tuning.connect_timeout_ms *
                                                   1'000'000);
         if (proven && proven.value() > epoch_seen_) {
           timings.used_standby = true;

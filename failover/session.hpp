@@ -34,6 +34,18 @@ extern Tunable failover_skip_lookup;
 extern Tunable failover_partner_wait_ms;
 }  // namespace tunables
 
+// Per-session failover settings: two sessions in one process may differ. -1 takes the process
+// default (the tunable of the same name, read when the session opens).
+struct SessionTuning {
+  std::int64_t call_deadline_ms = -1;    // failover_call_deadline_ms
+  std::int64_t connect_timeout_ms = -1;  // failover_connect_timeout_ms
+  std::int64_t suspect_after_ms = -1;    // failover_suspect_after_ms
+  std::int64_t probe_interval_us = -1;   // failover_probe_interval_us
+  std::int64_t warm_standby = -1;        // failover_warm_standby (0/1)
+  std::int64_t skip_lookup = -1;         // failover_skip_lookup (0/1)
+  std::int64_t partner_wait_ms = -1;     // failover_partner_wait_ms
+};
+
 struct SessionOptions {
   std::string name;
   std::vector<UdpEndpoint> lookup;  // every responder is asked at once
@@ -42,6 +54,7 @@ struct SessionOptions {
   // proves it serves the name at its epoch. Without one the hello is trusted (not recommended:
   // anyone who can answer a lookup can then redirect this session).
   std::optional<PublicKey> server_key;
+  SessionTuning tuning;
 };
 
 // Timings of the last failover, for benchmarks and logs.

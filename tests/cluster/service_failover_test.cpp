@@ -663,3 +663,41 @@ TEST(SessionFailoverNetns, ActiveCutOffUnderLoad_PassiveTakesOverNoError_OldActi
 
 }  // namespace
 }  // namespace viaduct::cluster
+
+namespace viaduct::cluster {
+namespace {
+
+// Per-instance settings (issue 9, Structure): two sessions in one process, one with a short call
+// deadline and one with a long one, each keeps its own; the process-wide tunable is untouched.
+TEST(SessionOptions, TwoSessionsWithDifferentDeadlines_EachKeepsItsOwn) {
+  // Responders nobody listens on: every call ends with the clear error at its deadline.
+  std::vector<failover::UdpEndpoint> nobody{failover::UdpEndpoint::from("127.0.0.1", 9).value()};
+  failover::SessionOptions short_opts{"NOBODY", nobody, 4};
+  short_opts.tuning.call_deadline_ms = 300;
+  failover::SessionOptions long_opts{"NOBODY", nobody, 4};
+  long_opts.tuning.call_deadline_ms = 2500;
+  auto short_session = failover::Session::open(short_opts);
+  auto long_session = failover::Session::open(long_opts);
+  ASSERT_TRUE(short_session.is_ok() && long_session.is_ok());
+  std::uint64_t value = 1;
+  std::byte out[8];
+  auto t0 = Clock::now();
+  auto r1 = short_session.value()->call(std::as_bytes(std::span(&value, 1)), out);
+  auto short_took = Clock::now() - t0;
+  t0 = Clock::now();
+  auto r2 = long_session.value()->call(std::as_bytes(std::span(&value, 1)), out);
+  auto long_took = Clock::now() - t0;
+  ASSERT_FALSE(r1.is_ok());
+  ASSERT_FALSE(r2.is_ok());
+  EXPECT_NE(r1.status().message().find("within 300 ms"), std::string::npos)
+      << r1.status().to_string();
+  EXPECT_NE(r2.status().message().find("within 2500 ms"), std::string::npos)
+      << r2.status().to_string();
+  EXPECT_LT(short_took, std::chrono::milliseconds(2000));
+  EXPECT_GE(long_took, std::chrono::milliseconds(2000));
+  EXPECT_EQ(failover::tunables::failover_call_deadline_ms.get(),
+            failover::tunables::failover_call_deadline_ms.default_value());
+}
+
+}  // namespace
+}  // namespace viaduct::cluster
