@@ -30,8 +30,9 @@ stress-ng --cpu "$HOG" --timeout "$((SECONDS_RUN + 30))s" >/dev/null 2>&1 &
 "$V" bench failover --mode none --seconds "$SECONDS_RUN" --base-port 33200 \
   --json "$work/loaded.json" >"$work/loaded.log" 2>&1
 loaded_rc=$?
-idle_false=$(cat "$work/a.log" "$work/b.log" | grep -c "took-over" || true)
-loaded_false=$(grep -c '"false_takeover": true' "$work/loaded.json" 2>/dev/null || echo 1)
+idle_false=$(cat "$work/a.log" "$work/b.log" | grep -c "took-over")
+loaded_false=1
+[ -f "$work/loaded.json" ] && loaded_false=$(grep -c '"false_takeover": true' "$work/loaded.json")
 load_line=$(grep -m1 -i "false takeover" "$work/loaded.log")
 echo "busy-host: hog $HOG cpus, $SECONDS_RUN s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  idle pair: took-over lines $idle_false; roles: $(grep -h -E 'took-over|stepped-down|takeover-refused|serving-alone' "$work/a.log" "$work/b.log" | head -3 | tr '\n' ';')"

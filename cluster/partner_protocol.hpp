@@ -1,16 +1,5 @@
-// What servers and clients say to each other above the channel, for roles and epochs.
-//
-// Connection hello (the channel's hello application bytes, at most 40):
-//   kind u8 ('C' client, 'P' partner, 'W' a client's warm standby) | epoch u64 LE | name (1..31)
-// A client's epoch is the newest it has seen for the name (0: none); a server refuses a client
-// whose epoch is newer than its own: it has been replaced. A server's accept reply carries its own
-// hello with kind 'A' (active) or 'S' (standby, i.e. passive).
-//
-// A client's epoch is a hint only: a server never adopts an epoch from a client (epochs come
-// only from authenticated members: cluster/partner_ping.hpp and replica frames on an
-// authenticated member connection, cluster/member_auth.hpp).
-// The hello has no version byte: 40 bytes is all the connection private data leaves, and a name
-// of 31 bytes fills it. Partners' liveness pings are UDP datagrams (cluster/partner_ping.hpp).
+// What partners say to each other above the channel (replication). The hello and the
+// application statuses that clients see too are in failover/service_hello.hpp.
 #pragma once
 
 #include <cstddef>
@@ -19,27 +8,24 @@
 #include <string>
 #include <vector>
 
+#include "failover/service_hello.hpp"
 #include "transport/status.hpp"
 
 namespace viaduct::cluster {
 
-enum class HelloKind : std::uint8_t {
-  kClient = 'C',
-  kPartner = 'P',
-  kActive = 'A',   // accept reply from the active
-  kStandby = 'S',  // accept reply from a passive
-  kWarm = 'W',     // a client's warm standby connection to the passive (served once it takes over)
-};
+using failover::decode_hello_app;
+using failover::encode_hello_app;
+using failover::Hello;
+using failover::HelloKind;
+using failover::kAppStatusBadRequest;
+using failover::kAppStatusNotActive;
+using failover::kAppStatusStaleEpoch;
+using failover::kMaxServiceNameBytes;
+using failover::kRejectNotActive;
+using failover::kRejectStaleEpoch;
+using failover::kRejectWrongName;
 
-struct Hello {
-  HelloKind kind = HelloKind::kClient;
-  std::uint64_t epoch = 0;
-  std::string name;
-};
-inline constexpr std::size_t kMaxServiceNameBytes = 31;
 
-std::vector<std::byte> encode_hello_app(const Hello& hello);
-Result<Hello> decode_hello_app(std::span<const std::byte> bytes);
 
 // Replication (a channel request from the active to its passive partner, on a partner channel):
 //   magic u32 'VDRP' | version u8 (1) | kind u8 (1 apply, 2 snapshot) | pad u8[2] | epoch u64 LE
@@ -72,10 +58,6 @@ inline bool is_replica(std::span<const std::byte> bytes) {
          bytes[2] == std::byte{'R'} && bytes[3] == std::byte{'P'};
 }
 
-// Reject reasons a client may see (the reject private data), so it can tell "look again" from
-// "wrong server".
-inline constexpr char kRejectNotActive[] = "not-active";
-inline constexpr char kRejectWrongName[] = "wrong-name";
-inline constexpr char kRejectStaleEpoch[] = "stale-epoch";
+
 
 }  // namespace viaduct::cluster

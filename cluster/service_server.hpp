@@ -45,14 +45,7 @@ extern Tunable partner_realtime_priority;
 extern Tunable partner_unclean_takeover;
 }  // namespace tunables
 
-// A request refused because this instance is not (or no longer) the active one: the client
-// should look up the name again.
-inline constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
-// A request without the 16-byte (client id, sequence) header.
-inline constexpr std::uint32_t kAppStatusBadRequest = 0xFFFF0002u;
-// A replica refused by a partner holding a newer epoch (its epoch follows, u64 LE): the sender
-// has been replaced and must step down without answering.
-inline constexpr std::uint32_t kAppStatusStaleEpoch = 0xFFFF0003u;
+// kAppStatusNotActive, kAppStatusBadRequest, kAppStatusStaleEpoch: failover/service_hello.hpp.
 
 // The application's side of a service. Runs on the serving thread; must not block it long (the
 // peers' keep-alive budget). Fills `response`, returns the application's status code.

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "failover/request_header.hpp"
+#include "failover/service_hello.hpp"
 #include "transport/polite_spin.hpp"
 
 namespace viaduct::failover {
@@ -43,26 +44,18 @@ double ms_between(std::int64_t a, std::int64_t b) {
   return static_cast<double>(b - a) / 1e6;
 }
 
-// Mirrors cluster/partner_protocol.hpp's hello (failover must not include cluster/): kind u8,
-// epoch u64 LE, name. 'C' = client; the server answers 'A' when active.
 std::vector<std::byte> client_hello(std::uint64_t epoch, const std::string& name) {
-  std::vector<std::byte> out(9 + name.size());
-  out[0] = static_cast<std::byte>('C');
-  transport::store_le<std::uint64_t>(out.data() + 1, epoch);
-  std::memcpy(out.data() + 9, name.data(), name.size());
-  return out;
+  return encode_hello_app({HelloKind::kClient, epoch, name});
 }
 
+// The accept reply's hello: a claim (active, name, epoch) that the proof then checks.
 bool verify_server_hello(std::span<const std::byte> app, const std::string& name,
                          std::uint64_t min_epoch, std::uint64_t* epoch) {
-  if (app.size() != 9 + name.size() || app[0] != static_cast<std::byte>('A')) return false;
-  if (std::memcmp(app.data() + 9, name.data(), name.size()) != 0) return false;
-  *epoch = transport::load_le<std::uint64_t>(app.data() + 1);
+  auto hello = decode_hello_app(app);
+  if (!hello || hello->kind != HelloKind::kActive || hello->name != name) return false;
+  *epoch = hello->epoch;
   return *epoch >= min_epoch;
 }
-
-// Mirrors cluster::kAppStatusNotActive: the server we reached is no longer the active one.
-constexpr std::uint32_t kAppStatusNotActive = 0xFFFF0001u;
 
 }  // namespace
 
@@ -158,16 +151,15 @@ void Session::standby_loop() {
     if (address) {
       auto d = transport::Domain::open(address.value());
       if (d) {
-        std::vector<std::byte> hello = client_hello(epoch, options_.name);
-        hello[0] = static_cast<std::byte>('W');
+        std::vector<std::byte> hello = encode_hello_app({HelloKind::kWarm, epoch, options_.name});
         transport::ChannelOptions copts;
         copts.hello_app = hello;
         auto c = transport::Channel::connect(
             *d.value(), address.value(), copts,
             static_cast<int>(options_.tuning.connect_timeout_ms));
         // The passive accepts a standby with its own hello ('S', same name).
-        if (c && c.value()->peer_hello_app().size() == 9 + options_.name.size() &&
-            c.value()->peer_hello_app()[0] == static_cast<std::byte>('S')) {
+        auto reply = c ? decode_hello_app(c.value()->peer_hello_app()) : Result<Hello>(c.status());
+        if (reply && reply->kind == HelloKind::kStandby && reply->name == options_.name) {
           domain = std::move(d.value());
           channel = std::move(c.value());
         }
