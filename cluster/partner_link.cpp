@@ -13,6 +13,16 @@
 
 namespace viaduct::cluster {
 
+PiMutex::PiMutex() {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+  pthread_mutex_init(&mutex_, &attr);
+  pthread_mutexattr_destroy(&attr);
+}
+
+PiMutex::~PiMutex() { pthread_mutex_destroy(&mutex_); }
+
 Result<std::unique_ptr<PartnerLink>> PartnerLink::start(PartnerLinkConfig config) {
   if (config.key == nullptr) return Status(Code::kInvalidArgument, "partner link: no cluster key");
   auto sock = failover::UdpSocket::bind(config.local);

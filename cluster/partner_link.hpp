@@ -17,6 +17,8 @@
 // given up on it and served alone meanwhile).
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -60,6 +62,23 @@ struct PartnerLinkStats {
   std::uint64_t rejected = 0;  // malformed, bad MAC, wrong name, or no ping of ours to answer
 };
 
+// A mutex with priority inheritance: the link thread runs at real-time priority and shares state
+// with the serving loop, which does not. With a plain mutex, a serving loop preempted by a CPU hog
+// while holding it blocks the link thread for as long (priority inversion: false takeovers on a
+// busy host). With inheritance, the holder runs at the waiter's priority until it lets go.
+class PiMutex {
+ public:
+  PiMutex();
+  ~PiMutex();
+  PiMutex(const PiMutex&) = delete;
+  PiMutex& operator=(const PiMutex&) = delete;
+  void lock() { pthread_mutex_lock(&mutex_); }
+  void unlock() { pthread_mutex_unlock(&mutex_); }
+
+ private:
+  pthread_mutex_t mutex_;
+};
+
 class PartnerLink {
  public:
   static Result<std::unique_ptr<PartnerLink>> start(PartnerLinkConfig config);
@@ -93,7 +112,7 @@ class PartnerLink {
   std::atomic<bool> realtime_{false};
   std::atomic<bool> stop_{false};
 
-  mutable std::mutex mutex_;  // guards everything below
+  mutable PiMutex mutex_;  // guards everything below
   PartnerView view_;
   PartnerLinkStats stats_;
   bool own_active_ = false;
