@@ -9,7 +9,7 @@ namespace {
 
 std::vector<std::byte> bytes(std::string_view s) {
   std::vector<std::byte> v(s.size());
-  std::memcpy(v.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());  // memcpy(nullptr, ..., 0) is UB
   return v;
 }
 

@@ -9,7 +9,8 @@
 # the guest's tmpfs overlay; the host's build dir is untouched.
 # Exit status: non-zero if either run failed.
 build=${1:-build}
-per_run_timeout=${VIADUCT_RXE_TEST_TIMEOUT_S:-220}
+# The dummy run carries the channel and failover suites (about 60 tests); the pair run is short.
+per_run_timeout=${VIADUCT_RXE_TEST_TIMEOUT_S:-360}
 here=$(cd "$(dirname "$0")" && pwd)
 rc=0
 # TCG emulation runs the guest many times slower than hardware and pauses it for up to ~30 ms
