@@ -232,7 +232,11 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
 }
 
 ServiceServer::~ServiceServer() {
-  stop_connector_ = true;
+  {
+    std::lock_guard lock(connector_mutex_);
+    stop_connector_ = true;
+  }
+  connector_wake_.notify_one();
   if (connector_.joinable()) connector_.join();
   link_.reset();  // joins the link thread, which may still call wake()
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -260,9 +264,16 @@ void ServiceServer::announce() {
 }
 
 void ServiceServer::connector_loop() {
+  std::unique_lock lock(connector_mutex_);
   while (!stop_connector_.load(std::memory_order_relaxed)) {
-    if (want_replica_.exchange(false, std::memory_order_acq_rel)) connect_replica();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    connector_wake_.wait(lock, [this] {
+      return stop_connector_.load(std::memory_order_relaxed) ||
+             want_replica_.load(std::memory_order_acquire);
+    });
+    if (!want_replica_.exchange(false, std::memory_order_acq_rel)) continue;
+    lock.unlock();
+    connect_replica();
+    lock.lock();
   }
 }
 
@@ -657,7 +668,11 @@ void ServiceServer::tend_replica(std::int64_t now) {
   if (!wanted) return;
   if (!replica_handoff_ready_.load(std::memory_order_acquire)) {
     if (now >= next_replica_attempt_ns_) {
-      want_replica_.store(true, std::memory_order_release);  // the connector connects it
+      {
+        std::lock_guard lock(connector_mutex_);
+        want_replica_.store(true, std::memory_order_release);  // the connector connects it
+      }
+      connector_wake_.notify_one();
       next_replica_attempt_ns_ = now + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
     }
     return;

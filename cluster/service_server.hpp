@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -218,6 +219,8 @@ class ServiceServer {
   std::unique_ptr<transport::Channel> replica_handoff_;
   std::atomic<bool> replica_handoff_ready_{false};
   std::atomic<bool> want_replica_{false};
+  std::mutex connector_mutex_;  // with connector_wake_: the connector sleeps until asked
+  std::condition_variable connector_wake_;
 
   std::atomic<std::uint64_t> own_epoch_{0};  // for the connector's hello
   std::atomic<bool> stop_connector_{false};

@@ -432,7 +432,12 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
   std::unique_ptr<transport::Channel> standby = take_standby(uri);
   // Meanwhile the lookup responders are asked too: if the partner does not take over (our
   // server is alive and only our connection broke, say), their answer says where to go.
-  (void)lookup_probe();
+  // Answers still waiting from before the failure (the hang probe's, naming the server that just
+  // died) would send us there first: drop them, only answers to this failover's probes count.
+  if (lookup_probe() != nullptr) {
+    for (int i = 0; i < 64 && probe_->receive(options_.name); ++i) {
+    }
+  }
   std::int64_t next_probe = 0;
   while (steady_now_ns() < give_up) {
     std::uint64_t epoch = 0;
