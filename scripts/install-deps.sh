@@ -9,6 +9,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
   libsodium-dev                                          # member HMACs, Ed25519 server proofs
   stress-ng                                              # CPU hog beside fault and failover runs
+  clang-14 libclang-rt-14-dev                            # libFuzzer targets (scripts/fuzz.sh)
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks
   freetds-bin                                            # tsql: an independent MC-SQLR client
   perftest qemu-system-x86 busybox-static cpio kmod iproute2  # Soft-RoCE guest (tests/rxe); netns cut trials

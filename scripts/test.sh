@@ -1,24 +1,54 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds, runs every CTest suite on this host
-# (unit, ofi, and rdma — which says "skipped: no RDMA device" where there is none), then the
-# same rdma suite for real inside the Soft-RoCE guest (tests/rxe). Ends with one summary line;
-# exit status non-zero on any failure.
+# (unit, ofi, lookup, failover, faults, and rdma — which says "skipped: no RDMA device" where
+# there is none), then the same rdma suite for real inside the Soft-RoCE guest (tests/rxe), then
+# the hardening stages: a CPU hog beside an idle and a loaded pair (no false takeover), the
+# randomised fault run beside the hog, ASan+UBSan, and a short run of every fuzz target.
+# Ends with one summary line; exit status non-zero on any failure.
+#   VIADUCT_TEST_QUICK=1 skips the hardening stages (they take most of the time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh || exit 1
 scripts/build.sh || exit 1
 BUILD=${VIADUCT_BUILD_DIR:-build}
 LOGS=$(mktemp -d)
+stage_passed=0
+stage_failed=0
+# A stage that is not a ctest run counts as one test: passed when its command exits 0.
+stage() {  # name command...
+  local name=$1
+  shift
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@" 2>&1 | tee "$LOGS/stage.log" | tail -25; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    stage_passed=$((stage_passed + 1))
+    echo "stage $name: passed in $((SECONDS - start)) s"
+  else
+    stage_failed=$((stage_failed + 1))
+    echo "stage $name: FAILED in $((SECONDS - start)) s"
+  fi
+}
 
-echo "=== host: ctest (labels unit, ofi, rdma)"
-# Label faults (`viaduct bench faults` smoke test) is run by hand for now: ctest -L faults.
-(cd "$BUILD" && timeout 1800 ctest --output-on-failure --timeout 300 -j2 -LE faults) 2>&1 | tee "$LOGS/host.log"
+echo "=== host: ctest (labels unit, ofi, lookup, failover, faults, rdma)"
+(cd "$BUILD" && timeout 1800 ctest --output-on-failure --timeout 300 -j2) 2>&1 | tee "$LOGS/host.log"
 host_rc=${PIPESTATUS[0]}
 
 echo "=== Soft-RoCE guest: ctest -L rdma on rdma_rxe, once per topology (dummy, pair)"
 timeout 600 tests/rxe/rxevm.sh -t 520 -- sh tests/rxe/run-verbs-tests.sh "$BUILD" 2>&1 |
   tee "$LOGS/guest.log"
 guest_rc=${PIPESTATUS[0]}
+
+if [ "${VIADUCT_TEST_QUICK:-0}" != 1 ]; then
+  # A busy host: stress-ng --cpu 4 beside an idle pair and a loaded pair; any takeover is false.
+  stage busy-host timeout 300 bench/busy_host.sh --seconds 60 --build "$BUILD"
+  # Nothing acknowledged is lost: kills and freezes of either side, restarts, under load, with
+  # the hog beside it (the run without the hog is the ctest label faults).
+  stage fault-run-hog timeout 400 "$BUILD/tools/viaduct" bench faults --seed 1 --faults 30 \
+    --kinds kill,freeze --restart-percent 100 --hog 4 --base-port 35000 --max-seconds 300
+  stage asan-ubsan env VIADUCT_SANITIZE_EXCLUDE='HundredThousandSmallRequests|Transfer64MiB' \
+    timeout 1800 scripts/sanitize.sh address
+  stage fuzz timeout 900 scripts/fuzz.sh --seconds 10
+fi
 
 # ctest: "N% tests passed, F tests failed out of T"; skipped ones are listed as "(Skipped)".
 # The guest runs ctest once per topology: its counts are summed.
@@ -35,12 +65,13 @@ host_passed=$((host_total - host_failed - host_skipped))
 guest_passed=$((guest_total - guest_failed - guest_skipped))
 echo "host: $host_passed passed, $host_failed failed, $host_skipped skipped (rdma tests skip: no RDMA device on the host)"
 echo "guest (Soft-RoCE, ctest -L rdma): $guest_passed passed, $guest_failed failed, $guest_skipped skipped"
-passed=$((host_passed + guest_passed))
-failed=$((host_failed + guest_failed))
+echo "hardening stages: $stage_passed passed, $stage_failed failed"
+passed=$((host_passed + guest_passed + stage_passed))
+failed=$((host_failed + guest_failed + stage_failed))
 # A run that died before its summary (timeout, crash) counts as a failure.
 [ "$host_rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$guest_rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$guest_total" -gt 0 ] || [ "$failed" -gt 0 ] || failed=1
 echo "tests: $passed passed, $failed failed, $((host_skipped + guest_skipped)) skipped"
 rm -rf "$LOGS"
-[ "$host_rc" -eq 0 ] && [ "$guest_rc" -eq 0 ]
+[ "$host_rc" -eq 0 ] && [ "$guest_rc" -eq 0 ] && [ "$stage_failed" -eq 0 ]
