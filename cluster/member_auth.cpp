@@ -20,8 +20,12 @@ void sodium_or_die() {
   if (sodium_init() < 0) std::abort();  // no entropy source: nothing here can be trusted
 }
 
-const unsigned char* u8(const std::byte* p) { return reinterpret_cast<const unsigned char*>(p); }
-unsigned char* u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
+const unsigned char* u8(const std::byte* p) {
+  return reinterpret_cast<const unsigned char*>(p);
+}
+unsigned char* u8(std::byte* p) {
+  return reinterpret_cast<unsigned char*>(p);
+}
 
 constexpr std::byte kMagic[4] = {std::byte{'V'}, std::byte{'D'}, std::byte{'A'}, std::byte{'U'}};
 constexpr std::uint8_t kHandshakeVersion = 1;
@@ -57,13 +61,13 @@ void put_header(std::byte* out, std::uint8_t step) {
 }  // namespace
 
 Result<ClusterKey> ClusterKey::load(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return Status(Code::kInvalidArgument, "cluster key file " + path + ": " + std::strerror(errno));
   }
   if ((st.st_mode & 077) != 0) {
-    return Status(Code::kInvalidArgument, "cluster key file " + path +
-                                              " is readable by others: chmod 600 it");
+    return Status(Code::kInvalidArgument,
+                  "cluster key file " + path + " is readable by others: chmod 600 it");
   }
   std::ifstream in(path);
   std::stringstream text;
@@ -151,8 +155,7 @@ void ClusterKey::sign_proof(std::string_view name, const failover::ProofNonce& n
   std::memset(answer.data(), 0, 16);
   answer[0] = std::byte{failover::kProofVersion};
   transport::store_le<std::uint64_t>(answer.data() + 8, epoch);
-  crypto_sign_detached(u8(answer.data() + 16), nullptr, u8(message.data()), n,
-                       derived_sk_.data());
+  crypto_sign_detached(u8(answer.data() + 16), nullptr, u8(message.data()), n, derived_sk_.data());
 }
 
 Status authenticate_member_connection(transport::Channel& channel, const ClusterKey& key,

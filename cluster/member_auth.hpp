@@ -45,7 +45,8 @@ class ClusterKey {
   static ClusterKey from_bytes(std::span<const std::byte, kClusterKeyBytes> bytes);
 
   [[nodiscard]] Mac mac(std::span<const std::byte> message) const;
-  [[nodiscard]] bool verify(std::span<const std::byte> message, std::span<const std::byte> mac) const;
+  [[nodiscard]] bool verify(std::span<const std::byte> message,
+                            std::span<const std::byte> mac) const;
   // The Ed25519 key pair of service `name`.
   [[nodiscard]] failover::PublicKey service_public_key(std::string_view name) const;
   // Signs a proof answer (failover/server_proof.hpp) for `name` at `epoch`.

@@ -21,14 +21,16 @@ PiMutex::PiMutex() {
   pthread_mutexattr_destroy(&attr);
 }
 
-PiMutex::~PiMutex() { pthread_mutex_destroy(&mutex_); }
+PiMutex::~PiMutex() {
+  pthread_mutex_destroy(&mutex_);
+}
 
 Result<std::unique_ptr<PartnerLink>> PartnerLink::start(PartnerLinkConfig config) {
   if (config.key == nullptr) return Status(Code::kInvalidArgument, "partner link: no cluster key");
   auto sock = failover::UdpSocket::bind(config.local);
   if (!sock) {
-    return Status(sock.status().code(), "partner link: UDP " + config.local.to_string() + ": " +
-                                            sock.status().message());
+    return Status(sock.status().code(),
+                  "partner link: UDP " + config.local.to_string() + ": " + sock.status().message());
   }
   // Connected: the kernel delivers only the partner's datagrams, and reports its port
   // unreachable (ECONNREFUSED) once its process is gone.
@@ -165,7 +167,7 @@ void PartnerLink::run() {
     realtime_.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0);
   }
   const std::int64_t interval_ns = config_.interval_ms * 1'000'000;
-  const std::int64_t pause_ns = config_.takeover_after_ms * 500'000;     // half the deadline
+  const std::int64_t pause_ns = config_.takeover_after_ms * 500'000;          // half the deadline
   const std::int64_t out_of_sync_ns = config_.takeover_after_ms * 2'000'000;  // twice it
   std::int64_t last = steady_now_ns();
   std::int64_t next_ping = last;

@@ -39,7 +39,7 @@ struct PartnerLinkConfig {
   const ClusterKey* key = nullptr;
   std::int64_t interval_ms = 5;
   std::int64_t takeover_after_ms = 30;
-  int realtime_priority = 10;  // SCHED_FIFO priority; 0: normal scheduling
+  int realtime_priority = 10;     // SCHED_FIFO priority; 0: normal scheduling
   std::function<void()> on_news;  // something the serving loop should act on now (any thread)
 };
 
@@ -50,10 +50,10 @@ struct PartnerView {
   std::uint64_t epoch = 0;
   bool in_sync = false;  // a passive partner holds everything we acknowledged, as of sync_gen
   std::uint64_t sync_gen = 0;
-  bool drop_sync = false;  // an active partner asks us to count ourselves out of sync
-  std::int64_t refused_ns = 0;     // the partner's port was unreachable (its process is gone)
-  std::int64_t pause_end_ns = 0;   // when this process last resumed from a pause
-  std::int64_t pause_ns = 0;       // how long that pause was
+  bool drop_sync = false;         // an active partner asks us to count ourselves out of sync
+  std::int64_t refused_ns = 0;    // the partner's port was unreachable (its process is gone)
+  std::int64_t pause_end_ns = 0;  // when this process last resumed from a pause
+  std::int64_t pause_ns = 0;      // how long that pause was
 };
 
 struct PartnerLinkStats {

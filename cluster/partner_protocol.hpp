@@ -25,8 +25,6 @@ using failover::kRejectNotActive;
 using failover::kRejectStaleEpoch;
 using failover::kRejectWrongName;
 
-
-
 // Replication (a channel request from the active to its passive partner, on a partner channel):
 //   magic u32 'VDRP' | version u8 (1) | kind u8 (1 apply, 2 snapshot) | pad u8[2] | epoch u64 LE
 //   | sync generation u64 LE | client id u64 LE | seq u64 LE | app status u32 LE
@@ -57,7 +55,5 @@ inline bool is_replica(std::span<const std::byte> bytes) {
   return bytes.size() >= 4 && bytes[0] == std::byte{'V'} && bytes[1] == std::byte{'D'} &&
          bytes[2] == std::byte{'R'} && bytes[3] == std::byte{'P'};
 }
-
-
 
 }  // namespace viaduct::cluster

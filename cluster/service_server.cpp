@@ -354,8 +354,8 @@ void ServiceServer::on_member_request(transport::Channel& channel,
   if (fresh) it->second.since_ns = steady_now_ns();
   Member& member = it->second;
   if (!member.handshake.authenticated()) {
-    if (!member.handshake.handle(channel, request.request_id, request.payload,
-                                 *config_.cluster_key, config_.name)) {
+    if (!member.handshake.handle(channel, request.request_id, request.payload, *config_.cluster_key,
+                                 config_.name)) {
       ++stats_.member_auth_failures;
       (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
       doomed_.push_back(&channel);
@@ -441,8 +441,8 @@ void ServiceServer::check_role() {
   }
   last_verdict_ = verdict;
   if (verdict == TakeoverVerdict::kStay) return;
-  std::int64_t last = std::max({v.heard_ns != 0 ? v.heard_ns : started_ns_, passive_since_ns_,
-                                f.pause_end_ns});
+  std::int64_t last =
+      std::max({v.heard_ns != 0 ? v.heard_ns : started_ns_, passive_since_ns_, f.pause_end_ns});
   takeover_reason_ = verdict == TakeoverVerdict::kPartnerCrashed
                          ? "partner-refused"
                          : "partner-silent-ms " + std::to_string((now - last) / 1'000'000);
@@ -538,9 +538,9 @@ void ServiceServer::answer_or_hold(transport::Channel& channel, std::uint64_t re
     (void)channel.respond(request_id, response_, status);
     return;
   }
-  encode_replica({ReplicaKind::kApply, role_.epoch, sync_gen_, client_id, seq, status, request,
-                  response_},
-                 replica_buf_);
+  encode_replica(
+      {ReplicaKind::kApply, role_.epoch, sync_gen_, client_id, seq, status, request, response_},
+      replica_buf_);
   // Never busy-waits: a full replica channel (the passive is slow) holds the answer, and the
   // stream is treated as broken (tend_replica decides, off this path).
   Status sent = replica_->call_async(replica_buf_, on_replica_ack, this);
@@ -635,8 +635,8 @@ void ServiceServer::tend_replica(std::int64_t now) {
     bool overdue =
         held_count_ > 0 && now - std::max(held_[held_head_].sent_ns, resumed_ns_) > deadline_ns;
     // The passive says it fell out of sync with our current stream (it was paused, or lost it).
-    bool passive_lost_sync = partner_synced_ && v.heard_ns > synced_at_ns_ &&
-                             (!v.in_sync || v.sync_gen < sync_gen_);
+    bool passive_lost_sync =
+        partner_synced_ && v.heard_ns > synced_at_ns_ && (!v.in_sync || v.sync_gen < sync_gen_);
     if (!stream_open || overdue || passive_lost_sync || !wanted) {
       if (drop_requested_ns_ == 0) {
         drop_requested_ns_ = now;
@@ -654,9 +654,9 @@ void ServiceServer::tend_replica(std::int64_t now) {
       f.may_be_replaced = may_be_replaced_;
       f.takeover_after_ns = deadline_ns;
       // Never synced on this stream (snapshot not applied yet) and nothing held: nothing at risk.
-      AloneVerdict verdict =
-          !partner_synced_ && held_count_ == 0 && !may_be_replaced_ ? AloneVerdict::kPartnerOutOfSync
-                                                                     : may_serve_alone(f);
+      AloneVerdict verdict = !partner_synced_ && held_count_ == 0 && !may_be_replaced_
+                                 ? AloneVerdict::kPartnerOutOfSync
+                                 : may_serve_alone(f);
       if (!link_) verdict = AloneVerdict::kPartnerGone;
       if (verdict != AloneVerdict::kHold) drop_replica(verdict);
     } else if (drop_requested_ns_ != 0) {

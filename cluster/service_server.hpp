@@ -2,10 +2,10 @@
 // over when the active partner falls silent, steps down when it learns of a newer epoch, and
 // answers name lookups (MC-SQLR over UDP) only while active.
 //
-// Trust: the partners prove to each other that they hold the cluster secret (cluster/member_auth.hpp)
-// on every connection and in every ping; clients can ask the active to prove, with the service's
-// key, that it serves the name (failover/server_proof.hpp). Nothing a client sends changes the role
-// or the epoch.
+// Trust: the partners prove to each other that they hold the cluster secret
+// (cluster/member_auth.hpp) on every connection and in every ping; clients can ask the active to
+// prove, with the service's key, that it serves the name (failover/server_proof.hpp). Nothing a
+// client sends changes the role or the epoch.
 //
 // Threads: the serving loop (run / run_once) owns the listener, every accepted channel, the
 // lookup responder and the role. The partner link (cluster/partner_link.hpp) pings the partner on
@@ -178,7 +178,7 @@ class ServiceServer {
   // Active: generation of the current replication stream, and whether its snapshot was applied.
   std::uint64_t sync_gen_ = 0;
   bool partner_synced_ = false;
-  std::int64_t synced_at_ns_ = 0;  // when the current stream started
+  std::int64_t synced_at_ns_ = 0;       // when the current stream started
   std::int64_t drop_requested_ns_ = 0;  // asked the passive to count itself out of sync
   bool may_be_replaced_ = false;        // paused with an in-sync passive; not heard since
   std::int64_t pause_seen_ns_ = 0;      // the last own pause acted upon

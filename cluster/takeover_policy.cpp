@@ -59,8 +59,7 @@ AloneVerdict may_serve_alone(const ActiveFacts& f) {
   }
   // Silent since its last answer (or, never heard, since we asked it to drop), counted from our own
   // last pause.
-  std::int64_t last =
-      std::max(f.heard_ns != 0 ? f.heard_ns : f.drop_requested_ns, f.pause_end_ns);
+  std::int64_t last = std::max(f.heard_ns != 0 ? f.heard_ns : f.drop_requested_ns, f.pause_end_ns);
   if (last != 0 && f.now_ns - last >= 4 * f.takeover_after_ns) return AloneVerdict::kPartnerSilent;
   return AloneVerdict::kHold;
 }

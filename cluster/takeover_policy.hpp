@@ -19,13 +19,13 @@ namespace viaduct::cluster {
 struct PassiveFacts {
   std::int64_t now_ns = 0;
   std::int64_t started_ns = 0;
-  std::int64_t heard_ns = 0;       // the partner's last authenticated pong
-  bool partner_active = false;     // in that pong
-  std::int64_t refused_ns = 0;     // the partner's port refused us (its process is gone)
-  std::int64_t pause_end_ns = 0;   // we ourselves were paused until then
+  std::int64_t heard_ns = 0;      // the partner's last authenticated pong
+  bool partner_active = false;    // in that pong
+  std::int64_t refused_ns = 0;    // the partner's port refused us (its process is gone)
+  std::int64_t pause_end_ns = 0;  // we ourselves were paused until then
   std::int64_t passive_since_ns = 0;
-  bool in_sync = false;            // we hold everything the active acknowledged
-  bool unclean_allowed = false;    // an operator accepts losing what we may lack
+  bool in_sync = false;          // we hold everything the active acknowledged
+  bool unclean_allowed = false;  // an operator accepts losing what we may lack
   std::int64_t takeover_after_ns = 0;
   std::int64_t startup_grace_ns = 0;
 };
@@ -42,9 +42,9 @@ TakeoverVerdict decide_takeover(const PassiveFacts& f);
 struct ActiveFacts {
   std::int64_t now_ns = 0;
   std::int64_t heard_ns = 0;
-  bool partner_in_sync = false;      // in that pong
+  bool partner_in_sync = false;  // in that pong
   std::uint64_t partner_sync_gen = 0;
-  std::uint64_t sync_gen = 0;        // our current replication generation
+  std::uint64_t sync_gen = 0;  // our current replication generation
   std::int64_t refused_ns = 0;
   std::int64_t pause_end_ns = 0;
   std::int64_t drop_requested_ns = 0;  // when we asked the passive to count itself out of sync
@@ -53,10 +53,10 @@ struct ActiveFacts {
 };
 
 enum class AloneVerdict : std::uint8_t {
-  kHold,               // keep waiting for the passive
-  kPartnerGone,        // its process is gone: a restarted one is out of sync
-  kPartnerOutOfSync,   // it said so, after we asked
-  kPartnerSilent,      // silent for four takeover deadlines
+  kHold,              // keep waiting for the passive
+  kPartnerGone,       // its process is gone: a restarted one is out of sync
+  kPartnerOutOfSync,  // it said so, after we asked
+  kPartnerSilent,     // silent for four takeover deadlines
 };
 std::string_view alone_verdict_name(AloneVerdict v);
 AloneVerdict may_serve_alone(const ActiveFacts& f);

@@ -78,8 +78,8 @@ Result<std::uint64_t> verify_proof(std::span<const std::byte> answer, const Publ
   if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(answer.data() + 16),
                                   reinterpret_cast<const unsigned char*>(message.data()), n,
                                   reinterpret_cast<const unsigned char*>(key.data())) != 0) {
-    return Status(Code::kUnauthenticated, "server proof: bad signature (not a server of '" +
-                                       std::string(name) + "')");
+    return Status(Code::kUnauthenticated,
+                  "server proof: bad signature (not a server of '" + std::string(name) + "')");
   }
   return epoch;
 }

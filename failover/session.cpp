@@ -154,9 +154,8 @@ void Session::standby_loop() {
         std::vector<std::byte> hello = encode_hello_app({HelloKind::kWarm, epoch, options_.name});
         transport::ChannelOptions copts;
         copts.hello_app = hello;
-        auto c = transport::Channel::connect(
-            *d.value(), address.value(), copts,
-            static_cast<int>(options_.tuning.connect_timeout_ms));
+        auto c = transport::Channel::connect(*d.value(), address.value(), copts,
+                                             static_cast<int>(options_.tuning.connect_timeout_ms));
         // The passive accepts a standby with its own hello ('S', same name).
         auto reply = c ? decode_hello_app(c.value()->peer_hello_app()) : Result<Hello>(c.status());
         if (reply && reply->kind == HelloKind::kStandby && reply->name == options_.name) {
@@ -317,9 +316,9 @@ void Session::expire(std::int64_t now) {
   for (auto& slot : inflight_) {
     if (slot.active && now > slot.deadline_ns) {
       transport::Response r;
-      r.status = Status(Code::kTimeout,
-                        "no server answers for '" + options_.name + "' within " +
-                            std::to_string(options_.tuning.call_deadline_ms) + " ms");
+      r.status =
+          Status(Code::kTimeout, "no server answers for '" + options_.name + "' within " +
+                                     std::to_string(options_.tuning.call_deadline_ms) + " ms");
       finish(slot, r);
     }
   }
@@ -337,8 +336,8 @@ Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
   transport::ChannelOptions copts;
   copts.hello_app = hello;
   std::int64_t c0 = steady_now_ns();
-  auto ch = transport::Channel::connect(
-      *domain_, address, copts, static_cast<int>(options_.tuning.connect_timeout_ms));
+  auto ch = transport::Channel::connect(*domain_, address, copts,
+                                        static_cast<int>(options_.tuning.connect_timeout_ms));
   timings.connect_ms += ms_between(c0, steady_now_ns());
   if (!ch) return ch.status();
   if (!verify_server_hello(ch.value()->peer_hello_app(), options_.name, min_epoch, epoch)) {
@@ -346,12 +345,12 @@ Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
   }
   if (options_.server_key) {
     // The hello is a claim; the proof is the server's signature over our nonce, name and epoch.
-    auto proven = ask_epoch(*ch.value(), steady_now_ns() +
-                                             options_.tuning.connect_timeout_ms * 1'000'000);
+    auto proven =
+        ask_epoch(*ch.value(), steady_now_ns() + options_.tuning.connect_timeout_ms * 1'000'000);
     if (!proven || proven.value() < min_epoch || proven.value() == 0) {
-      return Status(Code::kUnauthenticated,
-                    "server at " + address.to_string() + " could not prove it serves '" +
-                        options_.name + "'");
+      return Status(Code::kUnauthenticated, "server at " + address.to_string() +
+                                                " could not prove it serves '" + options_.name +
+                                                "'");
     }
     *epoch = proven.value();
   }
@@ -426,8 +425,7 @@ bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
   const std::string uri = partner_uri_;
   auto address = transport::Address::parse(uri);
   if (!address) return false;
-  std::int64_t give_up =
-      std::min(deadline, t0 + options_.tuning.partner_wait_ms * 1'000'000);
+  std::int64_t give_up = std::min(deadline, t0 + options_.tuning.partner_wait_ms * 1'000'000);
   std::int64_t retry_ns = tunables::lookup_retry_interval_us.get() * 1000;
   std::unique_ptr<transport::Channel> standby = take_standby(uri);
   // Meanwhile the lookup responders are asked too: if the partner does not take over (our
@@ -536,9 +534,8 @@ void Session::fail_over() {
         // The lookup names the partner we already stand by at, with a newer epoch: it may have
         // taken over. A UDP answer is only a hint: the partner itself must say (prove, with a
         // pinned key) that it is active, at which epoch, before we adopt either.
-        auto proven = ask_epoch(*standby, steady_now_ns() +
-                                              options_.tuning.connect_timeout_ms *
-                                                  1'000'000);
+        auto proven =
+            ask_epoch(*standby, steady_now_ns() + options_.tuning.connect_timeout_ms * 1'000'000);
         if (proven && proven.value() > epoch_seen_) {
           timings.used_standby = true;
           cache_.put(rec);

@@ -214,7 +214,9 @@ class CounterService final : public viaduct::cluster::ServiceHandler {
 };
 
 std::atomic<bool> g_promote{false};
-void on_promote(int) { g_promote.store(true); }
+void on_promote(int) {
+  g_promote.store(true);
+}
 
 int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service,
               const std::string& key_file) {
@@ -227,7 +229,8 @@ int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service
   }
   // Keep the partner link's code and stack in memory: a page fault on a busy host is exactly the
   // delay real-time priority is there to avoid (corosync does the same).
-  if (viaduct::cluster::tunables::partner_realtime_priority.get() > 0 && !config.partner_uri.empty())
+  if (viaduct::cluster::tunables::partner_realtime_priority.get() > 0 &&
+      !config.partner_uri.empty())
     (void)mlockall(MCL_CURRENT | MCL_FUTURE);
   EchoService echo;
   CounterService counter;

@@ -7,7 +7,9 @@
 namespace viaduct::cluster {
 namespace {
 
-std::vector<std::byte> bytes_of(std::size_t n) { return std::vector<std::byte>(n, std::byte{1}); }
+std::vector<std::byte> bytes_of(std::size_t n) {
+  return std::vector<std::byte>(n, std::byte{1});
+}
 
 TEST(ReplyCache, FindsWhatWasStored_PerClientEntriesBounded) {
   ReplyCache cache({.entries_per_client = 4});
@@ -22,7 +24,9 @@ TEST(ReplyCache, FindsWhatWasStored_PerClientEntriesBounded) {
 // connections that takes many connections; even then the least recently active go first, and the
 // total stays within its bounds in entries and bytes.
 TEST(ReplyCache, SprayOfClients_BoundedInClientsAndBytes_ActiveClientKept) {
-  ReplyCache cache({.entries_per_client = 16, .bytes_per_client = 4096, .total_bytes = 1 << 20,
+  ReplyCache cache({.entries_per_client = 16,
+                    .bytes_per_client = 4096,
+                    .total_bytes = 1 << 20,
                     .max_clients = 64});
   cache.store(1, 1, 0, bytes_of(100));  // the real client
   for (std::uint64_t id = 1000; id < 5000; ++id) {

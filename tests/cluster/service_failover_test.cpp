@@ -75,14 +75,14 @@ struct Pair {
     a_lookup = static_cast<std::uint16_t>(base + 2);
     b_lookup = static_cast<std::uint16_t>(base + 3);
     std::vector<std::string> a_args{
-        VIADUCT_TOOL, "serve",  "--name",   "ORDERS",
-        "--role",     "active", "--listen", a_uri,
-        "--partner",  b_uri,    "--lookup", a_host + ":" + std::to_string(a_lookup),
+        VIADUCT_TOOL, "serve",  "--name",        "ORDERS",
+        "--role",     "active", "--listen",      a_uri,
+        "--partner",  b_uri,    "--lookup",      a_host + ":" + std::to_string(a_lookup),
         "--service",  service,  "--cluster-key", bench::scratch_key_file()};
     std::vector<std::string> b_args{
-        VIADUCT_TOOL, "serve",   "--name",   "ORDERS",
-        "--role",     "passive", "--listen", b_uri,
-        "--partner",  a_uri,     "--lookup", b_host + ":" + std::to_string(b_lookup),
+        VIADUCT_TOOL, "serve",   "--name",        "ORDERS",
+        "--role",     "passive", "--listen",      b_uri,
+        "--partner",  a_uri,     "--lookup",      b_host + ":" + std::to_string(b_lookup),
         "--service",  service,   "--cluster-key", bench::scratch_key_file()};
     a_argv.insert(a_argv.end(), a_args.begin(), a_args.end());
     b_argv.insert(b_argv.end(), b_args.begin(), b_args.end());
@@ -263,7 +263,13 @@ TEST_P(ServiceFailover, FakePartnerWithoutKey_CutOff_NoStateChange_NoCrash) {
     // A forged snapshot setting the counter to 3,736,928,565, at a huge epoch.
     std::uint64_t forged_total = 3'736'928'565ull;
     std::vector<std::byte> frame;
-    encode_replica({ReplicaKind::kSnapshot, UINT64_MAX / 2, 99, 0, 0, 0, {},
+    encode_replica({ReplicaKind::kSnapshot,
+                    UINT64_MAX / 2,
+                    99,
+                    0,
+                    0,
+                    0,
+                    {},
                     std::as_bytes(std::span(&forged_total, 1))},
                    frame);
     std::array<std::byte, 64> out;

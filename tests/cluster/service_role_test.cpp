@@ -73,8 +73,8 @@ TEST(ServiceRole, EpochNeverWraps_LastEpochCannotTakeOver) {
 
 TEST(PartnerPing, RoundTrip_ForgedOrTamperedOrOtherClusterRejected) {
   ClusterKey key = test_key(1);
-  PartnerDatagram d{PartnerMessage::kPong, kPartnerFlagActive | kPartnerFlagDropSync, 7, 99, 3,
-                    "ORDERS"};
+  PartnerDatagram d{
+      PartnerMessage::kPong, kPartnerFlagActive | kPartnerFlagDropSync, 7, 99, 3, "ORDERS"};
   std::array<std::byte, kPartnerDatagramBytes> bytes;
   encode_partner_datagram(d, key, bytes);
   auto back = decode_partner_datagram(bytes, key);

@@ -19,8 +19,8 @@
 
 #include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
-#include "tools/bench/scratch_key.hpp"
 #include "tools/bench/netns_lab.hpp"
+#include "tools/bench/scratch_key.hpp"
 
 namespace viaduct::bench {
 namespace {
@@ -65,13 +65,13 @@ struct ServePair {
       return all;
     };
     a = std::make_unique<ChildProcess>(
-        argv(l.a_prefix, {tool, "serve", "--name", name, "--role", "active", "--listen", a_uri,
-                          "--partner", b_uri, "--lookup", a_lookup, "--cluster-key",
-                          scratch_key_file()}));
+        argv(l.a_prefix,
+             {tool, "serve", "--name", name, "--role", "active", "--listen", a_uri, "--partner",
+              b_uri, "--lookup", a_lookup, "--cluster-key", scratch_key_file()}));
     b = std::make_unique<ChildProcess>(
-        argv(l.b_prefix, {tool, "serve", "--name", name, "--role", "passive", "--listen", b_uri,
-                          "--partner", a_uri, "--lookup", b_lookup, "--cluster-key",
-                          scratch_key_file()}));
+        argv(l.b_prefix,
+             {tool, "serve", "--name", name, "--role", "passive", "--listen", b_uri, "--partner",
+              a_uri, "--lookup", b_lookup, "--cluster-key", scratch_key_file()}));
   }
   bool started() { return a->wait_for("serving", 5000) && b->wait_for("serving", 5000); }
   failover::SessionOptions session_options(const std::string& name) const {

@@ -327,10 +327,10 @@ void FaultRun::sleep_ms(int ms) const {
 
 bool FaultRun::start(Server& s, const char* role) {
   ++s.starts;
-  std::vector<std::string> argv{o_.tool,     "serve",       "--service", "counter",  "--name",
-                                kName,       "--role",      role,        "--listen", s.uri,
-                                "--partner", s.partner_uri, "--lookup",  s.lookup,
-                                "--cluster-key", scratch_key_file()};
+  std::vector<std::string> argv{o_.tool,    "serve",  "--service",     "counter",
+                                "--name",   kName,    "--role",        role,
+                                "--listen", s.uri,    "--partner",     s.partner_uri,
+                                "--lookup", s.lookup, "--cluster-key", scratch_key_file()};
   argv.insert(argv.end(), o_.server_args.begin(), o_.server_args.end());
   s.proc = std::make_unique<ChildProcess>(argv, stderr_path(s));
   s.state = ServerState::kRunning;

@@ -32,7 +32,11 @@ Scratch& scratch() {
 }
 }  // namespace
 
-const std::string& scratch_key_file() { return scratch().file; }
-const cluster::ClusterKey& scratch_key() { return scratch().key; }
+const std::string& scratch_key_file() {
+  return scratch().file;
+}
+const cluster::ClusterKey& scratch_key() {
+  return scratch().key;
+}
 
 }  // namespace viaduct::bench
