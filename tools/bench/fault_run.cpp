@@ -19,6 +19,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <span>
 #include <sstream>
 #include <string_view>
@@ -42,9 +43,6 @@ constexpr int kSyncTimeoutMs = 20000;  // a fresh passive's "in-sync" line, afte
 // After a fault, only passives left, one of which refused to take over (out of sync): a double
 // fault when no active appears within this.
 constexpr int kRefuseWaitMs = 3000;
-// An answer executed before a server was lost may still be read that long after (a client
-// thread not scheduled); later than that, someone served it after the loss.
-constexpr int kInFlightGraceMs = 1000;
 constexpr int kPortsFreeTimeoutMs = 10000;  // a fresh pair's ports, after the last pair's end
 constexpr int kDrainMs = 15000;  // > failover_call_deadline_ms: every call in flight completes
 
@@ -88,7 +86,8 @@ bool needs_both(FaultKind k) {
 // session's failover blocks its poll() and must not stall the others.
 
 struct Ack {
-  std::int64_t at_ns;
+  std::int64_t at_ns;    // when the answer was read
+  std::int64_t sent_ns;  // when the request was first handed to the session
   std::uint64_t total;
 };
 
@@ -96,6 +95,7 @@ struct Load;
 struct Slot {
   Load* load = nullptr;
   bool busy = false;
+  std::int64_t sent_ns = 0;
 };
 
 struct Load {
@@ -135,7 +135,7 @@ void on_answer(void* user, const transport::Response& r) {
   }
   std::uint64_t total = 0;
   std::memcpy(&total, r.payload.data(), 8);
-  l.acks.push_back({steady_now_ns(), total});
+  l.acks.push_back({steady_now_ns(), slot->sent_ns, total});
   l.acked_live.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -163,6 +163,7 @@ void run_load(Load& l, const std::atomic<bool>& stop) {
       }
       if (stopping) continue;
       slot.busy = true;
+      slot.sent_ns = steady_now_ns();
       if (!s.call_async(request, on_answer, &slot).is_ok()) {
         slot.busy = false;
         break;
@@ -645,9 +646,10 @@ void FaultRun::inject(FaultKind kind) {
     if (!e.detail.empty()) e.detail += ", ";
     e.detail += std::string(what) + " " + s.label + " (" + role + ")";
   };
+  // The loss counts from when the process is reaped: it can answer nothing after that.
   auto kill_now = [&](Server& s) {
-    e.last_kill_ns = steady_now_ns();
     kill(s);
+    e.last_kill_ns = steady_now_ns();
   };
   switch (kind) {
     case FaultKind::kKill: {
@@ -995,54 +997,62 @@ void FaultRun::stop_hog() {
 // The verdict of one era.
 //   - Every acknowledged total distinct, and above the era's base (a repeat or a total at or
 //     below what the era started from means a lost update or two actives).
+//   - The counter never went back: a request sent after another's answer was read has a higher
+//     total.
 //   - With a final total (the run's last era): no acknowledged total above it, base + acked <=
 //     final (nothing lost), final <= base + acked + unknown outcomes (nothing doubled).
-//   - Ended by a double fault: no server served after the last in-sync one was lost. An answer
-//     read after that moment may still be one executed before it (a client thread that was not
-//     scheduled), so an answer counts as served after the loss when it came more than
-//     kInFlightGraceMs later, or repeats a total, or is below what its own session had already
-//     been acknowledged (one session's requests execute in order, but for the D in flight).
-//     And no server took over after the loss. Its acknowledged work is lost by the double fault,
-//     openly (the clients got errors), not silently.
+//   - Ended by a double fault: no server served after the last in-sync one was lost (no answer
+//     to a request sent after that moment, none repeating a total or going back), and none took
+//     over. Its acknowledged work is lost by the double fault, openly (the clients got errors),
+//     not silently.
 //   - No unclean takeover that the run did not ask for.
 void FaultRun::judge(Era& e) {
-  const std::uint64_t depth = static_cast<std::uint64_t>(o_.depth);
   std::vector<Ack> all;
   for (const auto& s : e.session_acks) all.insert(all.end(), s.begin(), s.end());
   e.acked = all.size();
-  // Rollbacks. One session's requests are executed in the order it sent them (one connection),
-  // so the totals it gets only grow, but for the D in flight answered out of order. A total
-  // lower than the session's highest by more than D means the counter went back: the updates
-  // acknowledged in between are gone. (Across sessions there is no such order: a slow session's
-  // answers lag the other's.) Every event since the session's answer before it, and the one then
-  // in effect, is a suspect; sessions that saw the same rollback report the same suspects,
-  // counted once.
+  // Rollbacks, by causality. An answer read before another request was sent was executed before
+  // it, so the later request's total must be higher: the counter only grows. One below means the
+  // counter went back (the updates acknowledged in between are gone). Requests in flight together
+  // carry no order (answers held for replication are released out of order, and a failover
+  // re-sends in slot order), so they are never compared. Every event since the highest earlier
+  // answer, and the one then in effect, is a suspect; answers that saw the same rollback report
+  // the same suspects, counted once.
+  std::vector<const Ack*> by_sent, by_answer;
+  for (const auto& s : e.session_acks) {
+    for (const auto& a : s) by_sent.push_back(&a);
+  }
+  by_answer = by_sent;
+  std::sort(by_sent.begin(), by_sent.end(),
+            [](const Ack* x, const Ack* y) { return x->sent_ns < y->sent_ns; });
+  std::sort(by_answer.begin(), by_answer.end(),
+            [](const Ack* x, const Ack* y) { return x->at_ns < y->at_ns; });
   std::map<std::vector<std::size_t>, Rollback> by_suspects;
-  for (const auto& acks : e.session_acks) {
-    std::uint64_t high = 0;
-    std::int64_t last_ns = e.start_ns;
-    for (const auto& a : acks) {
-      if (a.total + depth < high) {
-        Rollback r{a.at_ns, last_ns, high, a.total, {}, {}};
-        // The last event that began before that answer too: a server may answer on for a while
-        // after a fault (an active serving alone, one not yet told it was replaced).
-        std::size_t from = e.first_event;
-        for (std::size_t i = e.first_event; i < e.end_event && events_[i].at_ns <= last_ns; ++i)
-          from = i;
-        for (std::size_t i = from; i < e.end_event; ++i) {
-          if (events_[i].at_ns > a.at_ns) break;
-          r.events.push_back(i);
-          if (events_[i].kind == "restart" || events_[i].kind == "era") continue;
-          r.faults += (r.faults.empty() ? "" : " + ") + events_[i].kind;
-        }
-        if (r.faults.empty()) r.faults = "(no fault)";
-        auto [it, fresh] = by_suspects.try_emplace(r.events, r);
-        if (!fresh && it->second.from - it->second.to < r.from - r.to) it->second = r;
-        high = a.total;
+  std::uint64_t high = 0;
+  std::int64_t high_ns = e.start_ns;
+  std::size_t answered = 0;
+  for (const Ack* a : by_sent) {
+    for (; answered < by_answer.size() && by_answer[answered]->at_ns < a->sent_ns; ++answered) {
+      if (by_answer[answered]->total > high) {
+        high = by_answer[answered]->total;
+        high_ns = by_answer[answered]->at_ns;
       }
-      high = std::max(high, a.total);
-      last_ns = a.at_ns;
     }
+    if (a->total >= high) continue;
+    Rollback r{a->at_ns, high_ns, high, a->total, {}, {}};
+    // The last event that began before that answer too: a server may answer on for a while
+    // after a fault (an active serving alone, one not yet told it was replaced).
+    std::size_t from = e.first_event;
+    for (std::size_t i = e.first_event; i < e.end_event && events_[i].at_ns <= high_ns; ++i)
+      from = i;
+    for (std::size_t i = from; i < e.end_event; ++i) {
+      if (events_[i].at_ns > a->at_ns) break;
+      r.events.push_back(i);
+      if (events_[i].kind == "restart" || events_[i].kind == "era") continue;
+      r.faults += (r.faults.empty() ? "" : " + ") + events_[i].kind;
+    }
+    if (r.faults.empty()) r.faults = "(no fault)";
+    auto [it, fresh] = by_suspects.try_emplace(r.events, r);
+    if (!fresh && it->second.from - it->second.to < r.from - r.to) it->second = r;
   }
   for (auto& [events, r] : by_suspects) {
     e.rolled_back_after[r.faults] += r.from - r.to;
@@ -1061,17 +1071,22 @@ void FaultRun::judge(Era& e) {
     if (a.total <= e.base) ++e.below_base;
   }
   for (const auto& [total, n] : seen) e.repeated += static_cast<std::uint64_t>(n - 1);
-  // Served after the loss of the last in-sync server.
+  // Served after the loss of the last in-sync server: a request sent after it was executed by
+  // someone (exact: no server that held the era's state was left). Answers to requests sent
+  // before are in-flight answers, unless they repeat a total or went back (old state).
   if (e.loss_ns != 0) {
-    const std::int64_t grace_end = e.loss_ns + kInFlightGraceMs * 1'000'000LL;
-    for (const auto& acks : e.session_acks) {
-      std::uint64_t high = 0;
-      for (const auto& a : acks) {
-        if (a.at_ns > e.loss_ns &&
-            (a.at_ns > grace_end || seen[a.total] > 1 || a.total + depth < high)) {
-          ++e.served_after_loss;
-        }
-        high = std::max(high, a.total);
+    std::set<const Ack*> went_back;
+    high = 0;
+    answered = 0;
+    for (const Ack* a : by_sent) {
+      for (; answered < by_answer.size() && by_answer[answered]->at_ns < a->sent_ns; ++answered)
+        high = std::max(high, by_answer[answered]->total);
+      if (a->total < high) went_back.insert(a);
+    }
+    for (const Ack* a : by_sent) {
+      if (a->sent_ns > e.loss_ns ||
+          (a->at_ns > e.loss_ns && (seen[a->total] > 1 || went_back.count(a) > 0))) {
+        ++e.served_after_loss;
       }
     }
   }
@@ -1082,9 +1097,8 @@ void FaultRun::judge(Era& e) {
     e.doubled =
         *e.final_total > expected + e.unknown() ? *e.final_total - expected - e.unknown() : 0;
   }
-  e.lost = std::max({e.repeated, e.above_final, e.shortfall, e.below_base, e.served_after_loss});
-  // Without a final total, a rollback is the only trace of acknowledged work gone before the loss.
-  if (!e.final_total) e.lost = std::max(e.lost, e.rolled_back);
+  e.lost = std::max(
+      {e.repeated, e.above_final, e.shortfall, e.below_base, e.served_after_loss, e.rolled_back});
   if (e.promoted_total) {
     e.accepted_loss = e.max_total > *e.promoted_total ? e.max_total - *e.promoted_total : 0;
   }
