@@ -437,6 +437,7 @@ struct Era {
   std::optional<std::uint64_t> final_total;
   std::string final_why;
   std::optional<std::uint64_t> promoted_total;  // kPromoted: what the promoted server kept
+  std::int64_t first_ack_ns = 0;                // how long the fresh sessions took to get going
   std::uint64_t acked = 0, max_total = 0, max_before_loss = 0, repeated = 0, above_final = 0,
                 shortfall = 0, below_base = 0, served_after_loss = 0, rolled_back = 0, lost = 0,
                 doubled = 0, accepted_loss = 0;
@@ -1064,6 +1065,7 @@ void FaultRun::judge(Era& e) {
   // Repeated totals, totals at or below the base.
   std::map<std::uint64_t, int> seen;
   for (const auto& a : all) {
+    if (e.first_ack_ns == 0 || a.at_ns < e.first_ack_ns) e.first_ack_ns = a.at_ns;
     ++seen[a.total];
     e.max_total = std::max(e.max_total, a.total);
     if (e.loss_ns != 0 && a.at_ns <= e.loss_ns)
@@ -1218,6 +1220,9 @@ nlohmann::json FaultRun::era_json(const Era& e) const {
       {"end_detail", e.end_detail},
       {"loss_at_s", e.loss_ns != 0 ? nlohmann::json(at_s(e.loss_ns)) : nlohmann::json()},
       {"base_total", e.base},
+      {"first_ack_after_s", e.first_ack_ns != 0
+                                ? nlohmann::json(at_s(e.first_ack_ns) - at_s(e.start_ns))
+                                : nlohmann::json()},
       {"acked", e.acked},
       {"errors", e.error_count},
       {"unanswered", e.unanswered},
@@ -1521,6 +1526,7 @@ int FaultRun::run() {
       const Event& e = events_[i];
       j["events"].push_back(
           {{"at_s", at_s(e.at_ns)},
+           {"end_s", at_s(e.end_ns)},
            {"kind", e.kind},
            {"detail", e.detail},
            {"era", e.era},
