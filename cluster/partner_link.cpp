@@ -172,18 +172,25 @@ void PartnerLink::run() {
   std::int64_t last = steady_now_ns();
   std::int64_t next_ping = last;
   std::array<std::byte, 256> buf;
+  // A gap in this thread's own run longer than expected: the process was paused. Acted on before
+  // anything that arrived meanwhile is looked at: a thread stopped inside poll() first finds the
+  // pings its partner sent before dying, and their refused pongs must not read as a crash that
+  // we, in sync as of before the pause, may take over from (found by the fault run).
+  auto note_gap = [&](std::int64_t from, std::int64_t to, std::int64_t expected) {
+    std::int64_t gap = to - from - expected;
+    if (gap <= pause_ns) return;
+    if (gap >= out_of_sync_ns && in_sync_gen() != 0)
+      in_sync_gen_.store(0, std::memory_order_release);
+    {
+      std::lock_guard lock(mutex_);
+      view_.pause_end_ns = to;
+      view_.pause_ns = gap;
+    }
+    if (config_.on_news) config_.on_news();
+  };
   while (!stop_.load(std::memory_order_relaxed)) {
     std::int64_t now = steady_now_ns();
-    if (now - last > pause_ns) {
-      bool lost_sync = now - last >= out_of_sync_ns && in_sync_gen() != 0;
-      if (lost_sync) in_sync_gen_.store(0, std::memory_order_release);
-      {
-        std::lock_guard lock(mutex_);
-        view_.pause_end_ns = now;
-        view_.pause_ns = now - last;
-      }
-      if (config_.on_news) config_.on_news();
-    }
+    note_gap(last, now, 0);
     last = now;
     if (now >= next_ping) {
       send_ping(now);
@@ -192,6 +199,9 @@ void PartnerLink::run() {
     pollfd p{socket_.fd(), POLLIN, 0};
     int wait_ms = static_cast<int>(std::max<std::int64_t>(1, (next_ping - now) / 1'000'000));
     (void)::poll(&p, 1, wait_ms);
+    std::int64_t woke = steady_now_ns();
+    note_gap(now, woke, std::int64_t{wait_ms} * 1'000'000);
+    last = woke;
     // Bounded: a flood of datagrams must not keep this thread from pinging.
     for (int i = 0; i < 64; ++i) {
       ssize_t n = ::recv(socket_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);

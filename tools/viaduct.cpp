@@ -480,6 +480,13 @@ int main(int argc, char** argv) {
                    "chance that a dead server is back before the next fault (100: always)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
+  std::string fr_on_double = "refuse";
+  bench_faults
+      ->add_option("--on-double-fault", fr_on_double,
+                   "after a double fault that leaves no in-sync server: refuse (end the era, "
+                   "start a fresh pair) or promote (SIGUSR1 the survivor, measure the loss)")
+      ->check(CLI::IsMember({"refuse", "promote"}))
+      ->capture_default_str();
   bench_faults->add_option("--base-port", fr.base_port, "first of 4 ports used on 127.0.0.1")
       ->capture_default_str();
   bench_faults->add_option("--kinds", fr.kinds, "fault kinds to draw from (default: all)")
@@ -511,6 +518,7 @@ int main(int argc, char** argv) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) fr.tool.assign(self, static_cast<std::size_t>(n));
     if (fr_seed_opt->count() > 0) fr.seed = fr_seed;
+    fr.promote_on_double_fault = fr_on_double == "promote";
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     return viaduct::bench::run_fault_run(fr, g_stop);

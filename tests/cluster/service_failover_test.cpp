@@ -464,7 +464,12 @@ std::unique_ptr<failover::Session> kill_active_under_load(
   EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
   EXPECT_EQ(r.answered, total);
   EXPECT_EQ(r.wrong + r.doubled, 0u);
-  EXPECT_EQ(session->failovers(), 1u);
+  EXPECT_EQ(session->failovers(), 1u) << "last failover: lookups " << session->last_failover().lookups
+                                      << " from_probe " << session->last_failover().from_probe
+                                      << " standby " << session->last_failover().used_standby
+                                      << "\na:\n"
+                                      << p.a->output() << "b:\n"
+                                      << p.b->output();
   return session;
 }
 
