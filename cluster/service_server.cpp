@@ -487,12 +487,10 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
         now - last_round_ns_ > tunables::partner_takeover_after_ms.get() * 500'000) {
       long_pause_end_ns_ = now;
     }
-    // A passive away for two takeover deadlines may lack what its active acknowledged alone
-    // meanwhile: out of sync, whatever the link thread (which may not have run yet) says.
-    if (passive && link_ && last_round_ns_ != 0 &&
-        now - last_round_ns_ >= tunables::partner_takeover_after_ms.get() * 2'000'000) {
-      link_->set_in_sync(0);
-    }
+    // Whether a pause made us lose sync is the real-time link thread's call, not this loop's: a
+    // serving loop merely starved for two deadlines (a busy host, the TCG guest) has missed
+    // nothing the active acknowledged. The long pause above restarts the partner's silence, and
+    // the link handles its own pause before any refusal it read meanwhile.
     last_round_ns_ = now;
     if (responder_) handled += responder_->handle_pending();
     check_role();
