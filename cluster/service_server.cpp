@@ -403,8 +403,10 @@ void ServiceServer::apply(RoleEvent event) {
 
 void ServiceServer::check_role() {
   if (!link_) return;
-  PartnerView v = link_->view();
+  // The clock first, then what the link heard: this thread may be preempted between the two
+  // reads (a busy host), and the other order turns that preemption into the partner's silence.
   std::int64_t now = steady_now_ns();
+  PartnerView v = link_->view();
   if (v.pause_end_ns > pause_seen_ns_) {
     pause_seen_ns_ = v.pause_end_ns;
     // Paused while an in-sync passive watched: it may have taken over meanwhile. Until we hear
