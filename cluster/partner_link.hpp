@@ -29,6 +29,7 @@
 
 #include "cluster/member_auth.hpp"
 #include "failover/udp_socket.hpp"
+#include "transport/clock.hpp"
 
 namespace viaduct::cluster {
 
@@ -94,6 +95,10 @@ class PartnerLink {
   [[nodiscard]] std::uint64_t in_sync_gen() const {
     return in_sync_gen_.load(std::memory_order_acquire);
   }
+  // Pings the partner at once (any thread): our connection to it just broke. If its process is
+  // gone, the port-unreachable answer tells the link thread within microseconds, instead of at
+  // the next ping (up to partner_ping_interval_ms later).
+  void ping_now() { send_ping(steady_now_ns()); }
   [[nodiscard]] PartnerView view() const;
   [[nodiscard]] PartnerLinkStats stats() const;
   [[nodiscard]] bool realtime() const { return realtime_.load(std::memory_order_relaxed); }

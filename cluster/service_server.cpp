@@ -183,6 +183,11 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     // when the active dies, which is when we are needed. The active acknowledges nothing alone
     // until we count ourselves out of sync, are gone, or were unreachable for four takeover
     // deadlines (cluster/takeover_policy.hpp); the partner link clears our sync state then.
+    // A member connection broke: the partner may have died. Ask now rather than at the next ping.
+    if (auto m = raw->members_.find(&gone);
+        m != raw->members_.end() && m->second.handshake.authenticated() && raw->link_) {
+      raw->link_->ping_now();
+    }
     raw->members_.erase(&gone);
     raw->client_ids_.erase(&gone);
   };
@@ -647,6 +652,9 @@ void ServiceServer::tend_replica(std::int64_t now) {
       if (drop_requested_ns_ == 0) {
         drop_requested_ns_ = now;
         announce();  // our pongs now ask the passive to count itself out of sync
+        // The stream broke: if the passive's process is gone, its port-unreachable answer lets
+        // us serve alone now instead of one ping interval later.
+        if (!stream_open && link_) link_->ping_now();
       }
       ActiveFacts f;
       f.now_ns = now;
