@@ -35,6 +35,7 @@ loaded_false=1
 [ -f "$work/loaded.json" ] && loaded_false=$(grep -c '"false_takeover": true' "$work/loaded.json")
 load_line=$(grep -m1 -i "false takeover" "$work/loaded.log")
 echo "busy-host: hog $HOG cpus, $SECONDS_RUN s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  idle pair: host stalls seen $(cat "$work/a.log" "$work/b.log" | grep -c "host-stall") ($(grep -h -o 'host-stall [^ ]* [0-9]* ms' "$work/a.log" "$work/b.log" | awk '{print $3}' | sort -n | tail -1) ms longest)"
 echo "  idle pair: took-over lines $idle_false; roles: $(grep -h -E 'took-over|stepped-down|takeover-refused|serving-alone' "$work/a.log" "$work/b.log" | head -3 | tr '\n' ';')"
 echo "  loaded pair: $load_line (bench rc $loaded_rc)"
 if [ -n "$JSON" ]; then

@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -41,6 +43,8 @@ Result<std::unique_ptr<PartnerLink>> PartnerLink::start(PartnerLinkConfig config
   std::unique_ptr<PartnerLink> link(new PartnerLink());  // private constructor
   link->config_ = std::move(config);
   link->socket_ = std::move(sock.value());
+  link->probe_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (link->probe_fd_ < 0) return Status(Code::kResource, "partner link: eventfd");
   link->thread_ = std::thread([raw = link.get()] { raw->run(); });
   return link;
 }
@@ -48,6 +52,8 @@ Result<std::unique_ptr<PartnerLink>> PartnerLink::start(PartnerLinkConfig config
 PartnerLink::~PartnerLink() {
   stop_.store(true, std::memory_order_relaxed);
   if (thread_.joinable()) thread_.join();
+  probe_.reset();
+  if (probe_fd_ >= 0) ::close(probe_fd_);
 }
 
 void PartnerLink::announce(bool active, std::uint64_t epoch, bool drop_sync,
@@ -165,6 +171,7 @@ void PartnerLink::run() {
     sched_param param{};
     param.sched_priority = config_.realtime_priority;
     realtime_.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0);
+    if (realtime_.load()) probe_ = HostStallProbe::start(config_.realtime_priority, probe_fd_);
   }
   const std::int64_t interval_ns = config_.interval_ms * 1'000'000;
   const std::int64_t pause_ns = config_.takeover_after_ms * 500'000;          // half the deadline
@@ -196,9 +203,10 @@ void PartnerLink::run() {
       send_ping(now);
       next_ping = std::max(next_ping + interval_ns, now);
     }
-    pollfd p{socket_.fd(), POLLIN, 0};
+    std::array<pollfd, 2> p{pollfd{socket_.fd(), POLLIN, 0}, pollfd{probe_fd_, POLLIN, 0}};
     int wait_ms = static_cast<int>(std::max<std::int64_t>(1, (next_ping - now) / 1'000'000));
-    (void)::poll(&p, 1, wait_ms);
+    if (probe_round_ != 0) wait_ms = 1;  // a CPU has not answered yet: look again soon
+    (void)::poll(p.data(), p.size(), wait_ms);
     std::int64_t woke = steady_now_ns();
     note_gap(now, woke, std::int64_t{wait_ms} * 1'000'000);
     last = woke;
@@ -218,6 +226,48 @@ void PartnerLink::run() {
       }
       handle_datagram({buf.data(), static_cast<std::size_t>(n)}, steady_now_ns());
     }
+    if (probe_) watch_host(steady_now_ns());
+  }
+}
+
+void PartnerLink::watch_host(std::int64_t now) {
+  // A CPU that needs longer than this to run a real-time thread was not running (measured: such a
+  // wake-up takes tens of microseconds on a host busy with normal-priority work).
+  constexpr std::int64_t kStallNs = 2'000'000;
+  std::uint64_t drained = 0;
+  (void)!::read(probe_fd_, &drained, sizeof(drained));
+  if (probe_round_ != 0) {
+    std::int64_t waited = now - probe_sent_ns_;
+    if (probe_->all_answered(probe_round_)) {
+      probe_round_ = 0;
+      std::lock_guard lock(mutex_);
+      view_.host_stalled = false;
+      if (waited > kStallNs) {
+        // The partner's silence began, or went on, while part of this host was not running: count
+        // it from now, as after a pause of our own.
+        view_.pause_end_ns = std::max(view_.pause_end_ns, now);
+        ++stats_.host_stalls;
+        ++view_.host_stalls;
+        view_.last_host_stall_ns = waited;
+        stats_.longest_host_stall_ns = std::max(stats_.longest_host_stall_ns, waited);
+      }
+    } else if (waited > kStallNs) {
+      std::lock_guard lock(mutex_);
+      view_.host_stalled = true;
+    }
+    return;
+  }
+  std::int64_t heard;
+  {
+    std::lock_guard lock(mutex_);
+    heard = view_.heard_ns;
+  }
+  // Only while the partner is silent past half the deadline: a healthy pair never pokes.
+  // At most once per ping interval.
+  if (heard != 0 && now - heard > config_.takeover_after_ms * 500'000 &&
+      now - probe_sent_ns_ >= config_.interval_ms * 1'000'000) {
+    probe_round_ = probe_->poke();
+    probe_sent_ns_ = now;
   }
 }
 

@@ -15,6 +15,12 @@
 // pause). The serving loop uses it to restart the partner's silence (we were away, not it), and a
 // passive paused for twice the takeover deadline counts itself out of sync (its active may have
 // given up on it and served alone meanwhile).
+//
+// Host stalls: while the partner is silent past half the deadline, the link asks every CPU of
+// this host whether it is running (cluster/host_stall_probe.hpp). A virtual CPU taken away by the
+// hypervisor silences a partner on the same host exactly as a freeze would, while this thread
+// sees no pause of its own; the serving loop holds its decision while a CPU is stalled, and counts
+// the silence from the stall's end.
 #pragma once
 
 #include <pthread.h>
@@ -27,6 +33,7 @@
 #include <string>
 #include <thread>
 
+#include "cluster/host_stall_probe.hpp"
 #include "cluster/member_auth.hpp"
 #include "failover/udp_socket.hpp"
 #include "transport/clock.hpp"
@@ -55,12 +62,19 @@ struct PartnerView {
   std::int64_t refused_ns = 0;    // the partner's port was unreachable (its process is gone)
   std::int64_t pause_end_ns = 0;  // when this process last resumed from a pause
   std::int64_t pause_ns = 0;      // how long that pause was
+  // A CPU of this host is not running right now (cluster/host_stall_probe.hpp), while the
+  // partner is silent: its silence may be ours. A stall that ended counts as a pause of ours.
+  bool host_stalled = false;
+  std::uint64_t host_stalls = 0;        // stalls seen so far
+  std::int64_t last_host_stall_ns = 0;  // how long the last one held a CPU
 };
 
 struct PartnerLinkStats {
   std::uint64_t pings_sent = 0;
   std::uint64_t pongs_heard = 0;
-  std::uint64_t rejected = 0;  // malformed, bad MAC, wrong name, or no ping of ours to answer
+  std::uint64_t rejected = 0;     // malformed, bad MAC, wrong name, or no ping of ours to answer
+  std::uint64_t host_stalls = 0;  // CPUs of this host found not running during a silence
+  std::int64_t longest_host_stall_ns = 0;
 };
 
 // A mutex with priority inheritance: the link thread runs at real-time priority and shares state
@@ -110,12 +124,18 @@ class PartnerLink {
   void send_ping(std::int64_t now);
   void handle_datagram(std::span<const std::byte> bytes, std::int64_t now);
   void send(const struct PartnerDatagram& d);
+  void watch_host(std::int64_t now);
 
   PartnerLinkConfig config_;
   failover::UdpSocket socket_;
   std::atomic<std::uint64_t> in_sync_gen_{0};
   std::atomic<bool> realtime_{false};
   std::atomic<bool> stop_{false};
+  // Host stall watch (link thread only).
+  std::unique_ptr<HostStallProbe> probe_;
+  int probe_fd_ = -1;               // eventfd the probe's threads write to
+  std::uint64_t probe_round_ = 0;   // in flight (0: none)
+  std::int64_t probe_sent_ns_ = 0;  // when it was poked
 
   mutable PiMutex mutex_;  // guards everything below
   PartnerView view_;

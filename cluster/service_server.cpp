@@ -412,6 +412,11 @@ void ServiceServer::check_role() {
   // reads (a busy host), and the other order turns that preemption into the partner's silence.
   std::int64_t now = steady_now_ns();
   PartnerView v = link_->view();
+  if (v.host_stalls != host_stalls_seen_) {
+    host_stalls_seen_ = v.host_stalls;
+    notice("host-stall " + config_.name + " " + std::to_string(v.last_host_stall_ns / 1'000'000) +
+           " ms (a CPU of this host did not run while the partner was silent)");
+  }
   if (v.pause_end_ns > pause_seen_ns_) {
     pause_seen_ns_ = v.pause_end_ns;
     // Paused while an in-sync passive watched: it may have taken over meanwhile. Until we hear
@@ -430,6 +435,7 @@ void ServiceServer::check_role() {
   f.partner_active = v.active;
   f.refused_ns = v.refused_ns;
   f.pause_end_ns = std::max(v.pause_end_ns, long_pause_end_ns_);
+  f.host_stalled = v.host_stalled;
   f.passive_since_ns = passive_since_ns_;
   f.in_sync = link_->in_sync_gen() != 0;
   f.unclean_allowed =

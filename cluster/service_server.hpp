@@ -182,6 +182,7 @@ class ServiceServer {
   std::int64_t drop_requested_ns_ = 0;  // asked the passive to count itself out of sync
   bool may_be_replaced_ = false;        // paused with an in-sync passive; not heard since
   std::int64_t pause_seen_ns_ = 0;      // the last own pause acted upon
+  std::uint64_t host_stalls_seen_ = 0;  // the link's host stalls already told the operator
   std::atomic<bool> promote_{false};
   TakeoverVerdict last_verdict_ = TakeoverVerdict::kStay;
   std::vector<std::byte> response_;  // reused: no allocation per request once warm

@@ -29,7 +29,9 @@ TakeoverVerdict decide_takeover(const PassiveFacts& f) {
     // The partner's silence counts from the latest of: its last answer, our becoming passive,
     // and our own resumption after a pause (we were away, not it).
     std::int64_t last = std::max({f.heard_ns, f.passive_since_ns, f.pause_end_ns});
-    gone = crashed || f.now_ns - last > f.takeover_after_ns;
+    // While a CPU of this host is not running, a silence proves nothing (a stolen virtual CPU
+    // silences a partner here as a freeze would); its end restarts the count (pause_end_ns).
+    gone = crashed || (!f.host_stalled && f.now_ns - last > f.takeover_after_ns);
   }
   if (!gone) return TakeoverVerdict::kStay;
   if (!f.in_sync && !f.unclean_allowed) return TakeoverVerdict::kOutOfSync;

@@ -2,7 +2,7 @@
 // an instance knows (tested without I/O; the master's verdict plugs in here next):
 //   - may a passive take over?  Only when it holds everything the active acknowledged (in sync),
 //     and the active is gone (its port refused us) or silent past the takeover deadline while we
-//     ourselves kept running;
+//     ourselves, and every CPU of our host, kept running;
 //   - may an active stop waiting for its passive and acknowledge alone?  Only when the passive can
 //     no longer take over: its process is gone, it said it counts itself out of sync, or it has
 //     been silent for four takeover deadlines (a passive away for two counts itself out of sync
@@ -23,6 +23,7 @@ struct PassiveFacts {
   bool partner_active = false;    // in that pong
   std::int64_t refused_ns = 0;    // the partner's port refused us (its process is gone)
   std::int64_t pause_end_ns = 0;  // we ourselves were paused until then
+  bool host_stalled = false;      // a CPU of this host is not running now (a silence may be ours)
   std::int64_t passive_since_ns = 0;
   bool in_sync = false;          // we hold everything the active acknowledged
   bool unclean_allowed = false;  // an operator accepts losing what we may lack

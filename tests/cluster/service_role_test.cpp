@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "cluster/host_stall_probe.hpp"
 #include "cluster/member_auth.hpp"
 #include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
@@ -152,6 +156,17 @@ TEST(TakeoverPolicy, OwnPauseRestartsTheSilence_PassivePartnerNeverTakenOver) {
   EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
 }
 
+TEST(TakeoverPolicy, HostStalled_SilenceProvesNothing_CrashStillDoes) {
+  PassiveFacts f = passive_base();
+  f.host_stalled = true;  // a CPU of this host is not running: the silence may be ours
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
+  f.refused_ns = f.now_ns - 1;  // but a port that refused us is a process that is gone
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kPartnerCrashed);
+  f = passive_base();
+  f.pause_end_ns = f.now_ns - 10'000'000;  // a stall that ended 10 ms ago restarts the count
+  EXPECT_EQ(decide_takeover(f), TakeoverVerdict::kStay);
+}
+
 TEST(TakeoverPolicy, NeverHeardPartner_NoTakeoverWithoutItsSnapshot) {
   PassiveFacts f = passive_base();
   f.heard_ns = 0;
@@ -196,6 +211,30 @@ TEST(TakeoverPolicy, ActiveServesAloneOncePassiveGoneOrOutOfSync_NeverRightAfter
   f.refused_ns = f.now_ns - 1;
   f.may_be_replaced = true;  // we were paused: it may have taken over, then died
   EXPECT_EQ(may_serve_alone(f), AloneVerdict::kHold);
+}
+
+// The probe's threads really run on every CPU: on a healthy host a poke is answered, each answer
+// written to the eventfd. Where real-time priority is not permitted the probe is off (null).
+TEST(HostStallProbeTest, EveryCpuAnswersAPoke) {
+  int fd = eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto probe = HostStallProbe::start(1, fd);
+  if (!probe) {
+    ::close(fd);
+    GTEST_SKIP() << "skipped: real-time priority not permitted";
+  }
+  EXPECT_GE(probe->cpus(), 1u);
+  std::uint64_t round = probe->poke();
+  std::uint64_t answers = 0;
+  while (answers < probe->cpus()) {
+    std::uint64_t n = 0;
+    ASSERT_EQ(::read(fd, &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));  // blocks until one
+    answers += n;
+  }
+  EXPECT_TRUE(probe->all_answered(round));
+  EXPECT_FALSE(probe->all_answered(round + 1));
+  probe.reset();
+  ::close(fd);
 }
 
 }  // namespace
