@@ -113,15 +113,10 @@ class ServiceServer::Dispatcher final : public transport::RequestHandler {
     if (const auto* cached = owner_->replies_.find(header.client_id, header.seq)) {
       // Executed before (the answer was lost in a failover): answer again, do not execute again.
       // Behind answers still waiting for the partner, it waits too: it may be one of them.
-      if (owner_->held_count_ == 0) {
+      if (owner_->replica_.held() == 0) {
         (void)channel.respond(request.request_id, cached->response, cached->app_status);
       } else {
-        ServiceServer::Held& h = owner_->held_push();
-        h.channel = &channel;
-        h.request_id = request.request_id;
-        h.replica_seq = 0;
-        h.app_status = cached->app_status;
-        h.response.assign(cached->response.begin(), cached->response.end());
+        owner_->replica_.hold(channel, request.request_id, cached->app_status, cached->response);
       }
       return;
     }
@@ -176,9 +171,7 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     return raw->admit(app_bytes, reason);
   };
   options.before_destroy = [raw = s.get()](const transport::Channel& gone) {
-    for (auto& h : raw->held_) {
-      if (h.channel == &gone) h.channel = nullptr;
-    }
+    raw->replica_.forget(gone);
     // The end of the replication stream does not by itself make us out of sync: it also ends
     // when the active dies, which is when we are needed. The active acknowledges nothing alone
     // until we count ourselves out of sync, are gone, or were unreachable for four takeover
@@ -209,8 +202,9 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     s->responder_ = std::move(responder.value());
   }
   s->started_ns_ = steady_now_ns();
-  s->own_epoch_ = s->role_.epoch;
   if (partner) {
+    s->replica_.start({config.name, config.partner_uri, config.cluster_key,
+                       tunables::partner_ping_interval_ms.get()});
     // The link's UDP port has the number of the transport port, on the same host.
     auto local = failover::UdpEndpoint::from(listen.value().host, s->server_->address().port);
     auto remote = failover::UdpEndpoint::from(partner->host, partner->port);
@@ -232,17 +226,10 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
   s->announce();
   if (s->role_.role == Role::kActive && s->responder_)
     s->responder_->set_active(s->lookup_record());
-  if (partner) s->connector_ = std::thread([raw = s.get()] { raw->connector_loop(); });
   return s;
 }
 
 ServiceServer::~ServiceServer() {
-  {
-    std::lock_guard lock(connector_mutex_);
-    stop_connector_ = true;
-  }
-  connector_wake_.notify_one();
-  if (connector_.joinable()) connector_.join();
   link_.reset();  // joins the link thread, which may still call wake()
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -262,48 +249,10 @@ void ServiceServer::notice(const std::string& text) {
 }
 
 void ServiceServer::announce() {
-  own_epoch_.store(role_.epoch, std::memory_order_relaxed);
   if (link_) {
-    link_->announce(role_.role == Role::kActive, role_.epoch, drop_requested_ns_ != 0, sync_gen_);
+    link_->announce(role_.role == Role::kActive, role_.epoch, drop_requested_ns_ != 0,
+                    replica_.sync_gen());
   }
-}
-
-void ServiceServer::connector_loop() {
-  std::unique_lock lock(connector_mutex_);
-  while (!stop_connector_.load(std::memory_order_relaxed)) {
-    connector_wake_.wait(lock, [this] {
-      return stop_connector_.load(std::memory_order_relaxed) ||
-             want_replica_.load(std::memory_order_acquire);
-    });
-    if (!want_replica_.exchange(false, std::memory_order_acq_rel)) continue;
-    lock.unlock();
-    connect_replica();
-    lock.lock();
-  }
-}
-
-void ServiceServer::connect_replica() {
-  auto partner = transport::Address::parse(config_.partner_uri);
-  if (!partner) return;
-  auto domain = transport::Domain::open(partner.value());
-  if (!domain) return;
-  auto hello = encode_hello_app(
-      {HelloKind::kPartner, own_epoch_.load(std::memory_order_relaxed), config_.name});
-  transport::ChannelOptions options;
-  options.hello_app = hello;
-  options.busy_poll = true;  // polled by the serving loop, like the clients' channels
-  int timeout_ms = static_cast<int>(tunables::partner_ping_interval_ms.get() * 10);
-  auto c = transport::Channel::connect(*domain.value(), partner.value(), options, timeout_ms);
-  if (!c) return;  // the serving loop asks again later
-  // Both sides prove they hold the cluster secret before a single replica is sent.
-  if (!authenticate_member_connection(*c.value(), *config_.cluster_key, config_.name,
-                                      std::max(timeout_ms, 200))) {
-    return;
-  }
-  std::lock_guard lock(replica_handoff_mutex_);
-  replica_handoff_ = std::move(c.value());  // the old pair (if any) is dropped in this order
-  replica_handoff_domain_ = std::move(domain.value());
-  replica_handoff_ready_.store(true, std::memory_order_release);
 }
 
 failover::ssrp::InstanceRecord ServiceServer::lookup_record() const {
@@ -383,7 +332,6 @@ void ServiceServer::apply(RoleEvent event) {
   if (event == RoleEvent::kTookOver) {
     // The old active's stream is over; our own starts with the next replica connection.
     if (link_) link_->set_in_sync(0);
-    partner_synced_ = false;
     drop_requested_ns_ = 0;
     may_be_replaced_ = false;
     server_->set_busy_poll(true);
@@ -394,9 +342,7 @@ void ServiceServer::apply(RoleEvent event) {
     server_->set_busy_poll(false);
     // Replaced: answers still waiting for the partner must never go out (the new active may
     // not have their effect). Their clients re-send to the new active.
-    held_count_ = 0;
-    replica_failed_ = true;  // the replica channel is dropped by tend_replica, outside its poll
-    partner_synced_ = false;
+    replica_.abandon();  // the channel itself is closed by tend_replica, outside its poll
     drop_requested_ns_ = 0;
     may_be_replaced_ = false;
     // Only marks them closed: they are destroyed between rounds (we may be inside one's poll).
@@ -421,7 +367,7 @@ void ServiceServer::check_role() {
     pause_seen_ns_ = v.pause_end_ns;
     // Paused while an in-sync passive watched: it may have taken over meanwhile. Until we hear
     // it again, nothing goes out that it may lack.
-    if (role_.role == Role::kActive && partner_synced_) may_be_replaced_ = true;
+    if (role_.role == Role::kActive && replica_.partner_synced()) may_be_replaced_ = true;
   }
   if (v.heard_ns != 0) {
     apply(on_partner_heard(role_, v.active, v.epoch, yield_on_tie_));
@@ -466,7 +412,7 @@ void ServiceServer::check_role() {
 
 std::size_t ServiceServer::run_once(int passive_timeout_ms) {
   bool passive = role_.role == Role::kPassive;
-  if (!passive && partner_synced_) {
+  if (!passive && replica_.partner_synced()) {
     // Our own pause, seen by this loop before it serves anything (the link thread may not have
     // run yet): with an in-sync passive, it may have taken over meanwhile.
     std::int64_t now = steady_now_ns();
@@ -478,7 +424,13 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
     last_round_ns_ = now;
   }
   std::size_t handled = server_->run_once(passive ? passive_timeout_ms : 0);
-  if (replica_) handled += replica_->poll();
+  handled += replica_.poll();
+  // Role changes the round's callbacks learned of, applied now that no poll() is on the stack.
+  if (std::uint64_t newer = std::max(replica_.newer_epoch(), pending_epoch_); newer > role_.epoch) {
+    apply(on_newer_epoch_seen(role_, newer));
+  }
+  replica_.clear_newer_epoch();
+  pending_epoch_ = 0;
   if (!doomed_.empty()) {
     server_->close_if([this](const transport::Channel& c) {
       return std::find(doomed_.begin(), doomed_.end(), &c) != doomed_.end();
@@ -523,137 +475,47 @@ void ServiceServer::expire_half_open_members(std::int64_t now) {
   }
 }
 
-ServiceServer::Held& ServiceServer::held_push() {
-  if (held_count_ == held_.size()) {
-    // Full (only under overload, or at the first requests): grow, keeping the order.
-    std::vector<Held> bigger(std::max<std::size_t>(64, held_.size() * 2));
-    for (std::size_t i = 0; i < held_count_; ++i) {
-      bigger[i] = std::move(held_[(held_head_ + i) % held_.size()]);
-    }
-    held_ = std::move(bigger);
-    held_head_ = 0;
-  }
-  return held_[(held_head_ + held_count_++) % held_.size()];
-}
-
 void ServiceServer::answer_or_hold(transport::Channel& channel, std::uint64_t request_id,
                                    std::uint64_t client_id, std::uint64_t seq,
                                    std::span<const std::byte> request, std::uint32_t status) {
-  if (!replica_ || replica_failed_) {
-    if (replica_failed_) {
-      // The stream broke: hold the answer until tend_replica decides whether we may serve alone
-      // (the passive may still hold an older in-sync state and take over).
-      Held& h = held_push();
-      h.channel = &channel;
-      h.request_id = request_id;
-      h.replica_seq = 0;
-      h.sent_ns = steady_now_ns();
-      h.app_status = status;
-      h.response.assign(response_.begin(), response_.end());
-      return;
-    }
-    (void)channel.respond(request_id, response_, status);
+  if (!replica_.open() && !replica_.failed()) {
+    (void)channel.respond(request_id, response_, status);  // no partner to wait for
     return;
   }
-  encode_replica(
-      {ReplicaKind::kApply, role_.epoch, sync_gen_, client_id, seq, status, request, response_},
-      replica_buf_);
-  // Never busy-waits: a full replica channel (the passive is slow) holds the answer, and the
-  // stream is treated as broken (tend_replica decides, off this path).
-  Status sent = replica_->call_async(replica_buf_, on_replica_ack, this);
-  if (!sent) replica_failed_ = true;
-  Held& h = held_push();
-  h.channel = &channel;
-  h.request_id = request_id;
-  h.replica_seq = sent ? next_replica_seq_++ : 0;
-  h.sent_ns = steady_now_ns();
-  h.app_status = status;
-  h.response.assign(response_.begin(), response_.end());
-}
-
-void ServiceServer::release_front() {
-  Held& h = held_[held_head_];
-  if (h.channel != nullptr && h.channel->healthy()) {
-    (void)h.channel->respond(h.request_id, h.response, h.app_status);
-  }
-  h.channel = nullptr;
-  held_head_ = (held_head_ + 1) % held_.size();
-  --held_count_;
-}
-
-void ServiceServer::on_replica_ack(void* user, const transport::Response& r) {
-  auto* self = static_cast<ServiceServer*>(user);
-  if (self->replica_failed_) return;
-  if (!r.status) {
-    self->replica_failed_ = true;
-    return;
-  }
-  if (r.app_status == kAppStatusStaleEpoch) {
-    // The passive took over (or saw a newer epoch) meanwhile: we must not answer. The epoch it
-    // names comes from an authenticated member connection.
-    std::uint64_t epoch =
-        r.payload.size() == 8 ? transport::load_le<std::uint64_t>(r.payload.data()) : 0;
-    if (epoch > self->role_.epoch) {
-      self->apply(on_newer_epoch_seen(self->role_, epoch));
-    } else {
-      self->replica_failed_ = true;  // both active at one epoch: the pings' tie rule decides
-    }
-    return;
-  }
-  if (r.app_status != 0) {
-    self->replica_failed_ = true;  // the partner could not apply it: stop relying on it
-    return;
-  }
-  ++self->acked_replica_seq_;
-  if (self->acked_replica_seq_ == 1) {
-    // The snapshot is applied: the passive is in sync. Its pongs say so from the next one on
-    // (one sent before it applied may still be on its way: give it two ping intervals).
-    self->partner_synced_ = true;
-    self->synced_at_ns_ =
-        steady_now_ns() + 2 * tunables::partner_ping_interval_ms.get() * 1'000'000;
-  }
-  ++self->replicated_;
-  while (self->held_count_ > 0) {
-    const Held& front = self->held_[self->held_head_];
-    if (front.replica_seq == 0 || front.replica_seq > self->acked_replica_seq_) break;
-    self->release_front();
-  }
+  replica_.replicate_and_hold(channel, request_id, role_.epoch, client_id, seq, request, status,
+                              response_);
 }
 
 void ServiceServer::drop_replica(AloneVerdict why) {
   // The passive can no longer take over (cluster/takeover_policy.hpp): serve alone. Answers
   // waiting for it go out now.
-  while (held_count_ > 0) release_front();
-  replica_.reset();
-  replica_failed_ = false;
-  partner_synced_ = false;
+  replica_.release_all();
+  replica_.close();
   drop_requested_ns_ = 0;
   announce();
   notice("serving-alone " + config_.name + " " + std::string(alone_verdict_name(why)));
   if (on_replication) on_replication(false);
-  next_replica_attempt_ns_ = steady_now_ns() + tunables::partner_ping_interval_ms.get() * 1'000'000;
 }
 
 void ServiceServer::tend_replica(std::int64_t now) {
   bool wanted = role_.role == Role::kActive && !config_.partner_uri.empty() &&
                 tunables::partner_replication.get() != 0;
   if (role_.role != Role::kActive) {
-    if (replica_) {
-      held_count_ = 0;  // stepped down: never answer
-      replica_.reset();
-      replica_failed_ = false;
+    if (replica_.open()) {
+      replica_.abandon();  // stepped down: never answer
+      replica_.close();
     }
     return;
   }
   PartnerView v = link_ ? link_->view() : PartnerView{};
-  bool stream_open = replica_ && !replica_failed_ && replica_->healthy();
-  if (replica_ || held_count_ > 0) {
+  bool stream_open = replica_.open() && !replica_.broken();
+  if (replica_.open() || replica_.held() > 0) {
     std::int64_t deadline_ns = tunables::partner_takeover_after_ms.get() * 1'000'000;
     bool overdue =
-        held_count_ > 0 && now - std::max(held_[held_head_].sent_ns, resumed_ns_) > deadline_ns;
+        replica_.held() > 0 && now - std::max(replica_.oldest_held_ns(), resumed_ns_) > deadline_ns;
     // The passive says it fell out of sync with our current stream (it was paused, or lost it).
-    bool passive_lost_sync =
-        partner_synced_ && v.heard_ns > synced_at_ns_ && (!v.in_sync || v.sync_gen < sync_gen_);
+    bool passive_lost_sync = replica_.partner_synced() && v.heard_ns > replica_.synced_at_ns() &&
+                             (!v.in_sync || v.sync_gen < replica_.sync_gen());
     if (!stream_open || overdue || passive_lost_sync || !wanted) {
       if (drop_requested_ns_ == 0) {
         drop_requested_ns_ = now;
@@ -667,14 +529,14 @@ void ServiceServer::tend_replica(std::int64_t now) {
       f.heard_ns = v.heard_ns;
       f.partner_in_sync = v.in_sync;
       f.partner_sync_gen = v.sync_gen;
-      f.sync_gen = sync_gen_;
+      f.sync_gen = replica_.sync_gen();
       f.refused_ns = v.refused_ns;
       f.pause_end_ns = std::max(v.pause_end_ns, long_pause_end_ns_);
       f.drop_requested_ns = drop_requested_ns_;
       f.may_be_replaced = may_be_replaced_;
       f.takeover_after_ns = deadline_ns;
       // Never synced on this stream (snapshot not applied yet) and nothing held: nothing at risk.
-      AloneVerdict verdict = !partner_synced_ && held_count_ == 0 && !may_be_replaced_
+      AloneVerdict verdict = !replica_.partner_synced() && replica_.held() == 0 && !may_be_replaced_
                                  ? AloneVerdict::kPartnerOutOfSync
                                  : may_serve_alone(f);
       if (!link_) verdict = AloneVerdict::kPartnerGone;
@@ -686,42 +548,13 @@ void ServiceServer::tend_replica(std::int64_t now) {
     return;
   }
   if (!wanted) return;
-  if (!replica_handoff_ready_.load(std::memory_order_acquire)) {
-    if (now >= next_replica_attempt_ns_) {
-      {
-        std::lock_guard lock(connector_mutex_);
-        want_replica_.store(true, std::memory_order_release);  // the connector connects it
-      }
-      connector_wake_.notify_one();
-      next_replica_attempt_ns_ = now + tunables::partner_ping_interval_ms.get() * 20 * 1'000'000;
-    }
+  replica_.want_connection(now, role_.epoch);  // the connector connects it, off this thread
+  if (!replica_.start_if_connected(
+          role_.epoch, [this](std::vector<std::byte>& state) { app_->snapshot(state); })) {
     return;
   }
-  std::unique_ptr<transport::Channel> fresh;
-  {
-    std::lock_guard lock(replica_handoff_mutex_);
-    fresh = std::move(replica_handoff_);
-    replica_domain_ = std::move(replica_handoff_domain_);
-    replica_handoff_ready_.store(false, std::memory_order_release);
-  }
-  if (!fresh || !fresh->healthy()) return;  // broke while waiting: asked for again later
-  replica_ = std::move(fresh);
-  replica_failed_ = false;
-  next_replica_seq_ = 1;
-  acked_replica_seq_ = 0;
-  ++sync_gen_;
   ++stats_.resyncs;
   announce();
-  // The whole state first; every later request follows it on the same ordered channel.
-  app_->snapshot(snapshot_buf_);
-  encode_replica({ReplicaKind::kSnapshot, role_.epoch, sync_gen_, 0, 0, 0, {}, snapshot_buf_},
-                 replica_buf_);
-  if (!replica_->call_async(replica_buf_, on_replica_ack, this)) {
-    replica_failed_ = true;
-    return;
-  }
-  ++next_replica_seq_;  // the snapshot's ack moves acked_replica_seq_ past it
-  synced_at_ns_ = INT64_MAX;
   if (on_replication) on_replication(true);
 }
 
@@ -740,7 +573,8 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
     (void)channel.respond(request_id, epoch, kAppStatusStaleEpoch);
     return;
   }
-  if (r->epoch > role_.epoch) apply(on_newer_epoch_seen(role_, r->epoch));  // a member's word
+  // A member's word; acted on after the round (we are inside this channel's poll).
+  if (r->epoch > role_.epoch) pending_epoch_ = std::max(pending_epoch_, r->epoch);
   if (r->kind == ReplicaKind::kSnapshot) {
     app_->restore(r->response);
     link_->set_in_sync(r->sync_gen);  // holds everything the active acknowledged, from here on

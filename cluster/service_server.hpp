@@ -9,8 +9,12 @@
 //
 // Threads: the serving loop (run / run_once) owns the listener, every accepted channel, the
 // lookup responder and the role. The partner link (cluster/partner_link.hpp) pings the partner on
-// a real-time thread of its own; a connector thread connects the replication channel (a connect
-// to a frozen partner blocks, and that must never stall serving) and hands it over.
+// a real-time thread of its own; the replication stream (cluster/replica_stream.hpp) connects on a
+// connector thread (a connect to a frozen partner blocks, and that must never stall serving).
+//
+// Role changes happen only between rounds: a callback that learns of a newer epoch (an ack on the
+// replica stream, a replica frame from the partner) records it, and run_once applies it once no
+// poll() is on the stack, so no callback ever destroys what called it.
 //
 // Never lose what was acknowledged: the active answers a request only once its in-sync passive
 // applied it, or once that passive can no longer take over; a passive takes over only while in
@@ -30,6 +34,7 @@
 #include "cluster/member_auth.hpp"
 #include "cluster/partner_link.hpp"
 #include "cluster/partner_protocol.hpp"
+#include "cluster/replica_stream.hpp"
 #include "cluster/reply_cache.hpp"
 #include "cluster/service_role.hpp"
 #include "cluster/takeover_policy.hpp"
@@ -107,8 +112,8 @@ class ServiceServer {
   [[nodiscard]] RoleState role() const { return role_; }
   [[nodiscard]] const transport::Address& address() const { return server_->address(); }
   [[nodiscard]] const LookupResponder* responder() const { return responder_.get(); }
-  [[nodiscard]] bool replicating() const { return replica_ != nullptr; }
-  [[nodiscard]] std::uint64_t replicated() const { return replicated_; }
+  [[nodiscard]] bool replicating() const { return replica_.open(); }
+  [[nodiscard]] std::uint64_t replicated() const { return replica_.replicated(); }
   [[nodiscard]] const ServiceStats& stats() const { return stats_; }
   [[nodiscard]] const PartnerLink* partner_link() const { return link_.get(); }
   // A passive holds everything the active acknowledged (always true for an active).
@@ -131,32 +136,19 @@ class ServiceServer {
   ServiceServer() = default;
   void apply(RoleEvent event);
   void check_role();
-  void connector_loop();   // connector thread
-  void connect_replica();  // connector thread: on the serving loop's request
-  void wake();             // any thread: a blocked passive loop should look at the link now
+  void wake();  // any thread: a blocked passive loop should look at the link now
   void on_member_request(transport::Channel& channel, const transport::IncomingRequest& request);
   void notice(const std::string& text);
   void announce();
   // Replication (serving thread).
-  struct Held {  // an answer waiting for the partner to apply its request
-    transport::Channel* channel = nullptr;  // null once that client's channel is gone
-    std::uint64_t request_id = 0;
-    std::uint64_t replica_seq = 0;  // 0: no replica of its own (released after those before it)
-    std::int64_t sent_ns = 0;
-    std::uint32_t app_status = 0;
-    std::vector<std::byte> response;  // capacity reused
-  };
   void answer_or_hold(transport::Channel& channel, std::uint64_t request_id,
                       std::uint64_t client_id, std::uint64_t seq,
                       std::span<const std::byte> request, std::uint32_t status);
   void apply_replica_from_partner(transport::Channel& channel, std::uint64_t request_id,
                                   std::span<const std::byte> payload);
-  static void on_replica_ack(void* user, const transport::Response& r);
-  void release_front();
   void tend_replica(std::int64_t now);
   void drop_replica(AloneVerdict why);
   void expire_half_open_members(std::int64_t now);
-  Held& held_push();
   [[nodiscard]] failover::ssrp::InstanceRecord lookup_record() const;
   bool admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason);
 
@@ -168,6 +160,8 @@ class ServiceServer {
   std::unordered_map<const transport::Channel*, std::uint64_t> client_ids_;
   ServiceStats stats_;
   std::unique_ptr<PartnerLink> link_;
+  ReplicaStream replica_;            // to the passive partner, while active
+  std::uint64_t pending_epoch_ = 0;  // a member named a newer epoch this round: applied after it
   // Member connections (hello kind 'P') and where each is in the handshake.
   struct Member {
     MemberHandshake handshake;
@@ -175,11 +169,7 @@ class ServiceServer {
   };
   std::unordered_map<const transport::Channel*, Member> members_;
   std::vector<const transport::Channel*> doomed_;  // to close after this round
-  // Active: generation of the current replication stream, and whether its snapshot was applied.
-  std::uint64_t sync_gen_ = 0;
-  bool partner_synced_ = false;
-  std::int64_t synced_at_ns_ = 0;       // when the current stream started
-  std::int64_t drop_requested_ns_ = 0;  // asked the passive to count itself out of sync
+  std::int64_t drop_requested_ns_ = 0;             // asked the passive to count itself out of sync
   bool may_be_replaced_ = false;        // paused with an in-sync passive; not heard since
   std::int64_t pause_seen_ns_ = 0;      // the last own pause acted upon
   std::uint64_t host_stalls_seen_ = 0;  // the link's host stalls already told the operator
@@ -195,39 +185,14 @@ class ServiceServer {
   std::int64_t started_ns_ = 0;
   std::uint64_t rounds_ = 0;
 
-  std::unique_ptr<transport::Domain> replica_domain_;  // replica_'s; outlives it
-  std::unique_ptr<transport::Channel> replica_;        // to the passive partner, while active
-  std::vector<Held> held_;                             // ring, oldest at held_head_
-  std::size_t held_head_ = 0;
-  std::size_t held_count_ = 0;
-  std::vector<std::byte> replica_buf_;
-  std::vector<std::byte> snapshot_buf_;
-  bool replica_failed_ = false;
-  std::uint64_t next_replica_seq_ = 1;  // replicas sent on replica_ (acks come back in order)
-  std::uint64_t acked_replica_seq_ = 0;
-  std::int64_t next_replica_attempt_ns_ = 0;
   std::int64_t last_round_ns_ = 0;
   std::int64_t resumed_ns_ = 0;         // when this loop last found it had not run for a while
   std::int64_t passive_since_ns_ = 0;   // when this instance last stepped down
   std::int64_t long_pause_end_ns_ = 0;  // when this loop last resumed from a long pause
   std::string takeover_reason_;         // why it last took over, for the operator
-  std::uint64_t replicated_ = 0;
 
-  // The replica channel is connected by the monitor thread, in a domain of its own (a connect
-  // can block, and the serving loop must not), then handed over under the mutex.
-  std::mutex replica_handoff_mutex_;
-  std::unique_ptr<transport::Domain> replica_handoff_domain_;
-  std::unique_ptr<transport::Channel> replica_handoff_;
-  std::atomic<bool> replica_handoff_ready_{false};
-  std::atomic<bool> want_replica_{false};
-  std::mutex connector_mutex_;  // with connector_wake_: the connector sleeps until asked
-  std::condition_variable connector_wake_;
-
-  std::atomic<std::uint64_t> own_epoch_{0};  // for the connector's hello
-  std::atomic<bool> stop_connector_{false};
   // Written by the partner link when it learns something, so a blocked passive loop acts at once.
   int wake_fd_ = -1;
-  std::thread connector_;
 };
 
 }  // namespace viaduct::cluster
