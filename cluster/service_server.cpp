@@ -1,4 +1,5 @@
 #include "cluster/service_server.hpp"
+#include "cluster/service_dispatch.hpp"
 #include "transport/clock.hpp"
 
 #include <sys/eventfd.h>
@@ -40,98 +41,6 @@ Tunable partner_unclean_takeover(
     "1: a passive that is out of sync may still take over when its partner is gone, losing what "
     "the active acknowledged alone (Kafka's unclean leader election); 0: it refuses to serve");
 }  // namespace tunables
-
-namespace {
-
-// Runs per request: the hello was validated by admit(), so its kind byte alone is enough (no
-// decode, no allocation on the serving path).
-bool is_partner_channel(const transport::Channel& c) {
-  auto app = c.peer_hello_app();
-  return !app.empty() && app[0] == static_cast<std::byte>(HelloKind::kPartner);
-}
-
-std::vector<std::byte> text_bytes(const char* s) {
-  std::vector<std::byte> v(std::strlen(s));
-  std::memcpy(v.data(), s, v.size());
-  return v;
-}
-
-}  // namespace
-
-// Routes partner pings to the role logic and client requests to the application (while active).
-class ServiceServer::Dispatcher final : public transport::RequestHandler {
- public:
-  explicit Dispatcher(ServiceServer* owner) : owner_(owner) {}
-  void on_request(transport::Channel& channel, const transport::IncomingRequest& request) override {
-    if (is_partner_channel(channel)) {
-      owner_->on_member_request(channel, request);
-      return;
-    }
-    if (owner_->role_.role != Role::kActive) {
-      (void)channel.respond(request.request_id, {}, kAppStatusNotActive);
-      return;
-    }
-    // Paused with an in-sync passive (may_be_replaced_): requests are still executed, but their
-    // answers wait for the passive's acknowledgement as always, and this instance does not serve
-    // alone until it has heard the passive again (a passive that took over refuses the replicas,
-    // and we step down). Refusing here instead made a starved loop on a busy host bounce its
-    // clients (132 failovers in 120 s beside stress-ng).
-    failover::RequestHeader header;
-    if (!failover::decode_request_header(request.payload, &header)) {
-      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
-      return;
-    }
-    auto [bound, fresh] = owner_->client_ids_.try_emplace(&channel, header.client_id);
-    if (!fresh && bound->second != header.client_id) {
-      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
-      owner_->doomed_.push_back(&channel);  // one connection, one client
-      return;
-    }
-    if (header.seq == failover::kControlSeq) {
-      auto op = request.payload.subspan(failover::kRequestHeaderBytes);
-      if (op.size() == 1 && op[0] == failover::kControlPartnerAddress) {
-        const std::string& uri = owner_->config_.partner_uri;
-        (void)channel.respond(request.request_id, std::as_bytes(std::span(uri.data(), uri.size())));
-      } else if (op.size() == 1 + failover::kProofNonceBytes && op[0] == failover::kControlProve &&
-                 owner_->config_.cluster_key != nullptr) {
-        failover::ProofNonce nonce;
-        std::memcpy(nonce.data(), op.data() + 1, nonce.size());
-        std::array<std::byte, failover::kProofAnswerBytes> proof;
-        owner_->config_.cluster_key->sign_proof(owner_->config_.name, nonce, owner_->role_.epoch,
-                                                proof);
-        ++owner_->stats_.proofs;
-        (void)channel.respond(request.request_id, proof);
-      } else if (op.size() == 1 && op[0] == failover::kControlEpoch) {
-        std::array<std::byte, 8> epoch;
-        transport::store_le<std::uint64_t>(epoch.data(), owner_->role_.epoch);
-        (void)channel.respond(request.request_id, epoch);
-      } else {
-        (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
-      }
-      return;
-    }
-    if (const auto* cached = owner_->replies_.find(header.client_id, header.seq)) {
-      // Executed before (the answer was lost in a failover): answer again, do not execute again.
-      // Behind answers still waiting for the partner, it waits too: it may be one of them.
-      if (owner_->replica_.held() == 0) {
-        (void)channel.respond(request.request_id, cached->response, cached->app_status);
-      } else {
-        owner_->replica_.hold(channel, request.request_id, cached->app_status, cached->response);
-      }
-      return;
-    }
-    auto& response = owner_->response_;
-    response.clear();
-    auto app_request = request.payload.subspan(failover::kRequestHeaderBytes);
-    std::uint32_t status = owner_->app_->handle(app_request, response);
-    owner_->replies_.store(header.client_id, header.seq, status, response);
-    owner_->answer_or_hold(channel, request.request_id, header.client_id, header.seq, app_request,
-                           status);
-  }
-
- private:
-  ServiceServer* owner_;
-};
 
 Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig& config,
                                                             ServiceHandler* app) {
@@ -177,12 +86,8 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
     // until we count ourselves out of sync, are gone, or were unreachable for four takeover
     // deadlines (cluster/takeover_policy.hpp); the partner link clears our sync state then.
     // A member connection broke: the partner may have died. Ask now rather than at the next ping.
-    if (auto m = raw->members_.find(&gone);
-        m != raw->members_.end() && m->second.handshake.authenticated() && raw->link_) {
-      raw->link_->ping_now();
-    }
-    raw->members_.erase(&gone);
-    raw->client_ids_.erase(&gone);
+    if (raw->members_.forget(gone) && raw->link_) raw->link_->ping_now();
+    raw->client_ids_.forget(gone);
   };
   options.reply_hello = [raw = s.get()] {
     return encode_hello_app(
@@ -272,49 +177,21 @@ failover::ssrp::InstanceRecord ServiceServer::lookup_record() const {
 }
 
 bool ServiceServer::admit(std::span<const std::byte> hello_app, std::vector<std::byte>* reason) {
-  auto hello = decode_hello_app(hello_app);
-  if (!hello || hello->name != config_.name) {
-    *reason = text_bytes(kRejectWrongName);
-    return false;
-  }
-  if (hello->kind == HelloKind::kPartner) {
-    // Proves itself in its first requests (cluster/member_auth.hpp) or is cut off.
-    return link_ != nullptr;
-  }
-  if (hello->kind == HelloKind::kWarm) {
-    // A client's standby connection: held while passive (its requests get not-active), served
-    // like any client once this instance takes over. Pointless to an active.
-    if (role_.role == Role::kPassive) return true;
-    *reason = text_bytes(kRejectNotActive);
-    return false;
-  }
-  if (hello->epoch > role_.epoch) {
-    // The client has seen a newer epoch than ours. A hint only: a client never changes our epoch
-    // (one hello could otherwise take the service down); our partner link tells us if we were
-    // replaced. The client looks again.
-    *reason = text_bytes(kRejectStaleEpoch);
-    return false;
-  }
-  if (role_.role != Role::kActive) {
-    *reason = text_bytes(kRejectNotActive);
-    return false;
-  }
-  return true;
+  return admit_hello(hello_app, {config_.name, role_.role, role_.epoch, link_ != nullptr}, reason);
 }
 
 void ServiceServer::on_member_request(transport::Channel& channel,
                                       const transport::IncomingRequest& request) {
-  auto [it, fresh] = members_.try_emplace(&channel);
-  if (fresh) it->second.since_ns = steady_now_ns();
-  Member& member = it->second;
-  if (!member.handshake.authenticated()) {
-    if (!member.handshake.handle(channel, request.request_id, request.payload, *config_.cluster_key,
-                                 config_.name)) {
+  switch (
+      members_.on_request(channel, request, *config_.cluster_key, config_.name, steady_now_ns())) {
+    case MemberTable::Step::kHandshaking:
+      return;
+    case MemberTable::Step::kRefused:
       ++stats_.member_auth_failures;
-      (void)channel.respond(request.request_id, {}, kAppStatusBadRequest);
       doomed_.push_back(&channel);
-    }
-    return;
+      return;
+    case MemberTable::Step::kAuthenticated:
+      break;
   }
   if (is_replica(request.payload)) {
     apply_replica_from_partner(channel, request.request_id, request.payload);
@@ -468,11 +345,7 @@ std::size_t ServiceServer::run_once(int passive_timeout_ms) {
 void ServiceServer::expire_half_open_members(std::int64_t now) {
   // A connection that claims to be the partner and does not prove it within a second is cut
   // off: it must not hold a slot (or our memory) for long.
-  for (const auto& [channel, member] : members_) {
-    if (!member.handshake.authenticated() && now - member.since_ns > 1'000'000'000) {
-      doomed_.push_back(channel);
-    }
-  }
+  members_.expired(now, 1'000'000'000, doomed_);
 }
 
 void ServiceServer::answer_or_hold(transport::Channel& channel, std::uint64_t request_id,

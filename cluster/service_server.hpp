@@ -30,6 +30,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/admission.hpp"
 #include "cluster/lookup_responder.hpp"
 #include "cluster/member_auth.hpp"
 #include "cluster/partner_link.hpp"
@@ -157,17 +158,12 @@ class ServiceServer {
   ReplyCache replies_;
   // The client id each client connection uses, fixed by its first request: exactly-once is keyed
   // by it, so a connection cannot speak for (or evict) other clients by changing it.
-  std::unordered_map<const transport::Channel*, std::uint64_t> client_ids_;
+  ClientBindings client_ids_;
   ServiceStats stats_;
   std::unique_ptr<PartnerLink> link_;
   ReplicaStream replica_;            // to the passive partner, while active
   std::uint64_t pending_epoch_ = 0;  // a member named a newer epoch this round: applied after it
-  // Member connections (hello kind 'P') and where each is in the handshake.
-  struct Member {
-    MemberHandshake handshake;
-    std::int64_t since_ns = 0;
-  };
-  std::unordered_map<const transport::Channel*, Member> members_;
+  MemberTable members_;              // connections claiming to be the partner, and their handshakes
   std::vector<const transport::Channel*> doomed_;  // to close after this round
   std::int64_t drop_requested_ns_ = 0;             // asked the passive to count itself out of sync
   bool may_be_replaced_ = false;        // paused with an in-sync passive; not heard since
