@@ -28,7 +28,9 @@ using failover::kRejectWrongName;
 // Replication (a channel request from the active to its passive partner, on a partner channel):
 //   magic u32 'VDRP' | version u8 (1) | kind u8 (1 apply, 2 snapshot) | pad u8[2] | epoch u64 LE
 //   | sync generation u64 LE | client id u64 LE | seq u64 LE | app status u32 LE
-//   | request length u32 LE | request | response (or the state)
+//   | request length u32 LE | request | response
+// A snapshot carries the application's state as its response and the active's reply cache
+// (cluster/reply_cache.hpp, serialize) as its request.
 // Accepted only on a member connection that passed the handshake (cluster/member_auth.hpp).
 // The sync generation numbers the active's replication streams: a snapshot of generation G
 // makes the passive in sync as of G (cluster/partner_link.hpp tells the active so).

@@ -71,8 +71,7 @@ void ReplicaStream::want_connection(std::int64_t now, std::uint64_t epoch) {
   next_attempt_ns_ = now + config_.ping_interval_ms * 20 * 1'000'000;
 }
 
-bool ReplicaStream::start_if_connected(
-    std::uint64_t epoch, const std::function<void(std::vector<std::byte>&)>& snapshot) {
+bool ReplicaStream::start_if_connected(std::uint64_t epoch, const SnapshotFn& snapshot) {
   if (!handoff_ready_.load(std::memory_order_acquire)) return false;
   std::unique_ptr<transport::Channel> fresh;
   {
@@ -92,8 +91,9 @@ bool ReplicaStream::start_if_connected(
   ++sync_gen_;
   ++resyncs_;
   // The whole state first; every later request follows it on the same ordered channel.
-  snapshot(snapshot_);
-  encode_replica({ReplicaKind::kSnapshot, epoch, sync_gen_, 0, 0, 0, {}, snapshot_}, buf_);
+  snapshot(snapshot_, snapshot_replies_);
+  encode_replica({ReplicaKind::kSnapshot, epoch, sync_gen_, 0, 0, 0, snapshot_replies_, snapshot_},
+                 buf_);
   if (!channel_->call_async(buf_, on_ack, this)) {
     failed_ = true;
     return true;

@@ -74,10 +74,12 @@ class ReplicaStream {
   // Asks the connector for a fresh connection, paced (every 20 ping intervals at most); its hello
   // carries `epoch`.
   void want_connection(std::int64_t now, std::uint64_t epoch);
-  // A connection the connector made is ready: start a stream on it with `snapshot` at `epoch`.
-  // Returns false if none is ready (or it broke while waiting).
-  bool start_if_connected(std::uint64_t epoch,
-                          const std::function<void(std::vector<std::byte>&)>& snapshot);
+  // A connection the connector made is ready: start a stream on it at `epoch` with a snapshot:
+  // `snapshot` fills the application's state and the serialized reply cache. Returns false if
+  // none is ready (or it broke while waiting).
+  using SnapshotFn =
+      std::function<void(std::vector<std::byte>& state, std::vector<std::byte>& replies)>;
+  bool start_if_connected(std::uint64_t epoch, const SnapshotFn& snapshot);
   // Ends the stream (not its held answers); a new one is not asked for before one ping interval.
   void close();
   // Progress the channel; acknowledgements release held answers.
@@ -139,6 +141,7 @@ class ReplicaStream {
   std::size_t held_count_ = 0;
   std::vector<std::byte> buf_;
   std::vector<std::byte> snapshot_;
+  std::vector<std::byte> snapshot_replies_;
 
   // Connector thread: sleeps until asked, connects and authenticates, hands over under the mutex.
   std::mutex handoff_mutex_;

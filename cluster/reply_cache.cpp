@@ -1,5 +1,9 @@
 #include "cluster/reply_cache.hpp"
 
+#include <cstring>
+
+#include "transport/frame.hpp"
+
 namespace viaduct::cluster {
 
 const ReplyCache::Entry* ReplyCache::find(std::uint64_t client_id, std::uint64_t seq) const {
@@ -59,6 +63,93 @@ void ReplyCache::store(std::uint64_t client_id, std::uint64_t seq, std::uint32_t
   c.bytes += response.size();
   total_bytes_ += response.size();
   entries_.emplace(Key{client_id, seq}, Entry{app_status, {response.begin(), response.end()}});
+}
+
+namespace {
+constexpr std::size_t kCacheHeaderBytes = 12;
+constexpr std::size_t kEntryHeaderBytes = 24;
+constexpr std::uint8_t kCacheVersion = 1;
+}  // namespace
+
+void ReplyCache::clear() {
+  entries_.clear();
+  clients_.clear();
+  lru_.clear();
+  total_bytes_ = 0;
+}
+
+void ReplyCache::serialize(std::vector<std::byte>& out, std::size_t max_bytes) const {
+  // The most recently active clients that fit, then written least recent first (restore keeps
+  // the order of activity).
+  std::size_t bytes = kCacheHeaderBytes;
+  auto first = lru_.end();
+  std::uint32_t count = 0;
+  while (first != lru_.begin()) {
+    auto prev = std::prev(first);
+    const Client& c = clients_.at(*prev);
+    std::size_t need = c.bytes + c.seqs.size() * kEntryHeaderBytes;
+    if (bytes + need > max_bytes) break;
+    bytes += need;
+    count += static_cast<std::uint32_t>(c.seqs.size());
+    first = prev;
+  }
+  out.resize(kCacheHeaderBytes);
+  std::memcpy(out.data(), "VDRC", 4);
+  out[4] = std::byte{kCacheVersion};
+  out[5] = out[6] = out[7] = std::byte{0};
+  transport::store_le<std::uint32_t>(out.data() + 8, count);
+  out.reserve(bytes);
+  for (auto it = first; it != lru_.end(); ++it) {
+    const Client& c = clients_.at(*it);
+    for (std::uint64_t seq : c.seqs) {
+      auto e = entries_.find({*it, seq});
+      if (e == entries_.end()) continue;  // never: kept in step by store and evict
+      std::size_t at = out.size();
+      out.resize(at + kEntryHeaderBytes + e->second.response.size());
+      transport::store_le<std::uint64_t>(out.data() + at, *it);
+      transport::store_le<std::uint64_t>(out.data() + at + 8, seq);
+      transport::store_le<std::uint32_t>(out.data() + at + 16, e->second.app_status);
+      transport::store_le<std::uint32_t>(out.data() + at + 20,
+                                         static_cast<std::uint32_t>(e->second.response.size()));
+      if (!e->second.response.empty()) {
+        std::memcpy(out.data() + at + kEntryHeaderBytes, e->second.response.data(),
+                    e->second.response.size());
+      }
+    }
+  }
+}
+
+bool ReplyCache::restore(std::span<const std::byte> bytes) {
+  clear();
+  if (bytes.empty()) return true;  // an older active's snapshot, or nothing cached
+  if (bytes.size() < kCacheHeaderBytes || std::memcmp(bytes.data(), "VDRC", 4) != 0 ||
+      bytes[4] != std::byte{kCacheVersion}) {
+    return false;
+  }
+  std::uint32_t count = transport::load_le<std::uint32_t>(bytes.data() + 8);
+  std::size_t at = kCacheHeaderBytes;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (bytes.size() - at < kEntryHeaderBytes) {
+      clear();
+      return false;
+    }
+    auto client_id = transport::load_le<std::uint64_t>(bytes.data() + at);
+    auto seq = transport::load_le<std::uint64_t>(bytes.data() + at + 8);
+    auto status = transport::load_le<std::uint32_t>(bytes.data() + at + 16);
+    std::size_t length = transport::load_le<std::uint32_t>(bytes.data() + at + 20);
+    at += kEntryHeaderBytes;
+    if (bytes.size() - at < length) {
+      clear();
+      return false;
+    }
+    store(client_id, seq, status, bytes.subspan(at, length));
+    at += length;
+  }
+  if (at != bytes.size()) {
+    clear();
+    return false;
+  }
+  return true;
 }
 
 }  // namespace viaduct::cluster

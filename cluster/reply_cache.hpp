@@ -34,6 +34,17 @@ class ReplyCache {
   [[nodiscard]] const Entry* find(std::uint64_t client_id, std::uint64_t seq) const;
   void store(std::uint64_t client_id, std::uint64_t seq, std::uint32_t app_status,
              std::span<const std::byte> response);
+  // The cache travels with the active's snapshot, so that a passive that joined after a request
+  // was executed still answers its re-send instead of executing it again. Format (version 1):
+  //   'VDRC' | version u8 | pad[3] | entry count u32 LE, then per entry:
+  //   client id u64 LE | seq u64 LE | app status u32 LE | length u32 LE | response
+  // Clients in order of activity (least recent first), each one's entries oldest first; at most
+  // `max_bytes`, the most recently active clients kept when over.
+  void serialize(std::vector<std::byte>& out, std::size_t max_bytes) const;
+  // Replaces the contents with a serialized cache (bounds apply as to any store). A malformed one
+  // is refused whole, and the cache left empty.
+  bool restore(std::span<const std::byte> bytes);
+  void clear();
   [[nodiscard]] std::size_t clients() const { return clients_.size(); }
   [[nodiscard]] std::size_t entries() const { return entries_.size(); }
   [[nodiscard]] std::size_t bytes() const { return total_bytes_; }

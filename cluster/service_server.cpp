@@ -16,6 +16,12 @@
 
 namespace viaduct::cluster {
 
+namespace {
+// The part of the reply cache sent with a snapshot (the most recently active clients first): it
+// must fit one replica message (the channel's rendezvous limit is 64 MiB), state included.
+constexpr std::size_t kSnapshotReplyCacheBytes = 16u << 20;
+}  // namespace
+
 namespace tunables {
 Tunable partner_ping_interval_ms("cluster", "partner_ping_interval_ms", 5, 1, 60000,
                                  "how often partners ping each other (role and epoch)");
@@ -422,10 +428,13 @@ void ServiceServer::tend_replica(std::int64_t now) {
   }
   if (!wanted) return;
   replica_.want_connection(now, role_.epoch);  // the connector connects it, off this thread
-  if (!replica_.start_if_connected(
-          role_.epoch, [this](std::vector<std::byte>& state) { app_->snapshot(state); })) {
-    return;
-  }
+  // The reply cache goes with the state: a request executed before this stream began, whose
+  // answer its client never got, is answered from the cache after a takeover, not executed again.
+  auto snapshot = [this](std::vector<std::byte>& state, std::vector<std::byte>& replies) {
+    app_->snapshot(state);
+    replies_.serialize(replies, kSnapshotReplyCacheBytes);
+  };
+  if (!replica_.start_if_connected(role_.epoch, snapshot)) return;
   ++stats_.resyncs;
   announce();
   if (on_replication) on_replication(true);
@@ -450,6 +459,10 @@ void ServiceServer::apply_replica_from_partner(transport::Channel& channel,
   if (r->epoch > role_.epoch) pending_epoch_ = std::max(pending_epoch_, r->epoch);
   if (r->kind == ReplicaKind::kSnapshot) {
     app_->restore(r->response);
+    if (!replies_.restore(r->request)) {
+      // A member sent it, so this is a bug, not an attack: say so, and serve on without them.
+      notice("snapshot-reply-cache-malformed " + config_.name);
+    }
     link_->set_in_sync(r->sync_gen);  // holds everything the active acknowledged, from here on
     notice("in-sync " + config_.name + " gen " + std::to_string(r->sync_gen));
   } else {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -28,6 +29,7 @@
 #include "tools/bench/netns_lab.hpp"
 #include "tools/bench/scratch_key.hpp"
 #include "transport/channel.hpp"
+#include "transport/frame.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
 namespace viaduct::cluster {
@@ -86,9 +88,17 @@ struct Pair {
         "--service",  service,   "--cluster-key", bench::scratch_key_file()};
     a_argv.insert(a_argv.end(), a_args.begin(), a_args.end());
     b_argv.insert(b_argv.end(), b_args.begin(), b_args.end());
+    a_command = a_argv;
+    b_command = b_argv;
     a = std::make_unique<Proc>(a_argv);
     b = std::make_unique<Proc>(b_argv);
   }
+  // Kills the passive and starts it again, with the same command line (it restarts passive).
+  void restart_b() {
+    b->kill_hard();
+    b = std::make_unique<Proc>(b_command);
+  }
+  std::vector<std::string> a_command, b_command;
   std::vector<failover::UdpEndpoint> both() const {
     return {failover::UdpEndpoint::from(a_host, a_lookup).value(),
             failover::UdpEndpoint::from(b_host, b_lookup).value()};
@@ -191,6 +201,44 @@ TEST_P(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
   std::byte buf[20] = {std::byte{9}};
   EXPECT_TRUE(ch.value()->call(std::span(buf, 20), std::span(buf, 20), 3000).is_ok());
+}
+
+// (client id, seq) header, then a u64 for the counter service to add; returns the total.
+std::optional<std::uint64_t> counter_call(transport::Channel& ch, std::uint64_t client_id,
+                                          std::uint64_t seq, std::uint64_t add) {
+  std::byte buf[24];
+  transport::store_le<std::uint64_t>(buf, client_id);
+  transport::store_le<std::uint64_t>(buf + 8, seq);
+  std::memcpy(buf + 16, &add, 8);
+  std::byte out[8] = {};
+  auto n = ch.call(std::span(buf, 24), std::span(out, 8), 3000);
+  if (!n.is_ok() || n.value() != 8) return std::nullopt;
+  std::uint64_t total = 0;
+  std::memcpy(&total, out, 8);
+  return total;
+}
+
+// The reply cache travels with the snapshot: a request executed before the passive (re)joined,
+// whose answer its client never got, is answered from the cache after a takeover; before, the new
+// active executed it a second time.
+TEST_P(ServiceFailover, RestartedPassiveGetsTheReplyCache_ResendAfterTakeoverNotExecutedTwice) {
+  Pair p("counter");
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  auto ch = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+  ASSERT_TRUE(ch.is_ok()) << ch.status().to_string();
+  EXPECT_EQ(counter_call(*ch.value(), 0x77, 1, 5), 5u);
+  // A new passive: it learns the state (and now the reply cache) from the snapshot only.
+  p.restart_b();
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 10000)) << p.b->output();
+  p.a->kill_hard();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000)) << p.b->output();
+  auto again = connect_client(p.b_uri, "ORDERS", 2, nullptr);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  // The re-send of (0x77, 1): the cached answer, not a second addition.
+  EXPECT_EQ(counter_call(*again.value(), 0x77, 1, 5), 5u);
+  EXPECT_EQ(counter_call(*again.value(), 0x77, 2, 0), 5u);
+  EXPECT_TRUE(p.b->wait_exit(0) == std::nullopt) << "the new active died: " << p.b->output();
 }
 
 TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) {
@@ -464,12 +512,12 @@ std::unique_ptr<failover::Session> kill_active_under_load(
   EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
   EXPECT_EQ(r.answered, total);
   EXPECT_EQ(r.wrong + r.doubled, 0u);
-  EXPECT_EQ(session->failovers(), 1u) << "last failover: lookups " << session->last_failover().lookups
-                                      << " from_probe " << session->last_failover().from_probe
-                                      << " standby " << session->last_failover().used_standby
-                                      << "\na:\n"
-                                      << p.a->output() << "b:\n"
-                                      << p.b->output();
+  EXPECT_EQ(session->failovers(), 1u)
+      << "last failover: lookups " << session->last_failover().lookups << " from_probe "
+      << session->last_failover().from_probe << " standby " << session->last_failover().used_standby
+      << "\na:\n"
+      << p.a->output() << "b:\n"
+      << p.b->output();
   return session;
 }
 
