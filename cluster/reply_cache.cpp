@@ -12,12 +12,12 @@ const ReplyCache::Entry* ReplyCache::find(std::uint64_t client_id, std::uint64_t
 }
 
 void ReplyCache::evict_oldest_of(std::uint64_t client_id, Client& c) {
-  auto it = entries_.find({client_id, c.seqs.front()});
+  auto node = entries_.extract({client_id, c.seqs.front()});
   c.seqs.pop_front();
-  if (it == entries_.end()) return;
-  c.bytes -= it->second.response.size();
-  total_bytes_ -= it->second.response.size();
-  entries_.erase(it);
+  if (node.empty()) return;
+  c.bytes -= node.mapped().response.size();
+  total_bytes_ -= node.mapped().response.size();
+  spare_ = std::move(node);
 }
 
 void ReplyCache::evict_client(std::uint64_t client_id) {
@@ -62,6 +62,16 @@ void ReplyCache::store(std::uint64_t client_id, std::uint64_t seq, std::uint32_t
   c.seqs.push_back(seq);
   c.bytes += response.size();
   total_bytes_ += response.size();
+  if (!spare_.empty()) {
+    // Steady state (a client at its bound): the evicted entry's node and buffer are reused, so a
+    // store allocates nothing.
+    spare_.key() = Key{client_id, seq};
+    spare_.mapped().app_status = app_status;
+    spare_.mapped().response.assign(response.begin(), response.end());
+    entries_.insert(std::move(spare_));
+    spare_ = {};
+    return;
+  }
   entries_.emplace(Key{client_id, seq}, Entry{app_status, {response.begin(), response.end()}});
 }
 
@@ -73,6 +83,7 @@ constexpr std::uint8_t kCacheVersion = 1;
 
 void ReplyCache::clear() {
   entries_.clear();
+  spare_ = {};
   clients_.clear();
   lru_.clear();
   total_bytes_ = 0;
@@ -101,7 +112,8 @@ void ReplyCache::serialize(std::vector<std::byte>& out, std::size_t max_bytes) c
   out.reserve(bytes);
   for (auto it = first; it != lru_.end(); ++it) {
     const Client& c = clients_.at(*it);
-    for (std::uint64_t seq : c.seqs) {
+    for (std::size_t i = 0; i < c.seqs.size(); ++i) {
+      std::uint64_t seq = c.seqs.at(i);
       auto e = entries_.find({*it, seq});
       if (e == entries_.end()) continue;  // never: kept in step by store and evict
       std::size_t at = out.size();

@@ -8,8 +8,8 @@
 // other clients.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <span>
 #include <unordered_map>
@@ -60,16 +60,48 @@ class ReplyCache {
       return std::hash<std::uint64_t>{}(k.client_id * 0x9E3779B97F4A7C15ull ^ k.seq);
     }
   };
+  // A client's sequence numbers, oldest first: a ring that grows to the per-client bound and
+  // then only turns (no allocation per request once warm, unlike a deque's blocks).
+  class SeqRing {
+   public:
+    [[nodiscard]] bool empty() const { return count_ == 0; }
+    [[nodiscard]] std::size_t size() const { return count_; }
+    [[nodiscard]] std::uint64_t front() const { return slots_[head_]; }
+    [[nodiscard]] std::uint64_t at(std::size_t i) const {
+      return slots_[(head_ + i) % slots_.size()];
+    }
+    void pop_front() {
+      head_ = (head_ + 1) % slots_.size();
+      --count_;
+    }
+    void push_back(std::uint64_t seq) {
+      if (count_ == slots_.size()) {
+        std::vector<std::uint64_t> bigger(std::max<std::size_t>(8, slots_.size() * 2));
+        for (std::size_t i = 0; i < count_; ++i) bigger[i] = at(i);
+        slots_ = std::move(bigger);
+        head_ = 0;
+      }
+      slots_[(head_ + count_++) % slots_.size()] = seq;
+    }
+
+   private:
+    std::vector<std::uint64_t> slots_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+  };
   struct Client {
-    std::deque<std::uint64_t> seqs;  // oldest first
+    SeqRing seqs;  // oldest first
     std::size_t bytes = 0;
     std::list<std::uint64_t>::iterator lru;
   };
+  // Evicts the client's oldest entry; its node (and the capacity of its response) is kept in
+  // spare_ for the next store to reuse.
   void evict_oldest_of(std::uint64_t client_id, Client& c);
   void evict_client(std::uint64_t client_id);
 
   ReplyCacheLimits limits_;
   std::unordered_map<Key, Entry, KeyHash> entries_;
+  std::unordered_map<Key, Entry, KeyHash>::node_type spare_;
   std::unordered_map<std::uint64_t, Client> clients_;
   std::list<std::uint64_t> lru_;  // least recently active client first
   std::size_t total_bytes_ = 0;
