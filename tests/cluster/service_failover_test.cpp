@@ -652,7 +652,9 @@ TEST_P(SessionFailover, ActiveFrozenUnderLoad_PassiveTakesOverNoError) {
   EXPECT_EQ(r.errors, 0u) << r.first_error.to_string();
   EXPECT_EQ(r.answered, 6000u);
   EXPECT_EQ(r.wrong + r.doubled, 0u);
-  EXPECT_EQ(session.value()->failovers(), 1u);
+  EXPECT_EQ(session.value()->failovers(), 1u) << "active:\n"
+                                              << p.a->output() << "passive:\n"
+                                              << p.b->output();
   // Found by the hang probe (a newer epoch in a lookup answer), not by the connection breaking:
   // a frozen server's connection stays open, and the keep-alive budget is far longer.
   EXPECT_TRUE(session.value()->last_failover().from_probe);
