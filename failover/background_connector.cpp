@@ -1,5 +1,7 @@
 #include "failover/background_connector.hpp"
 
+#include <chrono>
+
 #include "transport/clock.hpp"
 
 namespace viaduct::failover {
@@ -32,6 +34,13 @@ std::optional<ConnectOutcome> BackgroundConnector::take() {
   result_.reset();
   latest_ticket_ = 0;  // taken: nothing more is wanted until the next start()
   return out;
+}
+
+void BackgroundConnector::wait(std::int64_t timeout_ns) {
+  std::unique_lock lock(mutex_);
+  finished_.wait_for(lock, std::chrono::nanoseconds(timeout_ns), [&] {
+    return latest_ticket_ == 0 || (result_ && result_ticket_ == latest_ticket_);
+  });
 }
 
 void BackgroundConnector::cancel() {
@@ -102,6 +111,7 @@ void BackgroundConnector::run() {
     }
     bool idle = !stop_ && !next_;
     lock.unlock();
+    if (wanted) finished_.notify_all();
     // Outside the lock, so that the session's take() never waits for it: an abandoned channel is
     // closed here (its Domain kept for the next connect), and after a handover the next connect's
     // Domain is opened while there is nothing else to do.

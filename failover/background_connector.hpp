@@ -48,6 +48,9 @@ class BackgroundConnector {
              int timeout_ms);
   // The result of the latest start() once it is in (once); nullopt while it runs.
   std::optional<ConnectOutcome> take();
+  // Blocks until the latest start()'s result is in or `timeout_ns` passes, for a caller with
+  // nothing else to do (Session::call): the helper then has the CPU to itself.
+  void wait(std::int64_t timeout_ns);
   // Abandons the latest start(): its result is dropped.
   void cancel();
   // Closes a Domain (with no channel left in it) on the helper thread.
@@ -64,8 +67,9 @@ class BackgroundConnector {
   ConnectOutcome connect(const Job& job);
 
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::optional<Job> next_;                                  // session → helper
+  std::condition_variable wake_;      // session → helper: a job, a Domain to close, or stop
+  std::condition_variable finished_;  // helper → session: a result is in
+  std::optional<Job> next_;           // session → helper
   std::vector<std::unique_ptr<transport::Domain>> retired_;  // session → helper, to close
   std::optional<ConnectOutcome> result_;  // helper → session, for ticket `result_ticket_`
   std::uint64_t result_ticket_ = 0;

@@ -758,6 +758,10 @@ void Session::idle_wait() {
   if (state_ == FailoverState::kPartnerWaiting) {
     std::int64_t wake = std::min(run_.next_attempt_ns, run_.partner_give_up_ns);
     if (wake > now) std::this_thread::sleep_for(std::chrono::nanoseconds(wake - now));
+  } else if (state_ == FailoverState::kConnecting || state_ == FailoverState::kPartnerConnecting) {
+    // The helper thread connects: leave it the CPU until it is done (the next poll() takes the
+    // result), waking at least every millisecond for the requests' deadlines.
+    connector_.wait(1'000'000);
   } else if (state_ == FailoverState::kLookingUp && lookup_socket_) {
     std::int64_t wait_ns = std::max<std::int64_t>(0, run_.next_lookup_send_ns - now);
     pollfd p{lookup_socket_->fd(), POLLIN, 0};

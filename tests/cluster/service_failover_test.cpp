@@ -3,9 +3,12 @@
 // test runs once per back end: ofi+tcp on 127.0.0.1 (label failover) and verbs on an rxe device
 // (label rdma, run in the Soft-RoCE guest; elsewhere "skipped: no RDMA device"). The lookup is
 // UDP on 127.0.0.1 either way.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -660,10 +663,13 @@ struct TwoServicesResult {
   std::uint64_t healthy_during_outage = 0;    // answered from the failure until the failover ended
   std::uint64_t polls_during_failover = 0;    // poll()s of the failing session that returned
                                               // with its failover still under way
-  double failover_ms = 0;                     // the failing session's failover (noticed .. resumed)
-  double longest_gap_during_ms = 0;           // between healthy completions, across the failover
-  double longest_gap_before_ms = 0;           // the same, in as long a window before the failure
-  double longest_failing_poll_ms = 0;         // the longest single poll() of the failing session
+  std::uint64_t failovers_before_failure = 0;
+  double longest_round_ms = 0;  // the longest poll() of the failing session over the whole run  //
+                                // none expected: the pair was healthy
+  double failover_ms = 0;       // the failing session's failover (noticed .. resumed)
+  double longest_gap_during_ms = 0;    // between healthy completions, across the failover
+  double longest_gap_before_ms = 0;    // the same, in as long a window before the failure
+  double longest_failing_poll_ms = 0;  // the longest single poll() of the failing session
 };
 
 TwoServicesResult call_two_services_while_one_fails(Pair& p, failover::Session& failing,
@@ -701,6 +707,8 @@ TwoServicesResult call_two_services_while_one_fails(Pair& p, failover::Session& 
   // Each round of run_load: one poll() of the failing session, then this.
   out.failing = run_load(failing, kFailingTotal, 4, [&](std::uint64_t answered) {
     std::int64_t now = steady_now_ns();
+    out.longest_round_ms =
+        std::max(out.longest_round_ms, static_cast<double>(now - last_round_end) / 1e6);
     if (injected && failing.failovers() == 0) {  // from the failure to the failover's end
       out.longest_failing_poll_ms =
           std::max(out.longest_failing_poll_ms, static_cast<double>(now - last_round_end) / 1e6);
@@ -716,6 +724,7 @@ TwoServicesResult call_two_services_while_one_fails(Pair& p, failover::Session& 
     if (!injected && answered >= kFailingTotal / 3 && failing.standby_ready()) {
       failed_at = steady_now_ns();
       injected = true;
+      out.failovers_before_failure = failing.failovers();
       fail();
     }
     last_round_end = steady_now_ns();
@@ -760,7 +769,14 @@ void expect_no_stall(const TwoServicesResult& r, failover::Session& failing, con
   EXPECT_EQ(r.failing.errors, 0u) << r.failing.first_error.to_string();
   EXPECT_EQ(r.failing.answered, 4000u);
   EXPECT_EQ(r.failing.wrong + r.failing.doubled, 0u);
-  EXPECT_EQ(failing.failovers(), 1u) << "a:\n" << p.a->output() << "b:\n" << p.b->output();
+  const auto& f = failing.last_failover();
+  EXPECT_EQ(failing.failovers(), 1u)
+      << "longest round " << r.longest_round_ms
+      << " ms; before the failure: " << r.failovers_before_failure << "; last: lookups "
+      << f.lookups << " from_probe " << f.from_probe << " standby " << f.used_standby
+      << " skipped_lookup " << f.skipped_lookup << " replayed " << f.replayed << "\na:\n"
+      << p.a->output() << "b:\n"
+      << p.b->output();
   EXPECT_EQ(r.healthy_errors, 0u);
   // The failing session's poll() returned while its failover was under way (a blocking failover
   // returns from one poll() with it done): the thread was free to call the healthy service
@@ -779,28 +795,49 @@ void expect_no_stall(const TwoServicesResult& r, failover::Session& failing, con
       r.longest_gap_before_ms, r.longest_failing_poll_ms);
 }
 
-std::uint16_t two_services_base(int offset) {
-  // Fixed ports (42100..42199 for ofi, 42200.. for verbs): two services per test.
-  return static_cast<std::uint16_t>((g_prefix.rfind("verbs", 0) == 0 ? 42200 : 42100) + offset);
+// Whether nothing on this host holds 127.0.0.1:port, TCP or UDP (a listener, or a connection's
+// local end: fixed ports inside the ephemeral range can be taken by anyone's outgoing connect).
+bool port_free(std::uint16_t port) {
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A block of 12 ports in 42100..42999 with nothing on the ports the two services use (base..+3,
+// +10, +11): the tests below use fixed ports, not the per-process ones.
+std::uint16_t two_services_base() {
+  for (int base = 42100; base + 12 <= 43000; base += 20) {
+    bool free = true;
+    for (int o : {0, 1, 2, 3, 10, 11})
+      free = free && port_free(static_cast<std::uint16_t>(base + o));
+    if (free) return static_cast<std::uint16_t>(base);
+  }
+  return 42100;  // all taken: the servers' start-up reports it
 }
 
 // The two services of the tests below: an echo pair (ORDERS) at base..base+3 and a lone echo
 // server (STOCK) at base+10 (lookup base+11), with a session to each.
 struct TwoServices {
-  Pair p;
+  std::uint16_t base = two_services_base();
+  Pair p{"echo", base};
   std::unique_ptr<Proc> healthy_server;
   std::unique_ptr<failover::Session> failing, healthy;
-  int offset;
 
-  explicit TwoServices(int port_offset)
-      : p("echo", two_services_base(port_offset)), offset(port_offset) {}
   // Both services up and the sessions open (false, with the failure reported, otherwise).
   bool start() {
     EXPECT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
     EXPECT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
-    std::uint16_t lookup = two_services_base(offset + 11);
-    healthy_server = serve_named_alone(
-        "STOCK", g_prefix + ":" + std::to_string(two_services_base(offset + 10)), lookup);
+    auto lookup = static_cast<std::uint16_t>(base + 11);
+    healthy_server = serve_named_alone("STOCK", g_prefix + ":" + std::to_string(base + 10), lookup);
     auto f = failover::Session::open(session_options(p));
     auto h = failover::Session::open({"STOCK",
                                       {failover::UdpEndpoint::from("127.0.0.1", lookup).value()},
@@ -815,7 +852,7 @@ struct TwoServices {
 };
 
 TEST_P(SessionFailover, OneThreadTwoServices_ActiveKilled_HealthyCallsGoOnDuringFailover) {
-  TwoServices t(0);
+  TwoServices t;
   ASSERT_TRUE(t.start());
   Pair& p = t.p;
   // SIGKILL without waiting for the process to be reaped here: that wait is no part of the session.
@@ -828,7 +865,7 @@ TEST_P(SessionFailover, OneThreadTwoServices_ActiveKilled_HealthyCallsGoOnDuring
 }
 
 TEST_P(SessionFailover, OneThreadTwoServices_ActiveFrozen_HealthyCallsGoOnDuringFailover) {
-  TwoServices t(20);
+  TwoServices t;
   ASSERT_TRUE(t.start());
   Pair& p = t.p;
   auto r =
@@ -844,7 +881,7 @@ TEST_P(SessionFailover, OneThreadTwoServices_ActiveFrozen_HealthyCallsGoOnDuring
 // partner refuses, lookups go unanswered, then connect and proof) lasts that long, and the
 // healthy service must keep answering all along.
 TEST_P(SessionFailover, OneThreadTwoServices_NoServerFor300ms_HealthyCallsGoOnUntilOneReturns) {
-  TwoServices t(40);
+  TwoServices t;
   ASSERT_TRUE(t.start());
   Pair& p = t.p;
   std::unique_ptr<Proc> back;
