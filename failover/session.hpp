@@ -11,8 +11,8 @@
 // asked over the new channel), so one thread can drive several sessions and the others' calls go
 // on while one fails over. Requests issued meanwhile wait in the session (at most max_outstanding)
 // and go out when the new server is adopted; each still ends with kTimeout at its deadline.
-// call(), the synchronous wrapper, polls until its answer (between two steps of a failover that
-// only waits for a timer or a datagram it sleeps on the socket, as a blocking lookup would).
+// call(), the synchronous wrapper, polls until its answer; while the failover waits for a timer,
+// a datagram or the helper's connect, it sleeps on that instead, as the blocking failover did.
 #pragma once
 
 #include <array>
