@@ -1,6 +1,9 @@
 #include "failover/session.hpp"
 #include "transport/clock.hpp"
 
+#include <poll.h>
+
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -44,6 +47,9 @@ double ms_between(std::int64_t a, std::int64_t b) {
   return static_cast<double>(b - a) / 1e6;
 }
 
+constexpr std::int64_t kFastLookupRetryWindowNs = 50'000'000;  // as lookup(): see lookup_client.hpp
+constexpr std::int64_t kMaxLookupRetryNs = 50'000'000;
+
 std::vector<std::byte> client_hello(std::uint64_t epoch, const std::string& name) {
   return encode_hello_app({HelloKind::kClient, epoch, name});
 }
@@ -57,7 +63,40 @@ bool verify_server_hello(std::span<const std::byte> app, const std::string& name
   return *epoch >= min_epoch;
 }
 
+transport::Address address_of(const ssrp::InstanceRecord& rec) {
+  transport::Address address;
+  address.host = rec.server_name;
+  if (rec.tcp_port != 0) {
+    address.backend = transport::BackendKind::kOfiTcp;
+    address.port = rec.tcp_port;
+  } else {
+    address.backend = transport::BackendKind::kVerbs;
+    address.port = rec.via_port;
+  }
+  return address;
+}
+
 }  // namespace
+
+const char* failover_state_name(FailoverState state) {
+  switch (state) {
+    case FailoverState::kSteady:
+      return "steady";
+    case FailoverState::kPartnerProving:
+      return "partner-proving";
+    case FailoverState::kPartnerConnecting:
+      return "partner-connecting";
+    case FailoverState::kPartnerWaiting:
+      return "partner-waiting";
+    case FailoverState::kLookingUp:
+      return "looking-up";
+    case FailoverState::kConnecting:
+      return "connecting";
+    case FailoverState::kProving:
+      return "proving";
+  }
+  return "unknown";
+}
 
 Result<std::unique_ptr<Session>> Session::open(SessionOptions options) {
   if (options.name.empty() || options.name.size() > 31) {
@@ -186,11 +225,11 @@ void Session::standby_loop() {
   }
 }
 
-std::unique_ptr<transport::Channel> Session::take_standby(const std::string& uri) {
+std::unique_ptr<transport::Channel> Session::take_standby(
+    const std::string& uri, std::unique_ptr<transport::Domain>* domain) {
   std::lock_guard lock(standby_.mutex);
   if (!standby_.ready || standby_.uri != uri || !standby_.channel->healthy()) return nullptr;
-  // The previous channel is gone (fail_over closed it), so its domain may go too.
-  adopted_domain_ = std::move(standby_.domain);
+  *domain = std::move(standby_.domain);
   standby_.ready = false;
   standby_.uri.clear();
   return std::move(standby_.channel);
@@ -250,6 +289,7 @@ Status Session::call_async(std::span<const std::byte> request, transport::Respon
   slot.sent = false;
   ++unsent_;
   ++outstanding_;
+  // During a failover (broken_) the request waits in its slot: resume_on sends it.
   if (!broken_ && channel_ && channel_->healthy()) {
     Status s = send(slot);
     if (!s && s.code() != Code::kWouldBlock) broken_ = true;
@@ -258,6 +298,7 @@ Status Session::call_async(std::span<const std::byte> request, transport::Respon
 }
 
 std::size_t Session::poll() {
+  if (state_ != FailoverState::kSteady) return step_failover();
   std::size_t n = 0;
   if (channel_ && !broken_) {
     n = channel_->poll();
@@ -268,7 +309,13 @@ std::size_t Session::poll() {
       if (slot.active && !slot.sent && !send(slot).is_ok()) break;
     }
   }
-  if (broken_ && outstanding_ > 0) fail_over();
+  if (broken_ && outstanding_ > 0) {
+    // The first step (the partner asked over the standby, a lookup sent, or a connect started)
+    // happens here; its outcome is taken by the next poll(). So a poll() never spans a whole
+    // failover, however the scheduler stretches it.
+    begin_failover(steady_now_ns());
+    return n;
+  }
   if ((++polls_ & 63) == 0 && outstanding_ > 0) {
     std::int64_t now = steady_now_ns();
     if ((polls_ & 255) == 0) expire(now);
@@ -324,45 +371,21 @@ void Session::expire(std::int64_t now) {
   }
 }
 
-Result<std::unique_ptr<transport::Channel>> Session::connect_verified(
-    const transport::Address& address, std::uint64_t min_epoch, std::uint64_t* epoch,
-    FailoverTimings& timings) {
-  if (!domain_ || domain_->backend() != address.backend) {
-    auto d = transport::Domain::open(address);
-    if (!d) return d.status();
-    domain_ = std::move(d.value());
-  }
-  auto hello = client_hello(epoch_seen_, options_.name);
-  transport::ChannelOptions copts;
-  copts.hello_app = hello;
-  std::int64_t c0 = steady_now_ns();
-  auto ch = transport::Channel::connect(*domain_, address, copts,
-                                        static_cast<int>(options_.tuning.connect_timeout_ms));
-  timings.connect_ms += ms_between(c0, steady_now_ns());
-  if (!ch) return ch.status();
-  if (!verify_server_hello(ch.value()->peer_hello_app(), options_.name, min_epoch, epoch)) {
-    return Status(Code::kRejected, "not the active server for '" + options_.name + "'");
-  }
-  if (options_.server_key) {
-    // The hello is a claim; the proof is the server's signature over our nonce, name and epoch.
-    auto proven =
-        ask_epoch(*ch.value(), steady_now_ns() + options_.tuning.connect_timeout_ms * 1'000'000);
-    if (!proven || proven.value() < min_epoch || proven.value() == 0) {
-      return Status(Code::kUnauthenticated, "server at " + address.to_string() +
-                                                " could not prove it serves '" + options_.name +
-                                                "'");
-    }
-    *epoch = proven.value();
-  }
-  return ch;
-}
-
-void Session::resume_on(std::unique_ptr<transport::Channel> channel, std::string uri,
-                        std::uint64_t epoch, std::int64_t t0, FailoverTimings& timings) {
+void Session::resume_on(std::uint64_t epoch) {
+  FailoverTimings& timings = run_.timings;
+  if (candidate_.record) cache_.put(*candidate_.record);
+  state_ = FailoverState::kSteady;
   epoch_seen_ = epoch;
   last_progress_ns_ = 0;  // a fresh server: suspicion starts over
-  server_ = std::move(uri);
-  channel_ = std::move(channel);
+  server_ = std::move(candidate_.uri);
+  channel_.reset();  // (closed when the failover began) before the Domain it lived in
+  // The old Domain is closed on the helper thread: closing a fabric takes a while, and the
+  // requests below are waiting.
+  connector_.retire(std::move(domain_));
+  domain_ = std::move(candidate_.domain);
+  channel_ = std::move(candidate_.channel);
+  candidate_.clear();
+  lookup_socket_.reset();
   broken_ = false;
   for (auto& slot : inflight_) {
     if (slot.active && send(slot).is_ok()) ++timings.replayed;
@@ -373,115 +396,24 @@ void Session::resume_on(std::unique_ptr<transport::Channel> channel, std::string
   ask_partner_address();
   if (ever_connected_) {
     ++failovers_;
-    timings.total_ms = ms_between(t0, steady_now_ns());
+    timings.total_ms = ms_between(run_.t0, steady_now_ns());
     last_ = timings;
   }
   ever_connected_ = true;
 }
 
-std::optional<std::uint64_t> Session::ask_epoch(transport::Channel& channel, std::int64_t until) {
-  // With a pinned service key the server proves its name and epoch (failover/server_proof.hpp);
-  // without one, it only states its epoch.
-  std::array<std::byte, kRequestHeaderBytes + 1 + kProofNonceBytes> control{};
-  encode_request_header({client_id_, kControlSeq}, control.data());
-  ProofNonce nonce{};
-  std::span<const std::byte> request(control.data(), kRequestHeaderBytes + 1);
-  if (options_.server_key) {
-    nonce = fresh_proof_nonce();
-    control[kRequestHeaderBytes] = kControlProve;
-    std::memcpy(control.data() + kRequestHeaderBytes + 1, nonce.data(), nonce.size());
-    request = control;
-  } else {
-    control[kRequestHeaderBytes] = kControlEpoch;
-  }
-  std::array<std::byte, kProofAnswerBytes> answer{};
-  transport::SyncCall sync;
-  sync.out = answer;
-  if (!channel.call_async(request, transport::SyncCall::on_response, &sync)) return std::nullopt;
-  PoliteSpin spin;  // the partner is taking over on these same cores: leave it room
-  while (!sync.done && channel.healthy() && steady_now_ns() < until)
-    spin.after_poll(channel.poll());
-  if (!sync.done) return std::nullopt;  // broken, or no answer in time: the partner is no use
-  std::uint32_t app_status = 0;
-  auto n = sync.result(&app_status);
-  if (!n) return std::nullopt;
-  if (app_status == kAppStatusNotActive) return 0;
-  if (app_status != 0) return std::nullopt;
-  if (options_.server_key) {
-    auto proven =
-        verify_proof({answer.data(), n.value()}, *options_.server_key, options_.name, nonce);
-    if (!proven) {
-      ++proofs_failed_;
-      return std::nullopt;  // not a server of this name: never adopted
-    }
-    return proven.value();
-  }
-  if (n.value() != 8) return std::nullopt;
-  return transport::load_le<std::uint64_t>(answer.data());
-}
+// ---------------------------------------------------------------------------------------------
+// The failover, one non-blocking step per poll().
+//
+// Every step returns at once: the lookup is a non-blocking UDP socket with its own re-send
+// schedule, a connect runs on the connector's helper thread (Domain::connect blocks) and hands the
+// channel over, and a proof is a request on the new channel that later polls complete. What used
+// to be a sleep between two asks of the partner is now a state (kPartnerWaiting) with a time.
 
-bool Session::fail_over_to_partner(std::int64_t t0, std::int64_t deadline,
-                                   FailoverTimings& timings) {
-  const std::string uri = partner_uri_;
-  auto address = transport::Address::parse(uri);
-  if (!address) return false;
-  std::int64_t give_up = std::min(deadline, t0 + options_.tuning.partner_wait_ms * 1'000'000);
-  std::int64_t retry_ns = tunables::lookup_retry_interval_us.get() * 1000;
-  std::unique_ptr<transport::Channel> standby = take_standby(uri);
-  // Meanwhile the lookup responders are asked too: if the partner does not take over (our
-  // server is alive and only our connection broke, say), their answer says where to go.
-  // Answers still waiting from before the failure (the hang probe's, naming the server that just
-  // died) would send us there first: drop them, only answers to this failover's probes count.
-  if (lookup_probe() != nullptr) {
-    for (int i = 0; i < 64 && probe_->receive(options_.name); ++i) {
-    }
-  }
-  std::int64_t next_probe = 0;
-  while (steady_now_ns() < give_up) {
-    std::uint64_t epoch = 0;
-    if (standby) {
-      auto e = ask_epoch(*standby, give_up);
-      if (!e) standby.reset();  // the partner is unreachable too: the lookup decides
-      epoch = e.value_or(0);
-      if (epoch > epoch_seen_) {
-        timings.used_standby = true;  // the partner took over: our standby is a client channel
-        timings.skipped_lookup = true;
-        resume_on(std::move(standby), uri, epoch, t0, timings);
-        return true;
-      }
-    } else {
-      auto ch = connect_verified(address.value(), epoch_seen_ + 1, &epoch, timings);
-      if (ch) {
-        timings.skipped_lookup = true;
-        resume_on(std::move(ch.value()), uri, epoch, t0, timings);
-        return true;
-      }
-    }
-    if (probe_) {
-      if (auto answer = probe_->receive(options_.name)) {
-        if (answer->record.epoch >= epoch_seen_) {
-          takeover_answer_ = std::move(answer);  // the lookup loop takes it from here
-          return false;
-        }
-      }
-      std::int64_t now = steady_now_ns();
-      if (now >= next_probe) {
-        probe_->send(options_.name);
-        next_probe = now + options_.tuning.probe_interval_us * 1000;
-      }
-    }
-    // Not taken over yet (it notices the crash about when we do): ask again shortly. Sleep,
-    // not spin: on a small machine the partner needs the core to take over.
-    std::int64_t wait_ns = std::min(give_up - steady_now_ns(), retry_ns);
-    if (wait_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
-  }
-  return false;
-}
-
-void Session::fail_over() {
-  std::int64_t t0 = steady_now_ns();
-  FailoverTimings timings;
-  timings.noticed_at_ns = t0;
+void Session::begin_failover(std::int64_t now) {
+  run_ = FailoverRun{};
+  run_.t0 = now;
+  run_.timings.noticed_at_ns = now;
   if (channel_) {
     channel_->close();  // pending calls come back failed and are marked for re-sending
     channel_.reset();
@@ -493,65 +425,350 @@ void Session::fail_over() {
     }
   }
   cache_.purge(options_.name);
-  // The earliest deadline among requests in flight bounds how long we keep looking.
-  std::int64_t deadline = INT64_MAX;
+  // The partner named by our server is who takes over: go there first, without a lookup.
+  if (!takeover_answer_ && !partner_uri_.empty() && options_.tuning.skip_lookup != 0 &&
+      transport::Address::parse(partner_uri_)) {
+    enter_partner(now);
+  } else {
+    enter_lookup(now);
+  }
+}
+
+void Session::abandon_failover() {
+  // Every request waiting for it ended (kTimeout): the next call starts a new one.
+  connector_.cancel();
+  candidate_.clear();
+  lookup_socket_.reset();
+  state_ = FailoverState::kSteady;
+  broken_ = true;
+}
+
+std::size_t Session::step_failover() {
+  if (state_ == FailoverState::kSteady) return 0;
+  std::int64_t now = steady_now_ns();
+  expire(now);  // cheap next to a failover: deadlines are exact while there is no server
+  if (outstanding_ == 0) {
+    abandon_failover();
+    return 1;
+  }
+  std::size_t n = 0;
+  switch (state_) {
+    case FailoverState::kSteady:
+      break;
+    case FailoverState::kPartnerProving:
+    case FailoverState::kProving: {
+      n = candidate_.channel->poll();
+      auto result = proof_result();
+      if (!result && proof_.sync.done) {
+        on_proof(std::nullopt, now);
+      } else if (result) {
+        on_proof(result, now);
+      } else if (!candidate_.channel->healthy() || now >= proof_.until_ns) {
+        on_proof(std::nullopt, now);  // broken, or no answer in time: this server is no use
+      }
+      break;
+    }
+    case FailoverState::kPartnerConnecting:
+    case FailoverState::kConnecting:
+      if (auto outcome = connector_.take()) {
+        n = 1;
+        on_connected(std::move(*outcome), now);
+      }
+      break;
+    case FailoverState::kPartnerWaiting:
+      if (now >= run_.partner_give_up_ns) {
+        enter_lookup(now);
+      } else if (now >= run_.next_attempt_ns) {
+        try_partner(now);
+      } else {
+        after_partner_attempt(now);  // only watches the lookup meanwhile
+      }
+      break;
+    case FailoverState::kLookingUp:
+      step_lookup(now);
+      break;
+  }
+  return n;
+}
+
+// --- The partner our server named ---
+
+void Session::enter_partner(std::int64_t now) {
+  std::int64_t deadline = INT64_MAX;  // the earliest deadline among requests in flight
   for (const auto& slot : inflight_) {
     if (slot.active) deadline = std::min(deadline, slot.deadline_ns);
   }
-  // The partner named by our server is who takes over: go there first, without a lookup.
-  if (!takeover_answer_ && !partner_uri_.empty() && options_.tuning.skip_lookup != 0) {
-    if (fail_over_to_partner(t0, deadline, timings)) return;
+  run_.partner_give_up_ns = std::min(deadline, now + options_.tuning.partner_wait_ms * 1'000'000);
+  // Meanwhile the lookup responders are asked too: if the partner does not take over (our
+  // server is alive and only our connection broke, say), their answer says where to go.
+  // Answers still waiting from before the failure (the hang probe's, naming the server that just
+  // died) would send us there first: drop them, only answers to this failover's probes count.
+  if (lookup_probe() != nullptr) {
+    for (int i = 0; i < 64 && probe_->receive(options_.name); ++i) {
+    }
   }
-  while (steady_now_ns() < deadline) {
-    auto left_ms =
-        static_cast<int>(std::max<std::int64_t>(1, (deadline - steady_now_ns()) / 1'000'000));
-    std::int64_t l0 = steady_now_ns();
-    ++timings.lookups;
-    Result<LookupAnswer> answer = Status(Code::kTimeout, "");
-    if (takeover_answer_) {
-      answer = std::move(*takeover_answer_);  // the hang probe's answer is this lookup
-      takeover_answer_.reset();
-      timings.from_probe = true;
-    } else {
-      answer = lookup(options_.name, options_.lookup, left_ms);
+  candidate_.clear();
+  candidate_.uri = partner_uri_;
+  candidate_.address = transport::Address::parse(partner_uri_).value();
+  candidate_.min_epoch = epoch_seen_ + 1;
+  candidate_.channel = take_standby(partner_uri_, &candidate_.domain);
+  candidate_.standby = candidate_.channel != nullptr;
+  try_partner(now);
+}
+
+void Session::try_partner(std::int64_t now) {
+  if (candidate_.standby && candidate_.channel) {
+    // Ask over the standby whether it took over (with a pinned key: prove it).
+    if (ask_proof(run_.partner_give_up_ns)) {
+      state_ = FailoverState::kPartnerProving;
+      return;
     }
-    timings.lookup_ms += ms_between(l0, steady_now_ns());
-    if (!answer) break;  // nobody answers for the name: the requests time out below
-    const auto& rec = answer->record;
-    if (rec.epoch < epoch_seen_) continue;  // a stale (or spoofed) answer: ask again
-    transport::Address address;
-    address.host = rec.server_name;
-    if (rec.tcp_port != 0) {
-      address.backend = transport::BackendKind::kOfiTcp;
-      address.port = rec.tcp_port;
-    } else {
-      address.backend = transport::BackendKind::kVerbs;
-      address.port = rec.via_port;
-    }
-    std::string uri = address.to_string();
-    if (rec.epoch > epoch_seen_) {
-      if (auto standby = take_standby(uri)) {
-        // The lookup names the partner we already stand by at, with a newer epoch: it may have
-        // taken over. A UDP answer is only a hint: the partner itself must say (prove, with a
-        // pinned key) that it is active, at which epoch, before we adopt either.
-        auto proven =
-            ask_epoch(*standby, steady_now_ns() + options_.tuning.connect_timeout_ms * 1'000'000);
-        if (proven && proven.value() > epoch_seen_) {
-          timings.used_standby = true;
-          cache_.put(rec);
-          resume_on(std::move(standby), std::move(uri), proven.value(), t0, timings);
-          return;
-        }
-      }
-    }
-    std::uint64_t epoch = 0;
-    auto ch = connect_verified(address, epoch_seen_, &epoch, timings);
-    if (!ch) continue;  // refused, unreachable, or not the active for this name: look again
-    cache_.put(rec);
-    resume_on(std::move(ch.value()), std::move(uri), epoch, t0, timings);
+    candidate_.drop_channel();  // the partner is unreachable too: the lookup decides
+    after_partner_attempt(now);
     return;
   }
-  expire(INT64_MAX);  // nobody took over in time: every waiting request gets the clear error
+  state_ = FailoverState::kPartnerConnecting;
+  start_connect(candidate_.address, now);
+}
+
+void Session::after_partner_attempt(std::int64_t now) {
+  if (now >= run_.partner_give_up_ns) {
+    enter_lookup(now);
+    return;
+  }
+  if (probe_) {
+    if (auto answer = probe_->receive(options_.name)) {
+      if (answer->record.epoch >= epoch_seen_) {
+        takeover_answer_ = std::move(answer);  // the lookup takes it from here
+        enter_lookup(now);
+        return;
+      }
+    }
+    if (now >= run_.next_partner_probe_ns) {
+      probe_->send(options_.name);
+      run_.next_partner_probe_ns = now + options_.tuning.probe_interval_us * 1000;
+    }
+  }
+  // Not taken over yet (it notices the crash about when we do): ask again shortly.
+  if (state_ != FailoverState::kPartnerWaiting) {
+    state_ = FailoverState::kPartnerWaiting;
+    run_.next_attempt_ns = now + tunables::lookup_retry_interval_us.get() * 1000;
+  }
+}
+
+// --- The lookup ---
+
+void Session::enter_lookup(std::int64_t now) {
+  if (state_ == FailoverState::kPartnerConnecting) connector_.cancel();
+  candidate_.clear();
+  ++run_.timings.lookups;
+  run_.lookup_started_ns = now;
+  if (takeover_answer_) {
+    // The hang probe's (or the partner phase's) answer is this lookup.
+    LookupAnswer answer = std::move(*takeover_answer_);
+    takeover_answer_.reset();
+    run_.timings.from_probe = true;
+    on_lookup_answer(answer, now);
+    return;
+  }
+  // A fresh socket per lookup, as lookup() does: only answers to this question count.
+  lookup_socket_.reset();
+  if (auto socket = LookupProbe::open(options_.lookup)) {
+    lookup_socket_ = std::make_unique<LookupProbe>(std::move(socket.value()));
+  }
+  state_ = FailoverState::kLookingUp;
+  run_.next_lookup_send_ns = now;
+  run_.lookup_retry_ns = tunables::lookup_retry_interval_us.get() * 1000;
+  step_lookup(now);
+}
+
+void Session::step_lookup(std::int64_t now) {
+  if (!lookup_socket_) {
+    // No socket (descriptors exhausted?): try again at the next re-send; deadlines still apply.
+    if (now < run_.next_lookup_send_ns) return;
+    auto socket = LookupProbe::open(options_.lookup);
+    if (!socket) {
+      run_.next_lookup_send_ns = now + run_.lookup_retry_ns;
+      return;
+    }
+    lookup_socket_ = std::make_unique<LookupProbe>(std::move(socket.value()));
+  }
+  // Re-sent as lookup() does: often for the first 50 ms (UDP may drop, and the partner is
+  // usually a moment from taking over), then at doubling intervals up to 50 ms.
+  if (now >= run_.next_lookup_send_ns) {
+    lookup_socket_->send(options_.name);
+    run_.next_lookup_send_ns = now + run_.lookup_retry_ns;
+    if (now - run_.lookup_started_ns >= kFastLookupRetryWindowNs) {
+      run_.lookup_retry_ns = std::min(run_.lookup_retry_ns * 2, kMaxLookupRetryNs);
+    }
+  }
+  if (auto answer = lookup_socket_->receive(options_.name)) {
+    run_.timings.lookup_ms += ms_between(run_.lookup_started_ns, now);
+    on_lookup_answer(*answer, now);
+  }
+}
+
+void Session::on_lookup_answer(const LookupAnswer& answer, std::int64_t now) {
+  const auto& rec = answer.record;
+  if (rec.epoch < epoch_seen_) {  // a stale (or spoofed) answer: ask again
+    enter_lookup(now);
+    return;
+  }
+  candidate_.clear();
+  candidate_.address = address_of(rec);
+  candidate_.uri = candidate_.address.to_string();
+  candidate_.record = rec;
+  if (rec.epoch > epoch_seen_) {
+    candidate_.channel = take_standby(candidate_.uri, &candidate_.domain);
+    if (candidate_.channel) {
+      // The lookup names the partner we already stand by at, with a newer epoch: it may have
+      // taken over. A UDP answer is only a hint: the partner itself must say (prove, with a
+      // pinned key) that it is active, at which epoch, before we adopt either.
+      candidate_.standby = true;
+      candidate_.min_epoch = epoch_seen_ + 1;
+      if (ask_proof(now + options_.tuning.connect_timeout_ms * 1'000'000)) {
+        state_ = FailoverState::kProving;
+        return;
+      }
+      candidate_.drop_channel();
+    }
+  }
+  connect_to_answer(now);
+}
+
+void Session::connect_to_answer(std::int64_t now) {
+  candidate_.min_epoch = epoch_seen_;
+  state_ = FailoverState::kConnecting;
+  start_connect(candidate_.address, now);
+}
+
+// --- Connect and proof, for either phase ---
+
+void Session::start_connect(const transport::Address& address, std::int64_t now) {
+  run_.connect_started_ns = now;
+  connector_.start(address, client_hello(epoch_seen_, options_.name),
+                   static_cast<int>(options_.tuning.connect_timeout_ms));
+}
+
+void Session::on_connected(ConnectOutcome outcome, std::int64_t now) {
+  // The time this session waited for the connect (its other requests went on meanwhile).
+  run_.timings.connect_ms += ms_between(run_.connect_started_ns, now);
+  bool partner = state_ == FailoverState::kPartnerConnecting;
+  std::uint64_t epoch = 0;
+  bool claims = outcome.channel && verify_server_hello(outcome.channel->peer_hello_app(),
+                                                       options_.name, candidate_.min_epoch, &epoch);
+  if (claims) {
+    candidate_.domain = std::move(outcome.domain);
+    candidate_.channel = std::move(outcome.channel);
+    if (!options_.server_key) {
+      // No key pinned: the hello is trusted (not recommended, see SessionOptions::server_key).
+      if (partner) run_.timings.skipped_lookup = true;
+      resume_on(epoch);
+      return;
+    }
+    // The hello is a claim; the proof is the server's signature over our nonce, name and epoch.
+    if (ask_proof(now + options_.tuning.connect_timeout_ms * 1'000'000)) {
+      state_ = partner ? FailoverState::kPartnerProving : FailoverState::kProving;
+      return;
+    }
+    candidate_.drop_channel();
+  }
+  // Refused, unreachable, or not the active for this name.
+  if (partner) {
+    after_partner_attempt(now);
+  } else {
+    enter_lookup(now);  // look again
+  }
+}
+
+bool Session::ask_proof(std::int64_t until_ns) {
+  // With a pinned service key the server proves its name and epoch (failover/server_proof.hpp);
+  // without one, it only states its epoch.
+  std::array<std::byte, kRequestHeaderBytes + 1 + kProofNonceBytes> control{};
+  encode_request_header({client_id_, kControlSeq}, control.data());
+  std::span<const std::byte> request(control.data(), kRequestHeaderBytes + 1);
+  proof_.sync = transport::SyncCall{};
+  proof_.sync.out = proof_.answer;
+  proof_.until_ns = until_ns;
+  if (options_.server_key) {
+    proof_.nonce = fresh_proof_nonce();
+    control[kRequestHeaderBytes] = kControlProve;
+    std::memcpy(control.data() + kRequestHeaderBytes + 1, proof_.nonce.data(), proof_.nonce.size());
+    request = control;
+  } else {
+    control[kRequestHeaderBytes] = kControlEpoch;
+  }
+  if (!candidate_.channel->healthy()) return false;
+  return candidate_.channel->call_async(request, transport::SyncCall::on_response, &proof_.sync)
+      .is_ok();
+}
+
+std::optional<std::uint64_t> Session::proof_result() {
+  if (!proof_.sync.done) return std::nullopt;
+  std::uint32_t app_status = 0;
+  auto n = proof_.sync.result(&app_status);
+  if (!n) return std::nullopt;
+  if (app_status == kAppStatusNotActive) return 0;
+  if (app_status != 0) return std::nullopt;
+  if (options_.server_key) {
+    auto proven = verify_proof({proof_.answer.data(), n.value()}, *options_.server_key,
+                               options_.name, proof_.nonce);
+    if (!proven) {
+      ++proofs_failed_;
+      return std::nullopt;  // not a server of this name: never adopted
+    }
+    return proven.value();
+  }
+  if (n.value() != 8) return std::nullopt;
+  return transport::load_le<std::uint64_t>(proof_.answer.data());
+}
+
+void Session::on_proof(std::optional<std::uint64_t> epoch, std::int64_t now) {
+  bool partner = state_ == FailoverState::kPartnerProving;
+  bool proven = epoch && epoch.value() != 0 && epoch.value() >= candidate_.min_epoch;
+  if (proven) {
+    run_.timings.used_standby = candidate_.standby;
+    if (partner) run_.timings.skipped_lookup = true;  // the partner took over: no lookup
+    resume_on(epoch.value());
+    return;
+  }
+  if (partner) {
+    if (candidate_.standby && epoch) {
+      // The partner answers but has not taken over yet: keep the standby, ask again shortly.
+      after_partner_attempt(now);
+      return;
+    }
+    candidate_.drop_channel();  // unreachable, or could not prove itself
+    after_partner_attempt(now);
+    return;
+  }
+  if (candidate_.standby) {
+    // The standby could not prove it took over: connect afresh where the answer pointed.
+    candidate_.drop_channel();
+    connect_to_answer(now);
+    return;
+  }
+  enter_lookup(now);  // refused, unreachable, or not the active for this name: look again
+}
+
+void Session::idle_wait() {
+  // Only call() gets here, with nothing else to do on this thread: sleep as the blocking
+  // failover did, so that on a small machine the partner taking over gets the core.
+  std::int64_t now = steady_now_ns();
+  if (state_ == FailoverState::kPartnerWaiting) {
+    std::int64_t wake = std::min(run_.next_attempt_ns, run_.partner_give_up_ns);
+    if (wake > now) std::this_thread::sleep_for(std::chrono::nanoseconds(wake - now));
+  } else if (state_ == FailoverState::kConnecting || state_ == FailoverState::kPartnerConnecting) {
+    // The helper thread connects: leave it the CPU until it is done (the next poll() takes the
+    // result), waking at least every millisecond for the requests' deadlines.
+    connector_.wait(1'000'000);
+  } else if (state_ == FailoverState::kLookingUp && lookup_socket_) {
+    std::int64_t wait_ns = std::max<std::int64_t>(0, run_.next_lookup_send_ns - now);
+    pollfd p{lookup_socket_->fd(), POLLIN, 0};
+    timespec ts{static_cast<time_t>(wait_ns / 1'000'000'000),
+                static_cast<long>(wait_ns % 1'000'000'000)};
+    (void)ppoll(&p, 1, &ts, nullptr);
+  }
 }
 
 Result<std::size_t> Session::call(std::span<const std::byte> request, std::span<std::byte> response,
@@ -560,7 +777,11 @@ Result<std::size_t> Session::call(std::span<const std::byte> request, std::span<
   sync.out = response;
   VIADUCT_RETURN_IF_ERROR(call_async(request, transport::SyncCall::on_response, &sync));
   PoliteSpin spin;
-  while (!sync.done) spin.after_poll(poll());
+  while (!sync.done) {
+    std::size_t n = poll();
+    if (n == 0 && !sync.done) idle_wait();
+    spin.after_poll(n);
+  }
   return sync.result(app_status);
 }
 

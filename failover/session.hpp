@@ -6,9 +6,16 @@
 // from its reply cache instead of executing it again.
 //
 // Threading: like a Channel, a Session belongs to one thread; callbacks run inside poll()/call().
-// A failover runs inside poll() and blocks it until a server is found or the deadline passes.
+// A failover never blocks that thread: it is a state machine (FailoverState) that each poll()
+// advances by non-blocking steps (a UDP lookup, a connect running on a helper thread, a proof
+// asked over the new channel), so one thread can drive several sessions and the others' calls go
+// on while one fails over. Requests issued meanwhile wait in the session (at most max_outstanding)
+// and go out when the new server is adopted; each still ends with kTimeout at its deadline.
+// call(), the synchronous wrapper, polls until its answer; while the failover waits for a timer,
+// a datagram or the helper's connect, it sleeps on that instead, as the blocking failover did.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -18,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "failover/background_connector.hpp"
 #include "failover/lookup_client.hpp"
 #include "failover/server_proof.hpp"
 #include "transport/channel.hpp"
@@ -57,6 +65,22 @@ struct SessionOptions {
   SessionTuning tuning;
 };
 
+// Where a session is in finding a server. The failover tries the partner our server named first
+// (kPartner*: over the warm standby connection, or a fresh connect), and the lookup (kLookingUp,
+// kConnecting, kProving) when the partner does not take over, when the hang probe named the new
+// active, or when the session has no partner to go to (its first connect). Nothing is adopted
+// before the server proved itself (kProving / kPartnerProving).
+enum class FailoverState : std::uint8_t {
+  kSteady,             // using our channel; or broken with nothing to send (no failover yet)
+  kPartnerProving,     // asked the partner (standby or fresh channel) to prove it is active
+  kPartnerConnecting,  // a fresh connect to the partner runs on the helper thread
+  kPartnerWaiting,     // the partner is not active yet: ask again at the next retry
+  kLookingUp,          // lookup datagrams out, waiting for an answer
+  kConnecting,         // a connect to the server the answer named runs on the helper thread
+  kProving,            // asked the server the answer named to prove it is active
+};
+const char* failover_state_name(FailoverState state);
+
 // Timings of the last failover, for benchmarks and logs.
 struct FailoverTimings {
   std::int64_t noticed_at_ns = 0;  // steady_clock time the session noticed the failure
@@ -87,6 +111,9 @@ class Session {
   [[nodiscard]] std::uint64_t epoch() const { return epoch_seen_; }
   [[nodiscard]] std::string server() const { return server_; }
   [[nodiscard]] std::size_t outstanding() const { return outstanding_; }
+  [[nodiscard]] FailoverState state() const { return state_; }
+  // A failover is under way: requests wait for the next server.
+  [[nodiscard]] bool failing_over() const { return state_ != FailoverState::kSteady; }
   [[nodiscard]] std::uint64_t probes_sent() const { return probes_sent_; }
   // Servers that answered but could not prove they serve the name (forged lookup answers).
   [[nodiscard]] std::uint64_t proofs_failed() const { return proofs_failed_; }
@@ -107,26 +134,89 @@ class Session {
     bool active = false;
     bool sent = false;
   };
+  // A server being tried: the standby channel, or one the helper thread connected, and the
+  // Domain it lives in (declared first: destroyed after the channel).
+  struct Candidate {
+    std::unique_ptr<transport::Domain> domain;
+    std::unique_ptr<transport::Channel> channel;
+    std::string uri;
+    transport::Address address;
+    std::uint64_t min_epoch = 0;                 // what the proof must show to be adopted
+    bool standby = false;                        // the warm standby connection (no connect)
+    std::optional<ssrp::InstanceRecord> record;  // the lookup answer that named it, if any
+
+    Candidate() = default;
+    Candidate(const Candidate&) = delete;
+    // Assigning would drop the Domain before the channel in it: clear() instead.
+    Candidate& operator=(Candidate&&) = delete;
+    // Drops the channel (and its Domain), keeping where it was.
+    void drop_channel() {
+      channel.reset();
+      domain.reset();
+      standby = false;
+    }
+    void clear() {
+      channel.reset();
+      domain.reset();
+      uri.clear();
+      address = {};
+      min_epoch = 0;
+      standby = false;
+      record.reset();
+    }
+  };
+  // The proof asked over a candidate: its answer lands here (the callback's user pointer).
+  struct ProofAsk {
+    transport::SyncCall sync;
+    std::array<std::byte, kProofAnswerBytes> answer{};
+    ProofNonce nonce{};
+    std::int64_t until_ns = 0;
+  };
+  // The failover under way.
+  struct FailoverRun {
+    std::int64_t t0 = 0;
+    FailoverTimings timings;
+    std::int64_t partner_give_up_ns = 0;
+    std::int64_t next_attempt_ns = 0;        // kPartnerWaiting: ask the partner again then
+    std::int64_t next_partner_probe_ns = 0;  // the lookup asked meanwhile, re-sent then
+    std::int64_t lookup_started_ns = 0;
+    std::int64_t next_lookup_send_ns = 0;
+    std::int64_t lookup_retry_ns = 0;
+    std::int64_t connect_started_ns = 0;
+  };
+
   Session() = default;
   static void on_channel_response(void* user, const transport::Response& r);
   void finish(Inflight& slot, const transport::Response& r);
   Status send(Inflight& slot);
-  void fail_over();
   void expire(std::int64_t now);
   void watch_for_takeover(std::int64_t now);
   LookupProbe* lookup_probe();  // opened on first use; nullptr when no socket can be had
   void ask_partner_address();
   static void on_partner_address(void* user, const transport::Response& r);
   void standby_loop();
-  std::unique_ptr<transport::Channel> take_standby(const std::string& uri);
-  bool fail_over_to_partner(std::int64_t t0, std::int64_t deadline, FailoverTimings& timings);
-  std::optional<std::uint64_t> ask_epoch(transport::Channel& channel, std::int64_t until);
-  Result<std::unique_ptr<transport::Channel>> connect_verified(const transport::Address& address,
-                                                               std::uint64_t min_epoch,
-                                                               std::uint64_t* epoch,
-                                                               FailoverTimings& timings);
-  void resume_on(std::unique_ptr<transport::Channel> channel, std::string uri, std::uint64_t epoch,
-                 std::int64_t t0, FailoverTimings& timings);
+  std::unique_ptr<transport::Channel> take_standby(const std::string& uri,
+                                                   std::unique_ptr<transport::Domain>* domain);
+  void resume_on(std::uint64_t epoch);  // adopts candidate_
+
+  // The failover's steps (session_failover in session.cpp): each returns at once.
+  void begin_failover(std::int64_t now);
+  std::size_t step_failover();
+  void abandon_failover();
+  void enter_partner(std::int64_t now);
+  void try_partner(std::int64_t now);
+  void after_partner_attempt(std::int64_t now);
+  void enter_lookup(std::int64_t now);
+  void step_lookup(std::int64_t now);
+  void on_lookup_answer(const LookupAnswer& answer, std::int64_t now);
+  void start_connect(const transport::Address& address, std::int64_t now);
+  void connect_to_answer(std::int64_t now);  // kConnecting to the server a lookup answer named
+  void on_connected(ConnectOutcome outcome, std::int64_t now);
+  bool ask_proof(std::int64_t until_ns);
+  // The proof's outcome: the proven epoch, 0 for "not active", nullopt for no answer or no proof.
+  std::optional<std::uint64_t> proof_result();
+  void on_proof(std::optional<std::uint64_t> epoch, std::int64_t now);
+  void idle_wait();  // call() only: sleep while the failover only waits for a timer or datagram
 
   SessionOptions options_;
   std::uint64_t client_id_ = 0;
@@ -139,8 +229,7 @@ class Session {
   std::vector<std::uint32_t> free_;
   std::size_t outstanding_ = 0;
   std::size_t unsent_ = 0;  // active slots with sent == false: poll() scans only when non-zero
-  std::unique_ptr<transport::Domain> domain_;
-  std::unique_ptr<transport::Domain> adopted_domain_;  // the standby channel's, once adopted
+  std::unique_ptr<transport::Domain> domain_;  // channel_'s (declared first: destroyed last)
   std::unique_ptr<transport::Channel> channel_;
   bool broken_ = true;  // no usable channel yet
   bool ever_connected_ = false;
@@ -177,6 +266,15 @@ class Session {
   };
   Standby standby_;
   std::thread standby_thread_;
+  // The failover (FailoverState): its state, the server being tried, the proof asked of it, the
+  // lookup socket (fresh for each lookup, so no answer to an earlier question is taken for one),
+  // and the helper thread that connects.
+  FailoverState state_ = FailoverState::kSteady;
+  FailoverRun run_;
+  Candidate candidate_;
+  ProofAsk proof_;
+  std::unique_ptr<LookupProbe> lookup_socket_;
+  BackgroundConnector connector_;
 };
 
 }  // namespace viaduct::failover

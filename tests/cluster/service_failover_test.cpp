@@ -3,16 +3,21 @@
 // test runs once per back end: ofi+tcp on 127.0.0.1 (label failover) and verbs on an rxe device
 // (label rdma, run in the Soft-RoCE guest; elsewhere "skipped: no RDMA device"). The lookup is
 // UDP on 127.0.0.1 either way.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -29,6 +34,7 @@
 #include "tools/bench/netns_lab.hpp"
 #include "tools/bench/scratch_key.hpp"
 #include "transport/channel.hpp"
+#include "transport/clock.hpp"
 #include "transport/frame.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
@@ -53,13 +59,17 @@ std::string transport_prefix(const std::string& scheme) {
 std::string g_prefix;
 
 struct Pair {
-  std::uint16_t base;
+  std::uint16_t base = 0;
   std::string a_uri, b_uri;
   std::string a_host = "127.0.0.1", b_host = "127.0.0.1";  // where the lookup responders listen
   std::uint16_t a_lookup, b_lookup;
   std::unique_ptr<Proc> a, b;
 
   explicit Pair(const std::string& service = "echo") { start(service, g_prefix, g_prefix, {}, {}); }
+  // At ports base..base+3 instead of the per-process ones.
+  Pair(const std::string& service, std::uint16_t base_port) : base(base_port) {
+    start(service, g_prefix, g_prefix, {}, {});
+  }
   // Servers at explicit hosts, started through an argv prefix (e.g. `ip netns exec NS`).
   Pair(const std::string& a_at, const std::string& b_at, const std::vector<std::string>& a_prefix,
        const std::vector<std::string>& b_prefix) {
@@ -71,7 +81,7 @@ struct Pair {
              const std::string& b_transport, std::vector<std::string> a_argv,
              std::vector<std::string> b_argv) {
     // Distinct ports per test process (ctest runs tests as separate processes).
-    base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
+    if (base == 0) base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
     a_uri = a_transport + ":" + std::to_string(base);
     b_uri = b_transport + ":" + std::to_string(base + 1);
     a_lookup = static_cast<std::uint16_t>(base + 2);
@@ -688,6 +698,261 @@ TEST_P(SessionFailover, BothPartnersDown_ClearErrorThenRecoversWhenOneReturns) {
   auto again = echo_call(*session, 42);
   ASSERT_TRUE(again.is_ok()) << again.status().to_string();
   EXPECT_EQ(again.value(), 42u);
+}
+
+// Two services driven by one application thread: a pair whose active fails, and a lone healthy
+// server. The failing session's failover is a state machine that poll() advances without
+// blocking, so the thread's calls to the healthy service go on while it runs: completions of the
+// healthy service are counted while the other session fails over, and the longest gap between
+// them is printed (the figure for "no stall"; speed targets live in bench/, not here).
+struct TwoServicesResult {
+  LoadResult failing;                  // the session whose active is killed or frozen
+  std::uint64_t healthy_answered = 0;  // every answer from the healthy service
+  std::uint64_t healthy_errors = 0;
+  std::uint64_t healthy_during_failover = 0;  // answered while the other session failed over
+  std::uint64_t healthy_during_outage = 0;    // answered from the failure until the failover ended
+  std::uint64_t polls_during_failover = 0;    // poll()s of the failing session that returned
+                                              // with its failover still under way
+  std::uint64_t failovers_before_failure = 0;
+  double longest_round_ms = 0;  // the longest poll() of the failing session over the whole run  //
+                                // none expected: the pair was healthy
+  double failover_ms = 0;       // the failing session's failover (noticed .. resumed)
+  double longest_gap_during_ms = 0;    // between healthy completions, across the failover
+  double longest_gap_before_ms = 0;    // the same, in as long a window before the failure
+  double longest_failing_poll_ms = 0;  // the longest single poll() of the failing session
+};
+
+TwoServicesResult call_two_services_while_one_fails(Pair& p, failover::Session& failing,
+                                                    failover::Session& healthy,
+                                                    const std::function<void()>& fail) {
+  TwoServicesResult out;
+  struct HealthyCall {
+    TwoServicesResult* out;
+    failover::Session* failing;
+    std::uint64_t value = 0;
+    bool waiting = false;
+    std::vector<std::int64_t>* completions;
+    const bool* injected;
+  };
+  std::vector<std::int64_t> completions;  // steady_now_ns of every healthy answer
+  completions.reserve(1 << 20);
+  bool injected = false;
+  HealthyCall hc{&out, &failing, 0, false, &completions, &injected};
+  auto on_healthy = [](void* user, const transport::Response& r) {
+    auto* c = static_cast<HealthyCall*>(user);
+    c->waiting = false;
+    std::uint64_t echoed = 0;
+    if (r.payload.size() == 8) std::memcpy(&echoed, r.payload.data(), 8);
+    if (!r.status || echoed != c->value) {
+      ++c->out->healthy_errors;
+      return;
+    }
+    ++c->out->healthy_answered;
+    c->completions->push_back(steady_now_ns());
+    if (c->failing->failing_over() && *c->injected) ++c->out->healthy_during_failover;
+  };
+  constexpr std::uint64_t kFailingTotal = 4000;
+  std::int64_t failed_at = 0;
+  std::int64_t last_round_end = steady_now_ns();
+  // Each round of run_load: one poll() of the failing session, then this.
+  out.failing = run_load(failing, kFailingTotal, 4, [&](std::uint64_t answered) {
+    std::int64_t now = steady_now_ns();
+    out.longest_round_ms =
+        std::max(out.longest_round_ms, static_cast<double>(now - last_round_end) / 1e6);
+    if (injected && failing.failovers() == 0) {  // from the failure to the failover's end
+      out.longest_failing_poll_ms =
+          std::max(out.longest_failing_poll_ms, static_cast<double>(now - last_round_end) / 1e6);
+    }
+    if (injected && failing.failing_over()) ++out.polls_during_failover;
+    if (!hc.waiting) {
+      ++hc.value;
+      if (healthy.call_async(std::as_bytes(std::span(&hc.value, 1)), on_healthy, &hc).is_ok()) {
+        hc.waiting = true;
+      }
+    }
+    healthy.poll();
+    if (!injected && answered >= kFailingTotal / 3 && failing.standby_ready()) {
+      failed_at = steady_now_ns();
+      injected = true;
+      out.failovers_before_failure = failing.failovers();
+      fail();
+    }
+    last_round_end = steady_now_ns();
+  });
+  EXPECT_NE(failed_at, 0) << "the failure was never injected";
+  const auto& f = failing.last_failover();
+  out.failover_ms = f.total_ms;
+  std::int64_t begin = f.noticed_at_ns;
+  std::int64_t end = begin + static_cast<std::int64_t>(f.total_ms * 1e6);
+  std::int64_t window = end - failed_at;
+  for (std::int64_t at : completions) {
+    if (at >= failed_at && at <= end) ++out.healthy_during_outage;
+  }
+  for (std::size_t i = 1; i < completions.size(); ++i) {
+    std::int64_t gap = completions[i] - completions[i - 1];
+    // Every gap that overlaps the failover (noticed .. resumed), and the same before the failure.
+    if (completions[i] >= begin && completions[i - 1] <= end) {
+      out.longest_gap_during_ms =
+          std::max(out.longest_gap_during_ms, static_cast<double>(gap) / 1e6);
+    }
+    if (completions[i] < failed_at && completions[i - 1] >= failed_at - window) {
+      out.longest_gap_before_ms =
+          std::max(out.longest_gap_before_ms, static_cast<double>(gap) / 1e6);
+    }
+  }
+  (void)p;
+  return out;
+}
+
+// A lone active server for `name` (no partner) at `uri`, answering lookups at `lookup_port`.
+std::unique_ptr<Proc> serve_named_alone(const std::string& name, const std::string& uri,
+                                        std::uint16_t lookup_port) {
+  auto server = std::make_unique<Proc>(std::vector<std::string>{
+      VIADUCT_TOOL, "serve", "--name", name, "--role", "active", "--listen", uri, "--lookup",
+      "127.0.0.1:" + std::to_string(lookup_port), "--cluster-key", bench::scratch_key_file()});
+  EXPECT_TRUE(server->wait_for("serving " + name, 5000)) << server->output();
+  return server;
+}
+
+void expect_no_stall(const TwoServicesResult& r, failover::Session& failing, const Pair& p,
+                     const char* how) {
+  EXPECT_EQ(r.failing.errors, 0u) << r.failing.first_error.to_string();
+  EXPECT_EQ(r.failing.answered, 4000u);
+  EXPECT_EQ(r.failing.wrong + r.failing.doubled, 0u);
+  const auto& f = failing.last_failover();
+  EXPECT_EQ(failing.failovers(), 1u)
+      << "longest round " << r.longest_round_ms
+      << " ms; before the failure: " << r.failovers_before_failure << "; last: lookups "
+      << f.lookups << " from_probe " << f.from_probe << " standby " << f.used_standby
+      << " skipped_lookup " << f.skipped_lookup << " replayed " << f.replayed << "\na:\n"
+      << p.a->output() << "b:\n"
+      << p.b->output();
+  EXPECT_EQ(r.healthy_errors, 0u);
+  // The failing session's poll() returned while its failover was under way (a blocking failover
+  // returns from one poll() with it done): the thread was free to call the healthy service
+  // meanwhile. Whether an answer from it fits into a failover of a few ms depends on the machine's
+  // load: the figures are printed, and the test with a long failover below counts them.
+  EXPECT_GT(r.polls_during_failover, 0u);
+  EXPECT_GT(r.healthy_answered, 0u);
+  std::printf(
+      "[ figure ] %s: failover %.2f ms (%llu polls of the failing session returned during it); "
+      "healthy service: %llu answers during the failover, %llu from the failure to its end; "
+      "longest gap between its answers %.3f ms across the failover vs %.3f ms in as long a "
+      "window before the failure; longest poll() of the failing session %.3f ms\n",
+      how, r.failover_ms, static_cast<unsigned long long>(r.polls_during_failover),
+      static_cast<unsigned long long>(r.healthy_during_failover),
+      static_cast<unsigned long long>(r.healthy_during_outage), r.longest_gap_during_ms,
+      r.longest_gap_before_ms, r.longest_failing_poll_ms);
+}
+
+// Whether nothing on this host holds 127.0.0.1:port, TCP or UDP (a listener, or a connection's
+// local end: fixed ports inside the ephemeral range can be taken by anyone's outgoing connect).
+bool port_free(std::uint16_t port) {
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A block of 12 ports in 42100..42999 with nothing on the ports the two services use (base..+3,
+// +10, +11): the tests below use fixed ports, not the per-process ones.
+std::uint16_t two_services_base() {
+  for (int base = 42100; base + 12 <= 43000; base += 20) {
+    bool free = true;
+    for (int o : {0, 1, 2, 3, 10, 11})
+      free = free && port_free(static_cast<std::uint16_t>(base + o));
+    if (free) return static_cast<std::uint16_t>(base);
+  }
+  return 42100;  // all taken: the servers' start-up reports it
+}
+
+// The two services of the tests below: an echo pair (ORDERS) at base..base+3 and a lone echo
+// server (STOCK) at base+10 (lookup base+11), with a session to each.
+struct TwoServices {
+  std::uint16_t base = two_services_base();
+  Pair p{"echo", base};
+  std::unique_ptr<Proc> healthy_server;
+  std::unique_ptr<failover::Session> failing, healthy;
+
+  // Both services up and the sessions open (false, with the failure reported, otherwise).
+  bool start() {
+    EXPECT_TRUE(p.a->wait_for("serving ORDERS", 5000)) << p.a->output();
+    EXPECT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+    auto lookup = static_cast<std::uint16_t>(base + 11);
+    healthy_server = serve_named_alone("STOCK", g_prefix + ":" + std::to_string(base + 10), lookup);
+    auto f = failover::Session::open(session_options(p));
+    auto h = failover::Session::open({"STOCK",
+                                      {failover::UdpEndpoint::from("127.0.0.1", lookup).value()},
+                                      4,
+                                      bench::scratch_key().service_public_key("STOCK")});
+    EXPECT_TRUE(f.is_ok() && h.is_ok());
+    if (!f || !h) return false;
+    failing = std::move(f.value());
+    healthy = std::move(h.value());
+    return !::testing::Test::HasFailure();
+  }
+};
+
+TEST_P(SessionFailover, OneThreadTwoServices_ActiveKilled_HealthyCallsGoOnDuringFailover) {
+  TwoServices t;
+  ASSERT_TRUE(t.start());
+  Pair& p = t.p;
+  // SIGKILL without waiting for the process to be reaped here: that wait is no part of the session.
+  auto r =
+      call_two_services_while_one_fails(p, *t.failing, *t.healthy, [&] { p.a->signal(SIGKILL); });
+  p.a->kill_hard();
+  expect_no_stall(r, *t.failing, p, "SIGKILL");
+  EXPECT_EQ(t.failing->server(), p.b_uri);
+  EXPECT_EQ(t.healthy->failovers(), 0u);
+}
+
+TEST_P(SessionFailover, OneThreadTwoServices_ActiveFrozen_HealthyCallsGoOnDuringFailover) {
+  TwoServices t;
+  ASSERT_TRUE(t.start());
+  Pair& p = t.p;
+  auto r =
+      call_two_services_while_one_fails(p, *t.failing, *t.healthy, [&] { p.a->signal(SIGSTOP); });
+  p.a->signal(SIGCONT);
+  expect_no_stall(r, *t.failing, p, "SIGSTOP");
+  EXPECT_EQ(t.failing->server(), p.b_uri);
+  EXPECT_EQ(t.healthy->failovers(), 0u);
+  EXPECT_TRUE(p.a->wait_for("stepped-down ORDERS", 10000)) << p.a->output();
+}
+
+// Both partners die and a server comes back 300 ms later: the failing session's failover (the
+// partner refuses, lookups go unanswered, then connect and proof) lasts that long, and the
+// healthy service must keep answering all along.
+TEST_P(SessionFailover, OneThreadTwoServices_NoServerFor300ms_HealthyCallsGoOnUntilOneReturns) {
+  TwoServices t;
+  ASSERT_TRUE(t.start());
+  Pair& p = t.p;
+  std::unique_ptr<Proc> back;
+  std::thread returner;
+  auto r = call_two_services_while_one_fails(p, *t.failing, *t.healthy, [&] {
+    p.b->signal(SIGKILL);
+    p.a->signal(SIGKILL);
+    // Started from another thread: starting a process and waiting for it must not hold the loop.
+    returner = std::thread([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      back = serve_alone(p.b_uri, p.b_lookup);
+    });
+  });
+  if (returner.joinable()) returner.join();
+  p.a->kill_hard();  // reaped
+  p.b->kill_hard();
+  expect_no_stall(r, *t.failing, p, "both down for 300 ms");
+  EXPECT_GT(r.healthy_during_failover, 0u);
+  EXPECT_GE(r.failover_ms, 300.0);
+  EXPECT_FALSE(t.failing->last_failover().skipped_lookup);
+  EXPECT_EQ(t.failing->server(), p.b_uri);
 }
 
 // A pulled cable: the active keeps running but its link is down (veth between network
