@@ -516,9 +516,14 @@ int main(int argc, char** argv) {
       ->add_option("--half-open-held", cb.half_open_held,
                    "of them, at most this many held open silent")
       ->capture_default_str();
+  bench_crowd
+      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms, "how often the idle clients are polled")
+      ->capture_default_str();
   bench_crowd->add_option("--server-arg", cb.server_args,
                           "extra argument for the server (repeatable; e.g. "
                           "--server-arg=--set --server-arg=server_idle_sweep_ms=5)");
+  bench_crowd->add_option("--server-log", cb.server_log, "the server's stderr goes here")
+      ->capture_default_str();
   bench_crowd->add_option("--json", cb.json_path, "write the results as JSON to this file");
 
   CLI11_PARSE(app, argc, argv);
