@@ -15,6 +15,7 @@
 
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
+#include "tools/bench/crowd_bench.hpp"
 #include "tools/bench/failover_bench.hpp"
 #include "tools/bench/fault_run.hpp"
 #include "tools/bench/load_generator.hpp"
@@ -504,6 +505,32 @@ int main(int argc, char** argv) {
   bench_faults->add_option("--log-dir", fr.log_dir, "servers' stderr (default: a new /tmp dir)");
   bench_faults->add_option("--json", fr.json_path, "write the verdicts as JSON to this file");
 
+  auto* bench_crowd = bench->add_subcommand(
+      "crowd",
+      "a working client alone, then beside N idle heartbeating clients and a stream of raw TCP "
+      "connects to a perf server; reports the throughput ratio and the server's RSS");
+  viaduct::bench::CrowdBenchOptions cb;
+  bench_crowd->add_option("--port", cb.port, "the server's port on 127.0.0.1")
+      ->capture_default_str();
+  bench_crowd->add_option("--idle", cb.idle, "idle connected clients")->capture_default_str();
+  bench_crowd->add_option("--seconds", cb.seconds, "length of each measurement")
+      ->capture_default_str();
+  bench_crowd->add_option("--half-open-per-s", cb.half_open_per_s, "raw TCP connects per second")
+      ->capture_default_str();
+  bench_crowd
+      ->add_option("--half-open-held", cb.half_open_held,
+                   "of them, at most this many held open silent")
+      ->capture_default_str();
+  bench_crowd
+      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms, "how often the idle clients are polled")
+      ->capture_default_str();
+  bench_crowd->add_option("--server-arg", cb.server_args,
+                          "extra argument for the server (repeatable; e.g. "
+                          "--server-arg=--set --server-arg=server_idle_sweep_ms=5)");
+  bench_crowd->add_option("--server-log", cb.server_log, "the server's stderr goes here")
+      ->capture_default_str();
+  bench_crowd->add_option("--json", cb.json_path, "write the results as JSON to this file");
+
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
@@ -516,6 +543,13 @@ int main(int argc, char** argv) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) fb.tool.assign(self, static_cast<std::size_t>(n));
     return viaduct::bench::run_failover_bench(fb);
+  }
+  if (bench_crowd->parsed()) {
+    cb.tool = "/proc/self/exe";
+    char self[4096] = {};
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) cb.tool.assign(self, static_cast<std::size_t>(n));
+    return viaduct::bench::run_crowd_bench(cb);
   }
   if (bench_faults->parsed()) {
     fr.tool = "/proc/self/exe";

@@ -204,6 +204,35 @@ Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionReque
   return ch;
 }
 
+Result<std::unique_ptr<Channel>> Channel::start_accept(Domain& domain, ConnectionRequest& request,
+                                                       const ChannelOptions& options) {
+  ChannelHello peer;
+  if (Status s = decode_hello(request.private_data(), &peer); !s) {
+    (void)request.reject({});
+    return s;
+  }
+  std::unique_ptr<Channel> ch(new Channel());
+  VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
+  std::byte hello[kMaxPrivateData];
+  std::size_t n = ch->encode_own_hello(hello);
+  ViOptions vi_options = ch->vi_options();
+  auto vi = request.start_accept({hello, n}, vi_options);
+  if (!vi) return vi.status();
+  ch->adopt_peer_hello(peer, std::move(vi.value()));
+  return ch;
+}
+
+Status Channel::progress_accept() {
+  Status s = vi_->progress_connect();
+  if (s) {
+    // The keep-alive clock starts when the connection is up, not when it was requested.
+    last_heard_ns_ = last_spoke_ns_ = steady_now_ns();
+  } else if (s.code() != Code::kWouldBlock) {
+    fail(s);
+  }
+  return s;
+}
+
 Channel::~Channel() {
   if (vi_) vi_->close();
 }

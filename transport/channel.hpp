@@ -115,6 +115,13 @@ class Channel {
                                                   std::vector<std::byte>* reject_data = nullptr);
   static Result<std::unique_ptr<Channel>> accept(Domain& domain, ConnectionRequest& request,
                                                  const ChannelOptions& options, int timeout_ms);
+  // Non-blocking accept for a server's loop: the channel comes back while its connection is still
+  // being set up; call progress_accept() until it is OK (connected) or fails. Nothing else may be
+  // called on it before.
+  static Result<std::unique_ptr<Channel>> start_accept(Domain& domain, ConnectionRequest& request,
+                                                       const ChannelOptions& options);
+  // OK once connected, kWouldBlock while the handshake is under way, the failure otherwise.
+  Status progress_accept();
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;

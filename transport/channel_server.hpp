@@ -1,10 +1,25 @@
 // A server's event loop over one listener and the channels it accepted: accepts, polls, and drops
 // channels that failed (a malformed peer is cut off while the others keep being served).
+//
+// What peers can make the loop spend is bounded, and the cost of a round does not grow with the
+// number of idle connections:
+// - Accepting never waits. A connection request becomes a pending accept whose handshake is
+//   progressed across rounds; one still incomplete after server_half_open_timeout_ms is dropped.
+//   At most server_max_pending_accepts are set up at once and server_max_connections held in all;
+//   requests beyond are rejected with a reason that says which bound was met (kServerFull).
+// - Channels that carried traffic recently are hot and polled every round. The others are cold:
+//   a few of them are polled per round in turn (so a client that wakes up is noticed within a
+//   sweep of rounds), and all of them once per server_idle_sweep_ms, when their keep-alives are
+//   sent and checked. With libfabric's tcp provider any CQ read progresses every socket of the
+//   domain, so the sockets of cold channels keep moving meanwhile.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "transport/channel.hpp"
@@ -27,6 +42,25 @@ struct ChannelServerOptions {
   // Called just before a channel is destroyed, so that whoever kept a pointer to it (an answer
   // waiting to be sent) can forget it.
   std::function<void(const Channel&)> before_destroy;
+  // 0: the tunables server_max_connections, server_max_pending_accepts,
+  // server_half_open_timeout_ms.
+  std::uint32_t max_connections = 0;
+  std::uint32_t max_pending_accepts = 0;
+  std::uint32_t half_open_timeout_ms = 0;
+};
+
+// Why a connection request was refused by the server itself (not by `admit`): the reject's
+// private data starts with this prefix, followed by the bound that was met.
+inline constexpr std::string_view kServerFullReason = "viaduct: server full: ";
+
+// Counters of what the server refused or dropped (read from the serving thread).
+struct ChannelServerStats {
+  std::uint64_t accepted = 0;           // connections established
+  std::uint64_t refused_full = 0;       // rejected: server_max_connections reached
+  std::uint64_t refused_busy = 0;       // rejected: server_max_pending_accepts being set up
+  std::uint64_t half_open_dropped = 0;  // handshake not complete within the deadline
+  std::uint64_t handshake_failed = 0;   // handshake failed (peer went away, malformed hello)
+  std::uint64_t idle_sweeps = 0;        // full sweeps of the cold channels
 };
 
 class ChannelServer {
@@ -41,7 +75,12 @@ class ChannelServer {
   std::size_t run_once(int timeout_ms);
   void run(const std::atomic<bool>& stop);
   [[nodiscard]] std::size_t connections() const { return channels_.size(); }
-  [[nodiscard]] std::uint64_t accepted() const { return accepted_; }
+  // Connection requests accepted whose handshake is not complete yet.
+  [[nodiscard]] std::size_t pending_accepts() const { return pending_.size(); }
+  // Channels polled every round (traffic seen recently).
+  [[nodiscard]] std::size_t hot_channels() const { return hot_.size(); }
+  [[nodiscard]] std::uint64_t accepted() const { return stats_.accepted; }
+  [[nodiscard]] const ChannelServerStats& stats() const { return stats_; }
   // Switches between busy-polling and blocking in epoll when idle (e.g. a standby server that
   // should leave the CPU to others until it takes over). Channels accepted while busy-polling
   // have no wait object; a blocking round still polls them, and its timeout bounds their latency.
@@ -55,21 +94,54 @@ class ChannelServer {
   void close_if(const std::function<bool(const Channel&)>& which);
 
  private:
+  struct Served {
+    std::unique_ptr<Channel> channel;
+    std::uint64_t id = 0;           // names it in the epoll set (indices move on erase)
+    std::uint32_t empty_polls = 0;  // consecutive polls that found nothing
+    bool hot = false;
+    bool in_epoll = false;
+  };
+  struct PendingAccept {
+    std::unique_ptr<Channel> channel;
+    std::int64_t deadline_ns = 0;
+  };
+
   ChannelServer() = default;
-  void accept_pending();
+  void accept_pending(std::int64_t now_ns);
+  void refuse(ConnectionRequest& request, std::string_view bound, std::uint64_t* counter);
+  void progress_pending(std::int64_t now_ns);
+  void add_channel(std::unique_ptr<Channel> channel);
+  std::size_t poll_channel(std::size_t index);
+  std::size_t poll_hot();
+  std::size_t sweep_some();
+  void sweep_all(std::int64_t now_ns);
   void drop_failed();
+  void rebuild_indexes();
   void block(int timeout_ms);
 
   Domain* domain_ = nullptr;
   RequestHandler* handler_ = nullptr;
   ChannelServerOptions options_;
   std::unique_ptr<Listener> listener_;
-  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<Served> channels_;
+  std::vector<std::size_t> hot_;  // indices into channels_
+  std::unordered_map<std::uint64_t, std::size_t> index_of_id_;
+  std::vector<PendingAccept> pending_;
   std::vector<int> wake_fds_;
   int epoll_fd_ = -1;
-  unsigned idle_rounds_ = 0;
-  bool polling_ = false;  // run_once is iterating over channels_: defer destruction
-  std::uint64_t accepted_ = 0;
+  bool listener_in_epoll_ = false;
+  std::vector<int> wake_fds_in_epoll_;
+  std::uint64_t next_id_ = 1;
+  std::size_t sweep_cursor_ = 0;
+  std::uint64_t rounds_ = 0;
+  std::int64_t next_sweep_ns_ = 0;
+  unsigned sweeps_since_full_poll_ = 0;
+  std::int64_t half_open_timeout_ns_ = 0;
+  std::size_t max_connections_ = 0;
+  std::size_t max_pending_ = 0;
+  bool polling_ = false;      // run_once is iterating over channels_: defer destruction
+  bool failed_seen_ = false;  // a channel failed or was closed: drop_failed at the round's end
+  ChannelServerStats stats_;
 };
 
 }  // namespace viaduct::transport

@@ -24,6 +24,11 @@ Result<std::unique_ptr<Domain>> Domain::open(const Address& address) {
   return Status(Code::kInvalidArgument, "unknown back end");
 }
 
+Result<std::unique_ptr<VirtualInterface>> ConnectionRequest::start_accept(
+    std::span<const std::byte> reply, const ViOptions& options) {
+  return accept(reply, options, static_cast<int>(tunables::connect_timeout_ms.get()));
+}
+
 std::vector<BackendReport> probe_backends() {
   std::vector<BackendReport> reports;
   reports.push_back(ofi::probe(BackendKind::kOfiTcp));

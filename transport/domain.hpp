@@ -49,6 +49,12 @@ class ConnectionRequest {
                                                            int timeout_ms) = 0;
   // The connecting side sees kRejected with `reason` as the peer's private data.
   virtual Status reject(std::span<const std::byte> reason) = 0;
+  // Accept without waiting for the connection to complete: the VI comes back kConnecting (or
+  // already kConnected) and VirtualInterface::progress_connect() finishes it. A server's loop
+  // uses this so that a peer which never completes its handshake cannot stall it. Back ends whose
+  // accept cannot be split (verbs, fake) accept synchronously within connect_timeout_ms.
+  virtual Result<std::unique_ptr<VirtualInterface>> start_accept(std::span<const std::byte> reply,
+                                                                 const ViOptions& options);
 };
 
 class Listener {

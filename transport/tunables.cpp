@@ -47,4 +47,23 @@ Tunable domain_max_staging_bytes(
     "transport", "domain_max_staging_bytes", 1LL << 30, 1LL << 20, 1LL << 50,
     "registered rendezvous staging of all channels of one domain, per direction");
 
+// Each connection costs the server registered receive and send slots, an endpoint, a CQ and a
+// few fds; a peer that opens many must meet a bound, not the process's fd limit or memory.
+Tunable server_max_connections(
+    "server", "server_max_connections", 4096, 1, 1 << 20,
+    "connections a server holds (established and being set up); further requests are rejected");
+Tunable server_max_pending_accepts(
+    "server", "server_max_pending_accepts", 128, 1, 65536,
+    "connection requests a server sets up at once; further ones are rejected until some finish");
+// A connection request whose handshake never completes (the peer vanished, or never meant to
+// finish) would otherwise hold an endpoint forever.
+Tunable server_half_open_timeout_ms("server", "server_half_open_timeout_ms", 1000, 1, 600000,
+                                    "a connection still being set up after this long is dropped");
+// Idle channels are not polled every round (that cost grew with every connected client): they are
+// swept a few per round, and all of them once per this period, when their keep-alives go out
+// too. Keep it well under the peers' keep-alive budget (interval x missed limit).
+Tunable server_idle_sweep_ms(
+    "server", "server_idle_sweep_ms", 5, 1, 10000,
+    "every idle channel of a server is polled and its liveness checked at least this often");
+
 }  // namespace viaduct::transport::tunables

@@ -19,5 +19,10 @@ extern Tunable channel_max_rendezvous_requests;
 extern Tunable channel_max_staging_bytes;
 extern Tunable channel_max_idle_staging_bytes;
 extern Tunable domain_max_staging_bytes;
+// What peers may make a server's loop hold (see channel_server.hpp).
+extern Tunable server_max_connections;
+extern Tunable server_max_pending_accepts;
+extern Tunable server_half_open_timeout_ms;
+extern Tunable server_idle_sweep_ms;
 
 }  // namespace viaduct::transport::tunables

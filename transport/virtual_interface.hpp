@@ -41,6 +41,13 @@ class VirtualInterface {
   // Mark the VI lost from above (e.g. missed heartbeats, malformed frame): state kError, reason
   // kept, connection torn down so the peer notices too.
   virtual void abort(Status reason) = 0;
+  // One non-blocking step of a connection set-up begun by ConnectionRequest::start_accept: OK
+  // once connected, kWouldBlock while the handshake is still under way, the failure otherwise.
+  virtual Status progress_connect() {
+    if (state() == ViState::kConnected) return Status::ok();
+    if (state() == ViState::kConnecting) return {Code::kWouldBlock, "connection being set up"};
+    return error().is_ok() ? Status(Code::kConnLost, "connection set-up failed") : error();
+  }
 };
 
 }  // namespace viaduct::transport

@@ -75,7 +75,8 @@ struct CmEvent {
   int error = 0;            // positive errno on error entries
   std::vector<std::byte> data;
 };
-Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms);
+// `wait` false: fi_eq_read, which returns at once (kTimeout when nothing is queued).
+Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms, bool wait = true);
 
 // A connected endpoint, built by accept or connect.
 Result<std::unique_ptr<VirtualInterface>> make_endpoint(std::shared_ptr<DomainCore> core,
@@ -83,5 +84,11 @@ Result<std::unique_ptr<VirtualInterface>> make_endpoint(std::shared_ptr<DomainCo
                                                         std::span<const std::byte> private_data,
                                                         bool active, int timeout_ms,
                                                         std::vector<std::byte>* reject_data);
+// The passive side without the wait: fi_accept issued, the VI returned kConnecting;
+// VirtualInterface::progress_connect() reads its FI_CONNECTED.
+Result<std::unique_ptr<VirtualInterface>> start_passive_endpoint(std::shared_ptr<DomainCore> core,
+                                                                 fi_info* info,
+                                                                 const ViOptions& options,
+                                                                 std::span<const std::byte> reply);
 
 }  // namespace viaduct::transport::ofi

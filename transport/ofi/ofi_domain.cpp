@@ -61,6 +61,13 @@ class OfiConnectionRequest final : public ConnectionRequest {
     return make_endpoint(core_, info.get(), options, reply, /*active=*/false, timeout_ms, nullptr);
   }
 
+  Result<std::unique_ptr<VirtualInterface>> start_accept(std::span<const std::byte> reply,
+                                                         const ViOptions& options) override {
+    if (!info_) return Status(Code::kInvalidArgument, "connection request already answered");
+    InfoPtr info = std::move(info_);
+    return start_passive_endpoint(core_, info.get(), options, reply);
+  }
+
   Status reject(std::span<const std::byte> reason) override {
     if (!info_) return {Code::kInvalidArgument, "connection request already answered"};
     InfoPtr info = std::move(info_);
@@ -255,11 +262,12 @@ Result<FidPtr<fid_eq>> open_eq(DomainCore& core, int* fd) {
   return owned;
 }
 
-Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms) {
+Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms, bool wait) {
   // Entry plus the largest private data a provider hands us.
   alignas(fi_eq_cm_entry) std::byte buf[sizeof(fi_eq_cm_entry) + 256];
   CmEvent ev;
-  ssize_t rc = fi_eq_sread(eq, &ev.event, buf, sizeof(buf), timeout_ms, 0);
+  ssize_t rc = wait ? fi_eq_sread(eq, &ev.event, buf, sizeof(buf), timeout_ms, 0)
+                    : fi_eq_read(eq, &ev.event, buf, sizeof(buf), 0);
   if (rc == -FI_EAGAIN || rc == -FI_ETIMEDOUT) {
     return Status(Code::kTimeout,
                   "no connection event within " + std::to_string(timeout_ms) + " ms");

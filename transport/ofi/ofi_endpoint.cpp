@@ -99,28 +99,55 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
         state_ = ViState::kError;
         return ev.status();
       }
-      if (ev->error != 0) {
-        state_ = ViState::kError;
-        if (ev->error == FI_ECONNREFUSED) {
-          if (reject_data != nullptr) *reject_data = ev->data;
-          return {Code::kRejected, ev->data.empty()
-                                       ? "connection refused (no listener, or rejected)"
-                                       : "connection rejected by peer"};
-        }
-        return {Code::kConnLost, std::string("connection failed: ") + fi_strerror(ev->error),
+      Status s = on_setup_event(std::move(ev.value()), reject_data);
+      if (s.code() != Code::kWouldBlock) return s;
+    }
+  }
+
+  // A connection set-up event: OK on FI_CONNECTED, kWouldBlock on one that does not decide.
+  Status on_setup_event(CmEvent ev, std::vector<std::byte>* reject_data) {
+    if (ev.error != 0) {
+      state_ = ViState::kError;
+      if (ev.error == FI_ECONNREFUSED) {
+        if (reject_data != nullptr) *reject_data = ev.data;
+        error_ = {Code::kRejected, ev.data.empty() ? "connection refused (no listener, or rejected)"
+                                                   : "connection rejected by peer"};
+        return error_;
+      }
+      error_ = {Code::kConnLost, std::string("connection failed: ") + fi_strerror(ev.error),
                 ConnLostCause::kUnreachable};
-      }
-      if (ev->info != nullptr) fi_freeinfo(ev->info);
-      if (ev->event == FI_CONNECTED) {
-        peer_data_ = std::move(ev->data);
-        state_ = ViState::kConnected;
-        return Status::ok();
-      }
-      if (ev->event == FI_SHUTDOWN) {
-        state_ = ViState::kError;
-        return {Code::kConnLost, "peer shut down during connection set-up",
+      return error_;
+    }
+    if (ev.info != nullptr) fi_freeinfo(ev.info);
+    if (ev.event == FI_CONNECTED) {
+      peer_data_ = std::move(ev.data);
+      state_ = ViState::kConnected;
+      return Status::ok();
+    }
+    if (ev.event == FI_SHUTDOWN) {
+      state_ = ViState::kError;
+      error_ = {Code::kConnLost, "peer shut down during connection set-up",
                 ConnLostCause::kDisconnected};
+      return error_;
+    }
+    return {Code::kWouldBlock, "connection being set up"};
+  }
+
+  Status progress_connect() override {
+    if (state_ == ViState::kConnected) return Status::ok();
+    if (state_ != ViState::kConnecting) {
+      return error_.is_ok() ? Status(Code::kConnLost, "connection set-up failed") : error_;
+    }
+    for (;;) {
+      auto ev = read_cm_event(eq_.get(), 0, /*wait=*/false);
+      if (!ev) {
+        if (ev.status().code() == Code::kTimeout) return {Code::kWouldBlock, "no event yet"};
+        state_ = ViState::kError;
+        error_ = ev.status();
+        return error_;
       }
+      Status s = on_setup_event(std::move(ev.value()), nullptr);
+      if (s.code() != Code::kWouldBlock) return s;
     }
   }
 
@@ -346,6 +373,18 @@ Result<std::unique_ptr<VirtualInterface>> make_endpoint(std::shared_ptr<DomainCo
     return fi_status(Code::kInternal, active ? "fi_connect" : "fi_accept", rc);
   }
   VIADUCT_RETURN_IF_ERROR(vi->await_connected(timeout_ms, reject_data));
+  return std::unique_ptr<VirtualInterface>(std::move(vi));
+}
+
+Result<std::unique_ptr<VirtualInterface>> start_passive_endpoint(std::shared_ptr<DomainCore> core,
+                                                                 fi_info* info,
+                                                                 const ViOptions& options,
+                                                                 std::span<const std::byte> reply) {
+  auto vi = std::make_unique<OfiVirtualInterface>(std::move(core));
+  VIADUCT_RETURN_IF_ERROR(vi->open(info, options));
+  if (options.before_connect) VIADUCT_RETURN_IF_ERROR(options.before_connect(*vi));
+  int rc = fi_accept(vi->ep(), reply.data(), reply.size());
+  if (rc != 0) return fi_status(Code::kInternal, "fi_accept", rc);
   return std::unique_ptr<VirtualInterface>(std::move(vi));
 }
 

@@ -1,0 +1,218 @@
+#include "tools/bench/crowd_bench.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/bench/child_process.hpp"
+#include "transport/channel.hpp"
+
+namespace viaduct::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace vt = viaduct::transport;
+
+long rss_kb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Each connection costs fds on both sides (socket, CQ/EQ wait objects, epoll): the default soft
+// limit of 1024 would be the bound instead of the server's own.
+void raise_fd_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+// Synchronous 64-byte calls for `seconds`; returns requests per second (0 on an error).
+double measure(vt::Channel& channel, double seconds, std::string* error) {
+  std::byte request[64] = {};
+  std::byte response[256];
+  std::uint64_t done = 0;
+  auto start = Clock::now();
+  auto end = start + std::chrono::duration<double>(seconds);
+  while (Clock::now() < end) {
+    for (int i = 0; i < 64; ++i) {
+      auto r = channel.call(request, response, 5000);
+      if (!r) {
+        *error = r.status().to_string();
+        return 0;
+      }
+      ++done;
+    }
+  }
+  return static_cast<double>(done) / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int raw_connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+int run_crowd_bench(const CrowdBenchOptions& o) {
+  raise_fd_limit();
+  std::string uri = "ofi+tcp://127.0.0.1:" + std::to_string(o.port);
+  std::vector<std::string> argv = {o.tool};
+  argv.insert(argv.end(), o.server_args.begin(), o.server_args.end());
+  argv.insert(argv.end(), {"perf", "server", "--listen", uri});
+  ChildProcess server(argv, o.server_log);
+  if (!server.wait_for("listening", 10000)) {
+    std::fprintf(stderr, "crowd: the perf server did not start on %s\n", uri.c_str());
+    return 1;
+  }
+  auto address = vt::Address::parse(uri).value();
+  auto domain = vt::Domain::open(address);
+  if (!domain) {
+    std::fprintf(stderr, "crowd: %s\n", domain.status().to_string().c_str());
+    return 1;
+  }
+  auto worker = vt::Channel::connect(*domain.value(), address, {}, 10000);
+  if (!worker) {
+    std::fprintf(stderr, "crowd: working client: %s\n", worker.status().to_string().c_str());
+    return 1;
+  }
+  std::string error;
+  (void)measure(*worker.value(), 0.5, &error);  // warm-up
+  double alone = measure(*worker.value(), o.seconds, &error);
+  long rss_before = rss_kb(server.pid());
+  std::printf("alone: %.0f req/s, server RSS %ld kB\n", alone, rss_before);
+
+  // The crowd: idle clients that only heartbeat, polled from their own thread. A libfabric tcp
+  // domain polls all of its sockets on every CQ read, so the crowd is spread over domains of
+  // kClientsPerDomain, as separate client processes would be (one socket each).
+  constexpr int kClientsPerDomain = 50;
+  std::vector<std::unique_ptr<vt::Domain>> crowd_domains;
+  std::vector<std::unique_ptr<vt::Channel>> crowd;
+  std::string crowd_error;
+  auto last_poll = Clock::now();
+  for (int i = 0; i < o.idle; ++i) {
+    if (i % kClientsPerDomain == 0) {
+      auto d = vt::Domain::open(address);
+      if (!d) {
+        crowd_error = d.status().to_string();
+        break;
+      }
+      crowd_domains.push_back(std::move(d.value()));
+    }
+    auto ch = vt::Channel::connect(*crowd_domains.back(), address, {}, 10000);
+    if (!ch) {
+      crowd_error = "idle client " + std::to_string(i) + ": " + ch.status().to_string();
+      break;
+    }
+    crowd.push_back(std::move(ch.value()));
+    // Connecting a thousand takes a while: those connected, and the working client, must keep
+    // heartbeating meanwhile or the server rightly drops them as silent.
+    if (Clock::now() - last_poll > std::chrono::milliseconds(o.crowd_poll_ms)) {
+      for (auto& c : crowd) (void)c->poll();
+      for (auto& c : crowd) c->check_liveness();
+      (void)worker.value()->poll();
+      worker.value()->check_liveness();
+      last_poll = Clock::now();
+    }
+  }
+  std::printf("idle clients connected: %zu%s%s\n", crowd.size(), crowd_error.empty() ? "" : ", ",
+              crowd_error.c_str());
+  std::atomic<bool> stop{false};
+  std::thread crowd_thread([&] {
+    while (!stop.load()) {
+      for (auto& c : crowd) (void)c->poll();
+      for (auto& c : crowd) c->check_liveness();
+      std::this_thread::sleep_for(std::chrono::milliseconds(o.crowd_poll_ms));
+    }
+  });
+  std::atomic<std::uint64_t> half_open{0};
+  std::thread flood([&] {
+    std::deque<int> held;
+    auto gap = std::chrono::microseconds(1'000'000 / std::max(1, o.half_open_per_s));
+    auto next = Clock::now();
+    for (std::uint64_t i = 0; !stop.load(); ++i) {
+      int fd = raw_connect(o.port);
+      if (fd >= 0) {
+        ++half_open;
+        if (i % 2 == 0 || o.half_open_held == 0) {
+          ::close(fd);
+        } else {
+          held.push_back(fd);
+          if (static_cast<int>(held.size()) > o.half_open_held) {
+            ::close(held.front());
+            held.pop_front();
+          }
+        }
+      }
+      next += gap;
+      std::this_thread::sleep_until(next);
+    }
+    for (int fd : held) ::close(fd);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the crowd settles
+  double crowded = measure(*worker.value(), o.seconds, &error);
+  long rss_after = rss_kb(server.pid());
+  // A client connecting now must still get in.
+  auto late = vt::Channel::connect(*domain.value(), address, {}, 5000);
+  stop = true;
+  crowd_thread.join();
+  flood.join();
+  std::size_t healthy = 0;
+  for (auto& c : crowd) healthy += c->healthy() ? 1 : 0;
+  double ratio = alone > 0 ? crowded / alone : 0;
+  bool server_alive = !server.wait_exit(0).has_value();
+  std::printf(
+      "crowded: %.0f req/s with %zu idle clients (%zu still connected) and %llu raw TCP "
+      "connects\nratio %.2f (target >= 0.80)\nserver RSS %ld kB -> %ld kB (%.1f kB per idle "
+      "client)\nlate connect: %s; server alive: %s; takeovers: n/a (single server)\n%s",
+      crowded, crowd.size(), healthy, static_cast<unsigned long long>(half_open.load()), ratio,
+      rss_before, rss_after,
+      crowd.empty() ? 0.0 : static_cast<double>(rss_after - rss_before) / crowd.size(),
+      late ? "ok" : late.status().to_string().c_str(), server_alive ? "yes" : "no",
+      error.empty() ? "" : ("error: " + error + "\n").c_str());
+  nlohmann::json j = {{"alone_req_per_s", alone},
+                      {"crowded_req_per_s", crowded},
+                      {"ratio", ratio},
+                      {"target_ratio", 0.80},
+                      {"idle_clients", crowd.size()},
+                      {"idle_clients_still_connected", healthy},
+                      {"half_open_connects", half_open.load()},
+                      {"server_rss_kb_before", rss_before},
+                      {"server_rss_kb_after", rss_after},
+                      {"late_connect_ok", late.is_ok()},
+                      {"server_alive", server_alive},
+                      {"seconds", o.seconds},
+                      {"error", error}};
+  if (!o.json_path.empty()) std::ofstream(o.json_path) << j.dump(2) << "\n";
+  // spdlog writes to stdout, which the ChildProcess captured: keep it beside the stderr.
+  if (o.server_log != "/dev/null") std::ofstream(o.server_log, std::ios::app) << server.output();
+  return error.empty() && ratio >= 0.80 ? 0 : 2;
+}
+
+}  // namespace viaduct::bench

@@ -1,0 +1,28 @@
+// `viaduct bench crowd`: what a crowd of idle clients and a stream of half-open TCP connects cost a
+// working client (issue 9's connection-scale target). A `viaduct perf server` process is measured
+// three ways: one working client alone; the same client while `idle` connected clients heartbeat
+// and raw TCP connects (closed at once, or held open silent) keep arriving; and the server's RSS
+// before and after. Reports the throughput ratio (target >= 0.80), as text and JSON.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace viaduct::bench {
+
+struct CrowdBenchOptions {
+  std::string tool;  // path of the viaduct binary (perf server)
+  int port = 41000;  // the server's port on 127.0.0.1
+  int idle = 1000;   // idle connected clients
+  double seconds = 5;
+  int half_open_per_s = 200;             // raw TCP connects per second during the crowded phase
+  int half_open_held = 100;              // of them, at most this many held open silent at once
+  int crowd_poll_ms = 5;                 // the idle clients are polled (and heartbeat) this often
+  std::vector<std::string> server_args;  // extra arguments (e.g. --set NAME=VALUE)
+  std::string json_path;
+  std::string server_log = "/dev/null";  // the server's stderr
+};
+
+int run_crowd_bench(const CrowdBenchOptions& options);
+
+}  // namespace viaduct::bench
