@@ -29,9 +29,6 @@ unsigned char* u8(std::byte* p) {
 
 constexpr std::byte kMagic[4] = {std::byte{'V'}, std::byte{'D'}, std::byte{'A'}, std::byte{'U'}};
 constexpr std::uint8_t kHandshakeVersion = 1;
-constexpr std::size_t kStep1Bytes = 8 + 32;
-constexpr std::size_t kStep2Bytes = 8 + kMacBytes;
-constexpr std::size_t kAnswer1Bytes = 32 + kMacBytes;
 
 // "acc"/"con" | name length | name | nonce_c | nonce_s: what each side MACs.
 Mac transcript_mac(const ClusterKey& key, const char* role, std::string_view name,
@@ -158,32 +155,48 @@ void ClusterKey::sign_proof(std::string_view name, const failover::ProofNonce& n
   crypto_sign_detached(u8(answer.data() + 16), nullptr, u8(message.data()), n, derived_sk_.data());
 }
 
-Status authenticate_member_connection(transport::Channel& channel, const ClusterKey& key,
-                                      std::string_view name, int timeout_ms) {
-  std::array<std::byte, 32> nonce_c;
-  randombytes_buf(nonce_c.data(), nonce_c.size());
-  std::array<std::byte, kStep1Bytes> step1;
+std::array<std::byte, kMemberStep1Bytes> member_handshake_step1(const MemberNonce& nonce_c) {
+  std::array<std::byte, kMemberStep1Bytes> step1;
   put_header(step1.data(), 1);
-  std::memcpy(step1.data() + 8, nonce_c.data(), 32);
-  std::array<std::byte, kAnswer1Bytes> answer;
-  std::uint32_t app_status = 0;
-  auto got = channel.call(step1, answer, timeout_ms, &app_status);
-  if (!got) return got.status();
-  if (app_status != 0 || got.value() != kAnswer1Bytes) {
+  std::memcpy(step1.data() + 8, nonce_c.data(), nonce_c.size());
+  return step1;
+}
+
+Result<std::array<std::byte, kMemberStep2Bytes>> member_handshake_step2(
+    std::span<const std::byte> answer1, const ClusterKey& key, std::string_view name,
+    const MemberNonce& nonce_c) {
+  if (answer1.size() != kMemberAnswer1Bytes) {
     return Status(Code::kUnauthenticated, "member handshake: refused by the peer");
   }
-  std::span<const std::byte, 32> nonce_s(answer.data(), 32);
+  std::span<const std::byte, kMemberNonceBytes> nonce_s(answer1.data(), kMemberNonceBytes);
   Mac expected = transcript_mac(key, "acc", name, nonce_c, nonce_s);
-  if (sodium_memcmp(expected.data(), answer.data() + 32, kMacBytes) != 0) {
+  if (sodium_memcmp(expected.data(), answer1.data() + kMemberNonceBytes, kMacBytes) != 0) {
     return Status(Code::kUnauthenticated,
                   "member handshake: the peer does not hold the cluster key");
   }
-  std::array<std::byte, kStep2Bytes> step2;
+  std::array<std::byte, kMemberStep2Bytes> step2;
   put_header(step2.data(), 2);
   Mac mine = transcript_mac(key, "con", name, nonce_c, nonce_s);
   std::memcpy(step2.data() + 8, mine.data(), kMacBytes);
+  return step2;
+}
+
+Status authenticate_member_connection(transport::Channel& channel, const ClusterKey& key,
+                                      std::string_view name, int timeout_ms) {
+  MemberNonce nonce_c;
+  randombytes_buf(nonce_c.data(), nonce_c.size());
+  auto step1 = member_handshake_step1(nonce_c);
+  std::array<std::byte, kMemberAnswer1Bytes> answer;
+  std::uint32_t app_status = 0;
+  auto got = channel.call(step1, answer, timeout_ms, &app_status);
+  if (!got) return got.status();
+  if (app_status != 0 || got.value() > answer.size()) {
+    return Status(Code::kUnauthenticated, "member handshake: refused by the peer");
+  }
+  auto step2 = member_handshake_step2({answer.data(), got.value()}, key, name, nonce_c);
+  if (!step2) return step2.status();
   std::array<std::byte, 8> ok;
-  got = channel.call(step2, ok, timeout_ms, &app_status);
+  got = channel.call(step2.value(), ok, timeout_ms, &app_status);
   if (!got) return got.status();
   if (app_status != 0) return Status(Code::kUnauthenticated, "member handshake: refused");
   return Status();
@@ -196,29 +209,34 @@ bool MemberHandshake::is_handshake(std::span<const std::byte> request) {
 bool MemberHandshake::handle(transport::Channel& channel, std::uint64_t request_id,
                              std::span<const std::byte> request, const ClusterKey& key,
                              std::string_view name) {
+  auto reply = answer(request, key, name);
+  if (!reply) return false;
+  (void)channel.respond(request_id, *reply);
+  return true;
+}
+
+std::optional<std::span<const std::byte>> MemberHandshake::answer(
+    std::span<const std::byte> request, const ClusterKey& key, std::string_view name) {
   if (!is_handshake(request) || std::to_integer<std::uint8_t>(request[4]) != kHandshakeVersion) {
-    return false;
+    return std::nullopt;
   }
   std::uint8_t step = std::to_integer<std::uint8_t>(request[5]);
-  if (step == 1 && !challenged_ && request.size() == kStep1Bytes) {
-    std::memcpy(nonce_c_.data(), request.data() + 8, 32);
+  if (step == 1 && !challenged_ && request.size() == kMemberStep1Bytes) {
+    std::memcpy(nonce_c_.data(), request.data() + 8, kMemberNonceBytes);
     randombytes_buf(nonce_s_.data(), nonce_s_.size());
     challenged_ = true;
-    std::array<std::byte, kAnswer1Bytes> answer;
-    std::memcpy(answer.data(), nonce_s_.data(), 32);
+    std::memcpy(answer_.data(), nonce_s_.data(), kMemberNonceBytes);
     Mac mac = transcript_mac(key, "acc", name, nonce_c_, nonce_s_);
-    std::memcpy(answer.data() + 32, mac.data(), kMacBytes);
-    (void)channel.respond(request_id, answer);
-    return true;
+    std::memcpy(answer_.data() + kMemberNonceBytes, mac.data(), kMacBytes);
+    return std::span<const std::byte>(answer_);
   }
-  if (step == 2 && challenged_ && !authenticated_ && request.size() == kStep2Bytes) {
+  if (step == 2 && challenged_ && !authenticated_ && request.size() == kMemberStep2Bytes) {
     Mac expected = transcript_mac(key, "con", name, nonce_c_, nonce_s_);
-    if (sodium_memcmp(expected.data(), request.data() + 8, kMacBytes) != 0) return false;
+    if (sodium_memcmp(expected.data(), request.data() + 8, kMacBytes) != 0) return std::nullopt;
     authenticated_ = true;
-    (void)channel.respond(request_id, {});
-    return true;
+    return std::span<const std::byte>();
   }
-  return false;
+  return std::nullopt;
 }
 
 }  // namespace viaduct::cluster

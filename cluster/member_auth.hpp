@@ -36,6 +36,13 @@ inline constexpr std::size_t kClusterKeyBytes = 32;
 inline constexpr std::size_t kMacBytes = 32;
 using Mac = std::array<std::byte, kMacBytes>;
 
+// The handshake's messages (see above): a header of 8 bytes, then a nonce or a MAC.
+inline constexpr std::size_t kMemberNonceBytes = 32;
+inline constexpr std::size_t kMemberStep1Bytes = 8 + kMemberNonceBytes;
+inline constexpr std::size_t kMemberAnswer1Bytes = kMemberNonceBytes + kMacBytes;
+inline constexpr std::size_t kMemberStep2Bytes = 8 + kMacBytes;
+using MemberNonce = std::array<std::byte, kMemberNonceBytes>;
+
 class ClusterKey {
  public:
   // A key file: 64 hex digits (and optional white space). Refused when readable by others.
@@ -67,6 +74,14 @@ class ClusterKey {
 Status authenticate_member_connection(transport::Channel& channel, const ClusterKey& key,
                                       std::string_view name, int timeout_ms);
 
+// The connector's two messages, without I/O (the fuzz target and tests drive them): step 1 for
+// `nonce_c`, and step 2 from the acceptor's answer to step 1, which is checked first (an answer of
+// the wrong size or with a MAC that does not prove the key: kUnauthenticated).
+std::array<std::byte, kMemberStep1Bytes> member_handshake_step1(const MemberNonce& nonce_c);
+Result<std::array<std::byte, kMemberStep2Bytes>> member_handshake_step2(
+    std::span<const std::byte> answer1, const ClusterKey& key, std::string_view name,
+    const MemberNonce& nonce_c);
+
 // The acceptor's side, one per member connection: feed it each request on the connection until
 // authenticated() is true. handle() answers the request itself; returns false when the peer
 // failed (the caller closes the connection).
@@ -75,11 +90,16 @@ class MemberHandshake {
   static bool is_handshake(std::span<const std::byte> request);
   bool handle(transport::Channel& channel, std::uint64_t request_id,
               std::span<const std::byte> request, const ClusterKey& key, std::string_view name);
+  // handle() without the channel: the answer to send (valid until the next call), or nullopt
+  // when the peer failed.
+  std::optional<std::span<const std::byte>> answer(std::span<const std::byte> request,
+                                                   const ClusterKey& key, std::string_view name);
   [[nodiscard]] bool authenticated() const { return authenticated_; }
 
  private:
-  std::array<std::byte, 32> nonce_c_{};
-  std::array<std::byte, 32> nonce_s_{};
+  MemberNonce nonce_c_{};
+  MemberNonce nonce_s_{};
+  std::array<std::byte, kMemberAnswer1Bytes> answer_{};
   bool challenged_ = false;
   bool authenticated_ = false;
 };

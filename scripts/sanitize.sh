@@ -36,9 +36,11 @@ export ASAN_OPTIONS=detect_leaks=1
 # libfabric is built without frame pointers, so a leak's stack ends inside it; to see the viaduct
 # call that made the allocation, re-run that one test with ASAN_OPTIONS=...:fast_unwind_on_malloc=0
 # (too slow for the whole suite).
-# No TSan suppressions: libfabric's tcp provider is not instrumented, but its locks are pthread
-# mutexes that TSan sees, and no report has pointed into libfabric.
-export TSAN_OPTIONS=second_deadlock_stack=1
+# TSan suppressions (scripts/tsan.supp) only for code that is not ours, each with its reason.
+# Reports also go to files under <build>/sanitizer-reports/: the failover tests run the servers as
+# child processes (`viaduct serve`), whose reports would otherwise scroll past in the test's
+# output without failing it (a child killed with SIGKILL never reaches TSan's exit code 66).
+TSAN_SUPPRESSIONS=$PWD/scripts/tsan.supp
 
 passed=0
 failed=0
@@ -67,9 +69,33 @@ for kind in "${KINDS[@]}"; do
   fi
   echo "=== $kind: built in $((SECONDS - start))s; ctest -L '$LABELS'"
   run_start=$SECONDS
+  reports=$PWD/$BUILD/sanitizer-reports
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  export TSAN_OPTIONS="second_deadlock_stack=1 suppressions=$TSAN_SUPPRESSIONS log_path=$reports/tsan"
   # PROCESSORS 2 on every test keeps ctest -j2 to one test at a time; the bound is generous.
   # LeakSanitizer reports at exit, after all the test's own output: keep it whole.
-  (cd "$BUILD" && timeout 1800 ctest -L "$LABELS" ${VIADUCT_SANITIZE_EXCLUDE:+-E "$VIADUCT_SANITIZE_EXCLUDE"} --timeout 300 -j2 \
+  # TSan makes the code 5-15 times slower, and on a loaded 2-core host a thread of a test can be
+  # off the CPU for longer than the keep-alive budget (10 ms x 50): the fake back end's 3 MB
+  # rendezvous answer went 500 ms without a heartbeat and was cut off as silent. The budget is a
+  # speed setting, not what TSan checks: under TSan it is 3 s (10 ms x 300; the tests that wait
+  # for a missed keep-alive read it from the tunable and stay within their bounds).
+  # Likewise the partners' takeover deadline (30 ms): at load 12-19 a TSan-slowed passive
+  # acknowledged replicas later than that, the active dropped it as out of sync and served alone,
+  # and a kill then found no in-sync server (takeover refused, correctly, and the failover tests
+  # failed). Under TSan it is 300 ms. And a test that still fails runs once more (ctest --repeat):
+  # a race fails the stage all the same, as TSan's report files of every attempt are counted below.
+  keepalive_limit=${VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT:-}
+  takeover_after=${VIADUCT_PARTNER_TAKEOVER_AFTER_MS:-}
+  repeat=()
+  if [ "$kind" = thread ]; then
+    keepalive_limit=${keepalive_limit:-300}
+    takeover_after=${takeover_after:-300}
+    repeat=(--repeat until-pass:2)
+  fi
+  (cd "$BUILD" && env ${keepalive_limit:+VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT=$keepalive_limit} \
+     ${takeover_after:+VIADUCT_PARTNER_TAKEOVER_AFTER_MS=$takeover_after} \
+     timeout 1800 ctest -L "$LABELS" ${VIADUCT_SANITIZE_EXCLUDE:+-E "$VIADUCT_SANITIZE_EXCLUDE"} --timeout 300 -j2 "${repeat[@]}" \
      --test-output-size-failed 4000000 --test-output-truncation middle) >"$BUILD/ctest.log" 2>&1
   rc=$?
   grep -E 'Test +#|tests passed|Total Test time' "$BUILD/ctest.log"
@@ -82,9 +108,28 @@ for kind in "${KINDS[@]}"; do
     failed=$((failed + 1))
     continue
   fi
+  # Reports written by any process (a test or a server it forked), whether or not a test failed.
+  nreports=$(find "$reports" -type f | wc -l)
+  if [ "$nreports" -gt 0 ]; then
+    echo "$kind: $nreports sanitizer report files in $reports (each a process that reported):"
+    for f in $(find "$reports" -type f | head -5); do
+      echo "--- $f"
+      grep -m1 -A12 -E 'WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|runtime error' "$f" |
+        sed 's/^/    /'
+      grep -m1 '^SUMMARY: ' "$f" | sed 's/^/    /'
+    done
+    failed=$((failed + 1))
+  fi
   passed=$((passed + total - nfailed - nskipped))
   failed=$((failed + nfailed))
   skipped=$((skipped + nskipped))
+  # Attempts that failed before a pass (the TSan run's retries) are printed, not hidden.
+  nattempts_failed=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#.*(\*\*\*Failed|\*\*\*Timeout|\*\*\*Exception)' "$BUILD/ctest.log")
+  if [ "$nattempts_failed" -gt "$nfailed" ]; then
+    echo "$kind: $((nattempts_failed - nfailed)) failed attempts passed on the retry:"
+    grep -E '^ *[0-9]+/[0-9]+ Test +#.*(\*\*\*Failed|\*\*\*Timeout|\*\*\*Exception)' "$BUILD/ctest.log" |
+      sed 's/^/    /'
+  fi
   echo "$kind: $((total - nfailed - nskipped)) passed, $nfailed failed, $nskipped skipped;" \
        "tests ran $((SECONDS - run_start))s, $((SECONDS - start))s with the build"
 

@@ -18,6 +18,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -58,6 +59,16 @@ std::string transport_prefix(const std::string& scheme) {
 // The back end of the current test: set by each suite's SetUp.
 std::string g_prefix;
 
+// Distinct ports per test process (ctest runs tests as separate processes): from 20000 up, or,
+// with VIADUCT_TEST_PORT_BASE set, within the 1000 ports from there (for a machine where several
+// people run the suites side by side, each in a range of their own).
+std::uint16_t test_port_base() {
+  if (const char* from = std::getenv("VIADUCT_TEST_PORT_BASE")) {
+    return static_cast<std::uint16_t>(std::atoi(from) + (getpid() % 99) * 10);
+  }
+  return static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
+}
+
 struct Pair {
   std::uint16_t base = 0;
   std::string a_uri, b_uri;
@@ -80,8 +91,8 @@ struct Pair {
   void start(const std::string& service, const std::string& a_transport,
              const std::string& b_transport, std::vector<std::string> a_argv,
              std::vector<std::string> b_argv) {
-    // Distinct ports per test process (ctest runs tests as separate processes).
-    if (base == 0) base = static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
+    // Distinct ports per test process (ctest runs tests as separate processes), unless preset.
+    if (base == 0) base = test_port_base();
     a_uri = a_transport + ":" + std::to_string(base);
     b_uri = b_transport + ":" + std::to_string(base + 1);
     a_lookup = static_cast<std::uint16_t>(base + 2);
@@ -424,6 +435,104 @@ TEST_P(ServiceFailover, PassiveFrozenPastKeepalive_WakesAndLeavesTheActiveAlone)
   ASSERT_TRUE(answer.is_ok());
   EXPECT_EQ(port_of(answer->record), p.base);
   EXPECT_EQ(answer->record.epoch, 1u);
+}
+
+// One request to the counter service on a raw client connection: (client id, seq) header, then
+// the u64 to add. The new total, or the call's error; `app_status` gets the server's status.
+Result<std::uint64_t> counter_call(transport::Channel& ch, std::uint64_t client_id,
+                                   std::uint64_t seq, std::uint64_t add,
+                                   std::uint32_t* app_status = nullptr) {
+  std::array<std::byte, 24> request{};
+  std::memcpy(request.data(), &client_id, 8);
+  std::memcpy(request.data() + 8, &seq, 8);
+  std::memcpy(request.data() + 16, &add, 8);
+  std::array<std::byte, 8> answer{};
+  std::uint32_t status = 0;
+  auto n = ch.call(request, answer, 3000, &status);
+  if (app_status != nullptr) *app_status = status;
+  if (!n) return n.status();
+  if (status != 0 || n.value() != 8) return Status(Code::kMalformed, "no total in the answer");
+  std::uint64_t total = 0;
+  std::memcpy(&total, answer.data(), 8);
+  return total;
+}
+
+// Hostile peer (finding 6): the reply cache took the client id from each request, so one
+// connection cycling 4096 ids evicted every real client, and a request re-sent after a failover
+// was executed twice. The id is bound to the connection by its first request: a connection that
+// sends a second id is cut off at once, and the real client's answer stays cached.
+TEST_P(ServiceFailover, ConnectionCyclingClientIds_CutOff_OtherClientsAnswerKept) {
+  Pair p("counter");
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  auto client = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+  ASSERT_TRUE(client.is_ok()) << client.status().to_string();
+  constexpr std::uint64_t kClient = 0x5eed;
+  auto first = counter_call(*client.value(), kClient, 1, 5);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first.value(), 5u);
+
+  auto hostile = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+  ASSERT_TRUE(hostile.is_ok()) << hostile.status().to_string();
+  auto own = counter_call(*hostile.value(), 1000, 1, 1);  // its first id binds the connection
+  ASSERT_TRUE(own.is_ok()) << own.status().to_string();
+  EXPECT_EQ(own.value(), 6u);
+  // 5000 more ids, each of which would have taken a cache slot: the first one is refused and the
+  // connection closed; what follows fails on the closed connection (or is refused).
+  std::uint64_t executed = 0;
+  std::uint32_t app_status = 0;
+  auto second = counter_call(*hostile.value(), 1001, 1, 1, &app_status);
+  EXPECT_FALSE(second.is_ok());
+  EXPECT_EQ(app_status, kAppStatusBadRequest);
+  for (std::uint64_t id = 1002; id < 6002; ++id) {
+    auto r = counter_call(*hostile.value(), id, 1, 1);
+    if (r.is_ok()) ++executed;
+    if (!r.is_ok() && r.status().code() != Code::kMalformed) break;  // the connection is gone
+  }
+  EXPECT_EQ(executed, 0u);
+
+  // The real client re-sends its request (as after a failover): answered from the cache, not
+  // executed again; and nothing the hostile connection sent after its first id was executed.
+  auto resent = counter_call(*client.value(), kClient, 1, 5);
+  ASSERT_TRUE(resent.is_ok()) << resent.status().to_string();
+  EXPECT_EQ(resent.value(), 5u) << "re-sent request executed again: its cached answer was evicted";
+  auto next = counter_call(*client.value(), kClient, 2, 0);
+  ASSERT_TRUE(next.is_ok()) << next.status().to_string();
+  EXPECT_EQ(next.value(), 6u);
+  EXPECT_TRUE(alive(*p.a)) << p.a->output();
+}
+
+// Finding 2, the ordinary path: the same use-after-free (clients closed while the server loop
+// iterated over them) crashed an active that stepped down with clients connected after a
+// SIGSTOP/SIGCONT; the "stepped-down" line came before the crash. Here several clients stay
+// connected across the freeze: the old active steps down, closes them, and keeps running.
+TEST_P(ServiceFailover, ActiveFrozenWithClientsConnected_StepsDownOnWake_NoCrash) {
+  Pair p("counter");
+  ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
+  ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 5000)) << p.b->output();
+  std::vector<std::unique_ptr<transport::Channel>> clients;
+  for (std::uint64_t id = 1; id <= 8; ++id) {
+    auto c = connect_client(p.a_uri, "ORDERS", 1, nullptr);
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    ASSERT_TRUE(counter_call(*c.value(), id, 1, 1).is_ok());
+    clients.push_back(std::move(c.value()));
+  }
+  p.a->signal(SIGSTOP);
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  p.a->signal(SIGCONT);
+  ASSERT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
+  // The clients' requests to the old active now fail (closed or refused), none is executed there.
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    auto r = counter_call(*clients[i], i + 1, 2, 1);
+    EXPECT_FALSE(r.is_ok()) << "the old active still executes requests";
+  }
+  // Its log goes on after the step-down: it is still running, not dead of the close.
+  ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
+  EXPECT_TRUE(alive(*p.a)) << p.a->output();
+  std::string reason;
+  EXPECT_FALSE(connect_client(p.a_uri, "ORDERS", 2, &reason).is_ok());
+  EXPECT_EQ(reason, kRejectNotActive);
+  EXPECT_TRUE(alive(*p.a)) << p.a->output();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 //   fuzz_make_seeds tests/fuzz/corpus
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,6 +15,7 @@
 #include "cluster/partner_protocol.hpp"
 #include "failover/request_header.hpp"
 #include "failover/ssrp.hpp"
+#include "tests/fuzz/fuzz_keys.hpp"
 #include "transport/frame.hpp"
 
 namespace fs = std::filesystem;
@@ -173,6 +175,43 @@ void tunables() {
   write_text(t, "int64_min", "fuzz_wide_bytes=-9223372036854775808");
 }
 
+// fuzz_member_auth: length-prefixed messages. The acceptor's step 1, then a step 2 with a wrong
+// MAC (its nonce is fresh each run); and, first, an answer the key made for the connector's nonce.
+void member_auth() {
+  constexpr auto t = "fuzz_member_auth";
+  auto with_length = [](std::vector<std::byte>& out, std::span<const std::byte> m) {
+    out.push_back(static_cast<std::byte>(m.size()));
+    out.insert(out.end(), m.begin(), m.end());
+  };
+  const auto& key = fuzz::fixed_cluster_key();
+  std::vector<std::byte> steps;
+  auto step1 = cluster::member_handshake_step1(fuzz::fixed_member_nonce());
+  with_length(steps, step1);
+  std::array<std::byte, cluster::kMemberStep2Bytes> step2{};
+  std::memcpy(step2.data(), step1.data(), 8);
+  step2[5] = std::byte{2};
+  with_length(steps, step2);
+  write(t, "step1_then_forged_step2", steps);
+
+  cluster::MemberHandshake acceptor;
+  auto answer1 = acceptor.answer(cluster::member_handshake_step1(fuzz::fixed_member_nonce()), key,
+                                 fuzz::kFuzzServiceName);
+  std::vector<std::byte> answer;
+  with_length(answer, *answer1);
+  write(t, "acceptor_answer", answer);
+}
+
+// fuzz_server_proof: answers the service key signed for the fixed nonce.
+void server_proofs() {
+  constexpr auto t = "fuzz_server_proof";
+  for (std::uint64_t epoch : {std::uint64_t{1}, std::uint64_t{7}, ~std::uint64_t{0} >> 1}) {
+    std::array<std::byte, failover::kProofAnswerBytes> answer;
+    fuzz::fixed_cluster_key().sign_proof(fuzz::kFuzzServiceName, fuzz::fixed_proof_nonce(), epoch,
+                                         answer);
+    write(t, "epoch_" + std::to_string(epoch), answer);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,5 +230,7 @@ int main(int argc, char** argv) {
   ssrp_responses();
   addresses();
   tunables();
+  member_auth();
+  server_proofs();
   return 0;
 }

@@ -197,7 +197,8 @@ TEST_P(ChannelOnBackend, HundredThousandSmallRequests_EveryAnswerChecked) {
     std::size_t size = 1 + static_cast<std::size_t>(i % 200);
     auto req = pattern(size, static_cast<unsigned>(i));
     auto n = ch->call(req, resp, 5000);
-    ASSERT_TRUE(n.is_ok()) << i << ": " << n.status().to_string();
+    ASSERT_TRUE(n.is_ok()) << i << ": " << n.status().to_string()
+                           << "; the server closed it: " << server.last_close_reason().to_string();
     ASSERT_EQ(n.value(), size);
     ASSERT_TRUE(std::equal(req.rbegin(), req.rend(), resp.begin())) << "request " << i;
   }

@@ -218,8 +218,10 @@ void ReverseHandler::on_request(transport::Channel& channel, const transport::In
   if (delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
   if (buffer_.size() < r.payload.size()) buffer_.resize(r.payload.size());
   std::reverse_copy(r.payload.begin(), r.payload.end(), buffer_.begin());
-  (void)channel.respond(r.request_id, std::span(buffer_.data(), r.payload.size()));
+  // Counted before the answer leaves: a client that has its last answer and then reads the count
+  // must see it (counted after, the 100,000-request test read 99,999).
   ++served;
+  (void)channel.respond(r.request_id, std::span(buffer_.data(), r.payload.size()));
 }
 
 }  // namespace viaduct::testing
