@@ -660,6 +660,42 @@ std::unique_ptr<Proc> serve_alone(const std::string& uri, std::uint16_t lookup_p
   return server;
 }
 
+// Finding 4, the session's side: a server that answers the lookup for the name but cannot prove
+// it holds the service's key (here a real `viaduct serve` with another cluster's secret) is never
+// adopted: the call gets the clear error, the failed proof is counted, and once the real server
+// answers on that lookup port the same session is served by it.
+TEST_P(SessionFailover, ImpostorAnswersTheLookup_NeverAdopted_RealServerServesOnceBack) {
+  std::uint16_t base = test_port_base();
+  std::string impostor_uri = g_prefix + ":" + std::to_string(base);
+  std::string real_uri = g_prefix + ":" + std::to_string(base + 4);
+  std::uint16_t lookup_port = static_cast<std::uint16_t>(base + 2);
+  std::string other_key = ::testing::TempDir() + "other-cluster-" + std::to_string(getpid());
+  std::remove(other_key.c_str());
+  ASSERT_EQ(std::system((std::string(VIADUCT_TOOL) + " keygen " + other_key).c_str()), 0);
+  auto impostor = std::make_unique<Proc>(std::vector<std::string>{
+      VIADUCT_TOOL, "serve", "--name", "ORDERS", "--role", "active", "--listen", impostor_uri,
+      "--lookup", "127.0.0.1:" + std::to_string(lookup_port), "--cluster-key", other_key});
+  ASSERT_TRUE(impostor->wait_for("serving ORDERS", 5000)) << impostor->output();
+  failover::SessionOptions options{"ORDERS",
+                                   {failover::UdpEndpoint::from("127.0.0.1", lookup_port).value()},
+                                   64,
+                                   bench::scratch_key().service_public_key("ORDERS")};
+  options.tuning.call_deadline_ms = 1000;
+  auto session = failover::Session::open(options);
+  ASSERT_TRUE(session.is_ok()) << session.status().to_string();
+  auto refused = echo_call(*session.value(), 7);
+  EXPECT_FALSE(refused.is_ok()) << "the impostor was adopted: " << session.value()->server();
+  EXPECT_GT(session.value()->proofs_failed(), 0u);
+  EXPECT_NE(session.value()->server(), impostor_uri);
+  impostor->kill_hard();
+  auto real = serve_alone(real_uri, lookup_port);
+  auto served = echo_call(*session.value(), 8);
+  ASSERT_TRUE(served.is_ok()) << served.status().to_string();
+  EXPECT_EQ(served.value(), 8u);
+  EXPECT_EQ(session.value()->server(), real_uri);
+  std::remove(other_key.c_str());
+}
+
 TEST_P(SessionFailover, ActiveKilledUnderLoad_NoErrorEveryRequestAnsweredOnce) {
   Pair p;
   ASSERT_TRUE(p.a->wait_for("serving ORDERS", 5000));
