@@ -231,9 +231,12 @@ void PartnerLink::run() {
 }
 
 void PartnerLink::watch_host(std::int64_t now) {
-  // A CPU that needs longer than this to run a real-time thread was not running (measured: such a
-  // wake-up takes tens of microseconds on a host busy with normal-priority work).
-  constexpr std::int64_t kStallNs = 2'000'000;
+  // A CPU that needs longer than this to run a real-time thread was not running. Not less than a
+  // quarter of the takeover deadline: waking an idle virtual CPU goes through the hypervisor and
+  // took 2-5 ms now and then (each such "stall" restarted the silence and delayed the takeover
+  // after a SIGSTOP to 50-170 ms), and a shorter stall cannot silence a partner for a deadline.
+  const std::int64_t kStallNs =
+      std::max<std::int64_t>(2'000'000, config_.takeover_after_ms * 250'000);
   std::uint64_t drained = 0;
   (void)!::read(probe_fd_, &drained, sizeof(drained));
   if (probe_round_ != 0) {

@@ -91,20 +91,20 @@ bool ReplicaStream::start_if_connected(std::uint64_t epoch, const SnapshotFn& sn
   ++sync_gen_;
   ++resyncs_;
   // The whole state first; every later request follows it on the same ordered channel.
+  barrier_seq_ = 0;
+  queued_count_ = 0;
   snapshot(snapshot_, snapshot_replies_);
   encode_replica({ReplicaKind::kSnapshot, epoch, sync_gen_, 0, 0, 0, snapshot_replies_, snapshot_},
                  buf_);
-  if (!channel_->call_async(buf_, on_ack, this)) {
-    failed_ = true;
-    return true;
-  }
-  ++next_seq_;  // the snapshot's ack moves acked_seq_ past it
   synced_at_ns_ = INT64_MAX;
+  send_or_queue(next_seq_++);  // its ack moves acked_seq_ past it
   return true;
 }
 
 void ReplicaStream::close() {
   channel_.reset();
+  barrier_seq_ = 0;
+  queued_count_ = 0;
   failed_ = false;
   partner_synced_ = false;
   next_attempt_ns_ = steady_now_ns() + config_.ping_interval_ms * 1'000'000;
@@ -148,13 +148,43 @@ void ReplicaStream::replicate_and_hold(transport::Channel& client, std::uint64_t
   if (channel_ == nullptr || failed_) return;
   encode_replica(
       {ReplicaKind::kApply, epoch, sync_gen_, client_id, seq, app_status, request, response}, buf_);
+  h.replica_seq = next_seq_++;
+  send_or_queue(h.replica_seq);
+}
+
+void ReplicaStream::send_or_queue(std::uint64_t seq) {
+  if (failed_) return;
+  if (barrier_seq_ != 0 || queued_count_ != 0) {
+    if (queued_count_ == queued_.size()) {
+      queued_.resize(std::max<std::size_t>(8, queued_.size() * 2));
+    }
+    Queued& q = queued_[queued_count_++];
+    q.seq = seq;
+    q.frame.assign(buf_.begin(), buf_.end());
+    return;
+  }
   // Never busy-waits: a full replica channel (the passive is slow) holds the answer, and the
   // stream is treated as broken (the owner decides, off this path).
   if (!channel_->call_async(buf_, on_ack, this)) {
     failed_ = true;
     return;
   }
-  h.replica_seq = next_seq_++;
+  if (buf_.size() > channel_->send_inline_limit()) barrier_seq_ = seq;
+}
+
+void ReplicaStream::send_queued() {
+  std::size_t sent = 0;
+  while (sent < queued_count_ && barrier_seq_ == 0 && !failed_) {
+    Queued& q = queued_[sent++];
+    if (!channel_->call_async(q.frame, on_ack, this)) {
+      failed_ = true;
+      break;
+    }
+    if (q.frame.size() > channel_->send_inline_limit()) barrier_seq_ = q.seq;
+  }
+  // The rest stay in order at the front (their frames' capacity moves along with them).
+  for (std::size_t i = sent; i < queued_count_; ++i) std::swap(queued_[i - sent], queued_[i]);
+  queued_count_ -= sent;
 }
 
 void ReplicaStream::release_front() {
@@ -198,6 +228,10 @@ void ReplicaStream::on_ack(void* user, const transport::Response& r) {
     return;
   }
   ++self->acked_seq_;
+  if (self->barrier_seq_ != 0 && self->acked_seq_ >= self->barrier_seq_) {
+    self->barrier_seq_ = 0;  // the passive applied it: what waited behind it may go now
+    self->send_queued();
+  }
   if (self->acked_seq_ == 1) {
     // The snapshot is applied: the passive is in sync. Its pongs say so from the next one on
     // (one sent before it applied may still be on its way: give it two ping intervals).

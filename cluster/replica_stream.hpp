@@ -116,6 +116,9 @@ class ReplicaStream {
     std::vector<std::byte> response;  // capacity reused
   };
   static void on_ack(void* user, const transport::Response& r);
+  // Sends buf_ as replica `seq`, or queues it behind a rendezvous-sized one still unacknowledged.
+  void send_or_queue(std::uint64_t seq);
+  void send_queued();
   Held& push(transport::Channel& client, std::uint64_t request_id, std::uint32_t app_status,
              std::span<const std::byte> response);
   void release_front();
@@ -140,6 +143,18 @@ class ReplicaStream {
   std::size_t held_head_ = 0;
   std::size_t held_count_ = 0;
   std::vector<std::byte> buf_;
+  // Order: the passive must apply replicas in the order they were executed. A frame larger than
+  // the channel's inline limit goes by rendezvous and reaches the passive's handler only when its
+  // read completes, after inline frames sent behind it (a snapshot of 64 KiB applied after the
+  // requests that followed it erased them: acknowledged work lost, found by the fault run). So
+  // nothing is sent behind such a frame until it is acknowledged; later frames wait here, in order.
+  std::uint64_t barrier_seq_ = 0;  // a rendezvous-sized replica not yet acknowledged (0: none)
+  struct Queued {
+    std::uint64_t seq = 0;
+    std::vector<std::byte> frame;
+  };
+  std::vector<Queued> queued_;  // in seq order; frames' capacity reused
+  std::size_t queued_count_ = 0;
   std::vector<std::byte> snapshot_;
   std::vector<std::byte> snapshot_replies_;
 

@@ -156,6 +156,12 @@ class Channel {
   [[nodiscard]] std::span<const std::byte> peer_hello_app() const { return peer_app_; }
   [[nodiscard]] const ChannelStats& stats() const { return stats_; }
   [[nodiscard]] std::uint32_t eager_threshold() const { return eager_threshold_; }
+  // Payloads up to this size go inline to this peer; larger ones by rendezvous (the lower of the
+  // two sides' thresholds). A rendezvous request reaches the peer's handler only once its read
+  // completes: inline requests sent after it may be handled before it.
+  [[nodiscard]] std::uint32_t send_inline_limit() const {
+    return std::min(eager_threshold_, peer_eager_threshold_);
+  }
   // Registered rendezvous staging held now: buffers for our payloads the peer reads (outgoing),
   // and for the peer's payloads we read (incoming), in use or kept idle for reuse.
   [[nodiscard]] std::size_t outgoing_staging_bytes() const;
