@@ -211,22 +211,33 @@ void PartnerLink::run() {
     note_gap(now, woke, std::int64_t{wait_ms} * 1'000'000);
     last = woke;
     // Bounded: a flood of datagrams must not keep this thread from pinging.
+    // The process may be stopped anywhere, not only inside poll(): every observation first
+    // checks the clock against the last one, so that a pause is acted on (sync dropped) before
+    // anything read after it. A passive frozen here, past its active's kill, read the refusal
+    // and took over as in sync (found by the fault run: freeze the passive, kill the active).
+    auto observe = [&] {
+      std::int64_t t = steady_now_ns();
+      note_gap(last, t, 0);
+      last = t;
+      return t;
+    };
     for (int i = 0; i < 64; ++i) {
       ssize_t n = ::recv(socket_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      std::int64_t t = observe();
       if (n < 0) {
         if (errno == ECONNREFUSED) {
           {
             std::lock_guard lock(mutex_);
-            view_.refused_ns = steady_now_ns();
+            view_.refused_ns = t;
           }
           if (config_.on_news) config_.on_news();
           continue;
         }
         break;  // EAGAIN (nothing waiting) or a transient error
       }
-      handle_datagram({buf.data(), static_cast<std::size_t>(n)}, steady_now_ns());
+      handle_datagram({buf.data(), static_cast<std::size_t>(n)}, t);
     }
-    if (probe_) watch_host(steady_now_ns());
+    if (probe_) watch_host(observe());
   }
 }
 
