@@ -168,8 +168,10 @@ void Session::on_partner_address(void* user, const transport::Response& r) {
 void Session::standby_loop() {
   auto backoff = std::chrono::milliseconds(20);
   std::unique_lock lock(standby_.mutex);
+  // Half the interval: a heartbeat is due after an interval of quiet, and must not wait for
+  // almost a second one.
   auto tick = std::chrono::milliseconds(
-      std::max<std::int64_t>(1, transport::tunables::channel_keepalive_interval_ms.get()));
+      std::max<std::int64_t>(1, transport::tunables::channel_keepalive_interval_ms.get() / 2));
   for (;;) {
     // While it stands by, the connection is this thread's to keep alive: both ends expect a
     // heartbeat every keep-alive interval on an idle connection.

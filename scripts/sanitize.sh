@@ -78,7 +78,7 @@ for kind in "${KINDS[@]}"; do
   # TSan makes the code 5-15 times slower, and on a loaded 2-core host a thread of a test can be
   # off the CPU for longer than the keep-alive budget (10 ms x 50): the fake back end's 3 MB
   # rendezvous answer went 500 ms without a heartbeat and was cut off as silent. The budget is a
-  # speed setting, not what TSan checks: under TSan it is 3 s (10 ms x 300; the tests that wait
+  # speed setting, not what TSan checks: under TSan it is 3 s (100 ms x 30; the tests that wait
   # for a missed keep-alive read it from the tunable and stay within their bounds).
   # Likewise the partners' takeover deadline (30 ms): at load 12-19 a TSan-slowed passive
   # acknowledged replicas later than that, the active dropped it as out of sync and served alone,
@@ -89,7 +89,7 @@ for kind in "${KINDS[@]}"; do
   takeover_after=${VIADUCT_PARTNER_TAKEOVER_AFTER_MS:-}
   repeat=()
   if [ "$kind" = thread ]; then
-    keepalive_limit=${keepalive_limit:-300}
+    keepalive_limit=${keepalive_limit:-30}
     takeover_after=${takeover_after:-300}
     repeat=(--repeat until-pass:2)
   fi

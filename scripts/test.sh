@@ -30,9 +30,7 @@ stage() {  # name command...
 }
 
 echo "=== host: ctest (labels unit, ofi, lookup, failover, faults, rdma)"
-# Label scale (1,000 idle clients, finding 10 of issue 9) is left out: its target is not met yet
-# and it is measured by `viaduct bench crowd`, not gated (see the README).
-(cd "$BUILD" && timeout 1800 ctest -LE scale --output-on-failure --timeout 300 -j2) 2>&1 |
+(cd "$BUILD" && timeout 1800 ctest --output-on-failure --timeout 300 -j2) 2>&1 |
   tee "$LOGS/host.log"
 host_rc=${PIPESTATUS[0]}
 

@@ -522,7 +522,7 @@ int main(int argc, char** argv) {
                    "of them, at most this many held open silent")
       ->capture_default_str();
   bench_crowd
-      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms, "how often the idle clients are polled")
+      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms, "how often the idle clients check their keep-alives")
       ->capture_default_str();
   bench_crowd->add_option("--server-arg", cb.server_args,
                           "extra argument for the server (repeatable; e.g. "

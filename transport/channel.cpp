@@ -25,11 +25,28 @@ Tunable channel_max_message_bytes(
     "channel_max_staging_bytes and domain_max_staging_bytes)");
 // RC and libfabric's tcp provider never notice a silent peer on an idle connection (no keep-alive
 // in RC; no way to set TCP keepalive on the provider's sockets), so the channel sends its own.
+// Only the budget (interval x missed limit) decides how soon a silent peer is declared lost; the
+// interval only sets how many heartbeats fill it. Five: one late heartbeat (a sender descheduled
+// on a busy host) is not a loss.
+//
+// The short budget (0.5 s) applies while a side waits on its peer: its calls are unanswered or it
+// reads the peer's payload. The peer then sends at the short interval, as it does while it owes
+// answers. Idle connections heartbeat at the idle interval and are given its budget (5 s): a
+// server with a thousand idle clients sends and reads a thousand heartbeats a second, not the
+// 200k that a 10 ms interval on every connection cost (it starved the working clients: `viaduct
+// bench crowd`). An idle client loses nothing by hearing late of a frozen server: its next call
+// waits on the short budget from the moment it is sent. A crash closes the connection and is
+// seen at once either way; a frozen server under load is found sooner still, by the session's
+// hang probe (failover_probe_interval_us).
 Tunable channel_keepalive_interval_ms(
-    "channel", "channel_keepalive_interval_ms", 10, 0, 600000,
-    "send a heartbeat after this long without sending anything (0: keep-alive off)");
+    "channel", "channel_keepalive_interval_ms", 100, 0, 600000,
+    "while calls are unanswered (either way), send a heartbeat after this long without sending "
+    "anything (0: keep-alive off)");
+Tunable channel_keepalive_idle_interval_ms(
+    "channel", "channel_keepalive_idle_interval_ms", 1000, 1, 600000,
+    "on an idle connection, send a heartbeat after this long without sending anything");
 Tunable channel_keepalive_missed_limit(
-    "channel", "channel_keepalive_missed_limit", 50, 2, 100000,
+    "channel", "channel_keepalive_missed_limit", 5, 2, 100000,
     "declare the peer lost (keepalive_missed) after this many intervals without hearing from it");
 // The peer's heartbeats share the connection with bulk data: while we RDMA-read a large payload
 // from it, its frames queue behind that payload. So a read in flight widens the silence allowed
@@ -94,6 +111,8 @@ Status Channel::init(Domain& domain, const ChannelOptions& options) {
   }
   busy_poll_ = options.busy_poll;
   keepalive_interval_ns_ = tunables::channel_keepalive_interval_ms.get() * 1'000'000;
+  keepalive_idle_interval_ns_ = std::max(
+      keepalive_interval_ns_, tunables::channel_keepalive_idle_interval_ms.get() * 1'000'000);
   keepalive_missed_limit_ = tunables::channel_keepalive_missed_limit.get();
   keepalive_floor_bytes_per_ms_ = tunables::channel_keepalive_min_bandwidth_mbps.get() * 1000;
   last_heard_ns_ = last_spoke_ns_ = steady_now_ns();
@@ -470,7 +489,9 @@ Status Channel::call_async(std::span<const std::byte> request, ResponseFn fn, vo
 
 Status Channel::respond(std::uint64_t request_id, std::span<const std::byte> payload,
                         std::uint32_t app_status) {
-  return send_data_frame(FrameType::kResponse, request_id, app_status, payload);
+  Status s = send_data_frame(FrameType::kResponse, request_id, app_status, payload);
+  if (s && owed_answers_ > 0) --owed_answers_;
+  return s;
 }
 
 Result<std::size_t> Channel::call(std::span<const std::byte> request, std::span<std::byte> response,
@@ -575,13 +596,24 @@ void Channel::check_liveness() {
     seen_sent_ = frames_sent_;
     last_spoke_ns_ = now;
   }
+  // Waiting on the peer: it heartbeats at the short interval while it owes us answers or reads
+  // our payload, so the short budget applies, counted from when the wait began at the latest.
+  bool waiting = outstanding_ > 0 || inflight_read_bytes_ > 0;
+  if (waiting && !was_waiting_) last_heard_ns_ = std::max(last_heard_ns_, now);
+  was_waiting_ = waiting;
+  bool owing = owed_answers_ > 0 || active_reads_ > 0 || !queued_reads_.empty() ||
+               !backlog_.empty() || !deferred_.empty();
+  std::int64_t heard_interval_ns = waiting ? keepalive_interval_ns_ : keepalive_idle_interval_ns_;
+  std::int64_t speak_interval_ns =
+      waiting || owing ? keepalive_interval_ns_ : keepalive_idle_interval_ns_;
   std::int64_t allowed_ns =
-      keepalive_interval_ns_ * keepalive_missed_limit_ +
+      heard_interval_ns * keepalive_missed_limit_ +
       static_cast<std::int64_t>(inflight_read_bytes_) / keepalive_floor_bytes_per_ms_ * 1'000'000;
   if (now - last_heard_ns_ > allowed_ns) {
     Status reason(Code::kConnLost,
                   "peer silent for " + std::to_string((now - last_heard_ns_) / 1'000'000) +
-                      " ms (" + std::to_string(keepalive_missed_limit_) + " keep-alive intervals)",
+                      " ms (" + std::to_string(keepalive_missed_limit_) + " keep-alive intervals" +
+                      (waiting ? ", calls unanswered)" : ", idle)"),
                   ConnLostCause::kKeepaliveMissed);
     vi_->abort(reason);
     fail(reason);
@@ -589,7 +621,7 @@ void Channel::check_liveness() {
   }
   // A heartbeat uses the reserved credit if need be, like a credit return: it must get through
   // exactly when everything else is stuck.
-  if (now - last_spoke_ns_ >= keepalive_interval_ns_ && window_.send_credits() >= 1) {
+  if (now - last_spoke_ns_ >= speak_interval_ns && window_.send_credits() >= 1) {
     std::byte frame[kFrameHeaderBytes];
     encode_header({FrameType::kHeartbeat, 0, 0, 0, 0, 0}, frame);
     if (post_frame(frame, kFrameHeaderBytes, -1)) {
@@ -668,6 +700,7 @@ void Channel::handle_frame(std::uint32_t slot, std::uint32_t bytes) {
 
 void Channel::deliver_request(const FrameHeader& h, std::span<const std::byte> payload) {
   ++stats_.requests_received;
+  ++owed_answers_;
   if (handler_ == nullptr) {
     static constexpr char kMsg[] = "no request handler";
     (void)respond(h.request_id, std::as_bytes(std::span(kMsg, sizeof(kMsg) - 1)), 0xffffffffu);

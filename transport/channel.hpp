@@ -46,6 +46,7 @@ extern Tunable channel_eager_threshold_bytes;
 extern Tunable channel_max_outstanding;
 extern Tunable channel_max_message_bytes;
 extern Tunable channel_keepalive_interval_ms;
+extern Tunable channel_keepalive_idle_interval_ms;
 extern Tunable channel_keepalive_missed_limit;
 extern Tunable channel_keepalive_min_bandwidth_mbps;
 }  // namespace tunables
@@ -148,6 +149,20 @@ class Channel {
   void check_liveness();
   [[nodiscard]] int wait_fd() const { return vi_->cq().wait_fd(); }
   bool arm() { return vi_->cq().arm(); }
+  // Readable while the peer has sent something this side has not read; -1 when the back end
+  // cannot say (see CompletionQueue::readiness_fd). For a server watching many idle channels.
+  [[nodiscard]] int readiness_fd() const { return vi_->cq().readiness_fd(); }
+  // Requests and responses this channel has delivered so far: it grows with application traffic
+  // only, not with heartbeats and credit returns (a server keeps the channels that carry work hot).
+  [[nodiscard]] std::uint64_t traffic() const {
+    return stats_.requests_received + stats_.responses_received + stats_.rendezvous_reads;
+  }
+  // Work under way that needs this side's polling to finish: calls awaiting their answers,
+  // rendezvous reads, frames waiting for credits or send slots, deferred responses.
+  [[nodiscard]] bool work_in_flight() const {
+    return outstanding_ > 0 || active_reads_ > 0 || !queued_reads_.empty() || !backlog_.empty() ||
+           !deferred_.empty();
+  }
 
   [[nodiscard]] bool healthy() const { return error_.is_ok(); }
   [[nodiscard]] bool busy_poll() const { return busy_poll_; }
@@ -289,6 +304,9 @@ class Channel {
   std::int64_t last_heard_ns_ = 0;
   std::int64_t last_spoke_ns_ = 0;
   std::int64_t keepalive_interval_ns_ = 0;  // 0: keep-alive off
+  std::int64_t keepalive_idle_interval_ns_ = 0;
+  std::uint64_t owed_answers_ = 0;  // requests handed to the handler and not answered yet
+  bool was_waiting_ = false;        // calls unanswered at the last liveness check
   std::int64_t keepalive_missed_limit_ = 0;
   std::int64_t keepalive_floor_bytes_per_ms_ = 0;
   std::uint64_t inflight_read_bytes_ = 0;  // rendezvous reads from the peer not yet complete

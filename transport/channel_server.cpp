@@ -28,13 +28,24 @@ constexpr std::uint32_t kColdAfterEmptyPolls = 4096;
 // A new channel is hot for this many empty polls only: a client usually sends at once, but a crowd
 // connecting must not make every round poll all of it.
 constexpr std::uint32_t kNewChannelEmptyPolls = 64;
-// Cold channels polled per round, in turn: a client that wakes up is seen within
-// connections / kColdPollsPerRound rounds; each costs one CQ read.
+// Cold channels whose back end gives no readiness fd are polled this many per round, in turn: a
+// client that wakes up is seen within connections / kColdPollsPerRound rounds; each costs one CQ
+// read.
 constexpr std::size_t kColdPollsPerRound = 1;
-// Of the periodic sweeps (server_idle_sweep_ms), every this many also polls every cold channel;
-// the others only send and check keep-alives. A peer's frames are counted before its silence
-// could reach the keep-alive budget (50 intervals by default).
-constexpr unsigned kFullPollEverySweeps = 16;
+// Cold channels with a readiness fd are watched in one epoll set, looked at every this many busy
+// rounds (every blocking round): one syscall finds the few that have something, however many are
+// idle. A client that wakes up is seen within tens of microseconds.
+constexpr std::uint64_t kReadyCheckEveryRounds = 32;
+// Of the periodic sweeps (server_idle_sweep_ms), every this many also polls every cold channel
+// without a readiness fd; the others only send and check keep-alives. A peer's frames are counted
+// before its silence could reach the keep-alive budget (5 intervals of 100 ms by default).
+constexpr unsigned kFullPollEverySweeps = 4;
+// Channels with a readiness fd are polled in full only every this many sweeps: a safety net for
+// bytes the provider buffered off the socket before we read its CQ (the socket then looks idle).
+constexpr unsigned kWatchedFullPollEverySweeps = 16;
+// Polls of a new channel that look for its readiness fd before it is left to the turn-by-turn
+// sweep (a back end that has none).
+constexpr std::uint32_t kWatchAttempts = 16;
 // The loop blocks at most this long while handshakes are under way (their events are not in the
 // epoll set: the endpoints are polled).
 constexpr int kPendingBlockCapMs = 1;
@@ -65,6 +76,8 @@ Result<std::unique_ptr<ChannelServer>> ChannelServer::listen(Domain& domain, con
   server->listener_ = std::move(listener.value());
   server->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (server->epoll_fd_ < 0) return Status(Code::kResource, "epoll_create1");
+  server->ready_epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (server->ready_epoll_fd_ < 0) return Status(Code::kResource, "epoll_create1");
   server->pending_.reserve(server->max_pending_);
   return server;
 }
@@ -73,6 +86,7 @@ ChannelServer::~ChannelServer() {
   pending_.clear();
   channels_.clear();
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (ready_epoll_fd_ >= 0) ::close(ready_epoll_fd_);
 }
 
 void ChannelServer::refuse(ConnectionRequest& request, std::string_view bound,
@@ -159,18 +173,40 @@ void ChannelServer::add_channel(std::unique_ptr<Channel> channel) {
   served.id = next_id_++;
   served.hot = true;  // a new client usually sends at once
   served.empty_polls = kColdAfterEmptyPolls - kNewChannelEmptyPolls;
+  served.traffic_seen = served.channel->traffic();
+  ++unwatched_;
+  watch(served);
   index_of_id_[served.id] = channels_.size();
   hot_.push_back(channels_.size());
   channels_.push_back(std::move(served));
   ++stats_.accepted;
 }
 
+void ChannelServer::watch(Served& s) {
+  // The readiness fd is registered once; the channel's destruction closes it, which takes it out
+  // of the set. A back end may know it only after a few polls (libfabric's tcp provider).
+  ++s.watch_attempts;
+  int fd = s.channel->readiness_fd();
+  if (fd < 0) return;
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.u64 = s.id;
+  s.watched = epoll_ctl(ready_epoll_fd_, EPOLL_CTL_ADD, fd, &e) == 0;
+  if (s.watched) --unwatched_;
+}
+
 std::size_t ChannelServer::poll_channel(std::size_t index) {
   Served& s = channels_[index];
   if (!s.channel->healthy()) return 0;
   std::size_t n = s.channel->poll();
+  if (!s.watched && s.watch_attempts < kWatchAttempts) watch(s);
   if (!s.channel->healthy()) failed_seen_ = true;
-  if (n > 0) {
+  // Hot means carrying work: requests or answers, or work under way. Heartbeats and credit
+  // returns alone (ten a second from each idle client) keep a channel cold.
+  std::uint64_t traffic = s.channel->traffic();
+  bool working = traffic != s.traffic_seen || (n > 0 && s.channel->work_in_flight());
+  s.traffic_seen = traffic;
+  if (working) {
     s.empty_polls = 0;
     if (!s.hot) {
       s.hot = true;
@@ -204,14 +240,28 @@ std::size_t ChannelServer::poll_hot() {
   return handled;
 }
 
+std::size_t ChannelServer::poll_ready() {
+  std::size_t handled = 0;
+  epoll_event events[64];
+  int n = epoll_wait(ready_epoll_fd_, events, 64, 0);
+  for (int k = 0; k < n; ++k) {
+    auto it = index_of_id_.find(events[k].data.u64);
+    if (it == index_of_id_.end()) continue;
+    if (channels_[it->second].hot) continue;  // polled every round anyway
+    handled += poll_channel(it->second);
+  }
+  return handled;
+}
+
 std::size_t ChannelServer::sweep_some() {
+  if (unwatched_ == 0) return 0;  // the readiness set covers every channel
   std::size_t handled = 0;
   std::size_t cold = channels_.size() - hot_.size();
   for (std::size_t looked = 0, polled = 0;
        polled < std::min(kColdPollsPerRound, cold) && looked < channels_.size(); ++looked) {
     if (sweep_cursor_ >= channels_.size()) sweep_cursor_ = 0;
     std::size_t index = sweep_cursor_++;
-    if (channels_[index].hot) continue;
+    if (channels_[index].hot || channels_[index].watched) continue;
     handled += poll_channel(index);
     ++polled;
   }
@@ -220,12 +270,14 @@ std::size_t ChannelServer::sweep_some() {
 
 void ChannelServer::sweep_all(std::int64_t now_ns) {
   ++stats_.idle_sweeps;
-  bool full_poll = ++sweeps_since_full_poll_ >= kFullPollEverySweeps;
-  if (full_poll) sweeps_since_full_poll_ = 0;
+  ++sweeps_since_full_poll_;
+  bool full_poll = sweeps_since_full_poll_ % kFullPollEverySweeps == 0;
+  bool full_poll_watched = sweeps_since_full_poll_ % kWatchedFullPollEverySweeps == 0;
+  if (full_poll_watched) sweeps_since_full_poll_ = 0;
   for (std::size_t i = 0; i < channels_.size(); ++i) {
     Served& s = channels_[i];
     if (!s.channel->healthy()) continue;
-    if (full_poll && !s.hot) (void)poll_channel(i);
+    if (!s.hot && (s.watched ? full_poll_watched : full_poll)) (void)poll_channel(i);
     s.channel->check_liveness();
     if (!s.channel->healthy()) failed_seen_ = true;
   }
@@ -236,6 +288,7 @@ void ChannelServer::drop_failed() {
   failed_seen_ = false;
   std::erase_if(channels_, [&](const Served& s) {
     if (s.channel->healthy()) return false;
+    if (!s.watched) --unwatched_;
     if (options_.on_channel_closed) options_.on_channel_closed(s.channel->error());
     if (options_.before_destroy) options_.before_destroy(*s.channel);
     return true;
@@ -339,6 +392,7 @@ std::size_t ChannelServer::run_once(int timeout_ms) {
   polling_ = true;
   std::size_t handled = poll_hot();
   handled += sweep_some();
+  if (!busy || rounds_ % kReadyCheckEveryRounds == 0) handled += poll_ready();
   polling_ = false;
   std::int64_t now_ns = 0;
   if (!busy || rounds_ % kClockEveryRounds == 0) {

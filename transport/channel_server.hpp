@@ -7,11 +7,13 @@
 //   progressed across rounds; one still incomplete after server_half_open_timeout_ms is dropped.
 //   At most server_max_pending_accepts are set up at once and server_max_connections held in all;
 //   requests beyond are rejected with a reason that says which bound was met (kServerFull).
-// - Channels that carried traffic recently are hot and polled every round. The others are cold:
-//   a few of them are polled per round in turn (so a client that wakes up is noticed within a
-//   sweep of rounds), and all of them once per server_idle_sweep_ms, when their keep-alives are
-//   sent and checked. With libfabric's tcp provider any CQ read progresses every socket of the
-//   domain, so the sockets of cold channels keep moving meanwhile.
+// - Channels that carried requests or answers recently are hot and polled every round. The others
+//   are cold: their readiness fds (the connection's socket, for libfabric's tcp provider) sit in
+//   one epoll set that is looked at every few rounds, so a client that wakes up is noticed within
+//   microseconds and a thousand idle ones cost one syscall. Heartbeats do not make a channel hot.
+//   Back ends without a readiness fd have their cold channels polled a few per round in turn.
+//   Every server_idle_sweep_ms keep-alives are sent and checked; every few sweeps each cold
+//   channel is also polled, as a safety net.
 #pragma once
 
 #include <atomic>
@@ -96,10 +98,13 @@ class ChannelServer {
  private:
   struct Served {
     std::unique_ptr<Channel> channel;
-    std::uint64_t id = 0;           // names it in the epoll set (indices move on erase)
-    std::uint32_t empty_polls = 0;  // consecutive polls that found nothing
+    std::uint64_t id = 0;            // names it in the epoll set (indices move on erase)
+    std::uint32_t empty_polls = 0;   // consecutive polls that found no work
+    std::uint64_t traffic_seen = 0;  // Channel::traffic() at the last poll
     bool hot = false;
     bool in_epoll = false;
+    bool watched = false;  // its readiness fd is in ready_epoll_fd_
+    std::uint32_t watch_attempts = 0;
   };
   struct PendingAccept {
     std::unique_ptr<Channel> channel;
@@ -114,6 +119,8 @@ class ChannelServer {
   std::size_t poll_channel(std::size_t index);
   std::size_t poll_hot();
   std::size_t sweep_some();
+  std::size_t poll_ready();
+  void watch(Served& s);
   void sweep_all(std::int64_t now_ns);
   void drop_failed();
   void rebuild_indexes();
@@ -129,6 +136,9 @@ class ChannelServer {
   std::vector<PendingAccept> pending_;
   std::vector<int> wake_fds_;
   int epoll_fd_ = -1;
+  // Every channel's readiness fd, where the back end has one: cold channels are found here.
+  int ready_epoll_fd_ = -1;
+  std::size_t unwatched_ = 0;  // channels without a readiness fd (polled in turn instead)
   bool listener_in_epoll_ = false;
   std::vector<int> wake_fds_in_epoll_;
   std::uint64_t next_id_ = 1;

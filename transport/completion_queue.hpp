@@ -25,6 +25,11 @@ class CompletionQueue {
   // call arm() first and block only if it returns true (fi_trywait / ibv_req_notify_cq).
   [[nodiscard]] virtual int wait_fd() const = 0;
   virtual bool arm() = 0;
+  // An fd that is readable while the peer has sent something not yet read (or the connection
+  // changed), with no arming and whether or not the CQ was opened for blocking: a server watches
+  // its idle VIs' fds in one epoll set instead of polling each CQ. Level-triggered; spurious
+  // readiness is allowed. -1 when the back end has none (the caller then polls).
+  [[nodiscard]] virtual int readiness_fd() const { return -1; }
 };
 
 }  // namespace viaduct::transport

@@ -1,6 +1,7 @@
 // The rendezvous pool's bounds, on the fake back end (registration is free there; the accounting
 // is what is tested).
 #include "transport/buffer_pool.hpp"
+#include "tests/scoped_tunable.hpp"
 
 #include <gtest/gtest.h>
 
@@ -57,13 +58,9 @@ TEST(RendezvousPool, IdleBeyondMaxIdle_Deregistered) {
 }
 
 TEST(RendezvousPool, DomainBudget_SharedByPoolsAndReturnedOnDestruction) {
-  ASSERT_TRUE(tunables::domain_max_staging_bytes.set(3 * kMiB).is_ok());
-  struct Restore {
-    ~Restore() {
-      (void)tunables::domain_max_staging_bytes.set(
-          tunables::domain_max_staging_bytes.default_value());
-    }
-  } restore;
+  viaduct::testing::ScopedTunable scoped_max_staging_bytes(tunables::domain_max_staging_bytes,
+                                                           3 * kMiB);
+  ASSERT_TRUE(scoped_max_staging_bytes.ok());
   auto domain = fake_domain();
   StagingBudget& budget = domain->incoming_staging();
   auto a = std::make_unique<RendezvousPool>(*domain, Access::kLocal, budget, 64 * kMiB, 64 * kMiB);

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "tests/scoped_tunable.hpp"
 #include "tests/transport/test_support.hpp"
 #include "transport/ofi/ofi_domain.hpp"
 #include "transport/verbs/verbs_domain.hpp"
@@ -208,13 +209,9 @@ TEST_P(ChannelOnBackend, HundredThousandSmallRequests_EveryAnswerChecked) {
 TEST_P(ChannelOnBackend, Transfer64MiB_ChecksumMatches) {
   // The handler reverses 64 MiB on the server's only thread (~0.2 s here, seconds under TCG): far
   // beyond the default keep-alive budget, which is about liveness, not this test. Widen it.
-  ASSERT_TRUE(tunables::channel_keepalive_missed_limit.set(100000).is_ok());
-  struct Restore {
-    ~Restore() {
-      (void)tunables::channel_keepalive_missed_limit.set(
-          tunables::channel_keepalive_missed_limit.default_value());
-    }
-  } restore;
+  viaduct::testing::ScopedTunable scoped_keepalive_missed_limit(
+      tunables::channel_keepalive_missed_limit, 100000);
+  ASSERT_TRUE(scoped_keepalive_missed_limit.ok());
   ReverseHandler handler;
   ServerThread server(uri_, &handler);
   ASSERT_TRUE(server.ok());
@@ -421,16 +418,40 @@ TEST_P(ChannelOnBackend, FrozenServerProcess_KeepaliveMissedReported) {
   std::byte b[16] = {};
   ASSERT_TRUE(ch->call(std::span(b, 16), std::span(b, 16), 5000).is_ok());
   // SIGSTOP: the process and its connection stay up (no FIN, no DREQ); only heartbeats can tell.
+  // A call in flight puts the short budget (interval x missed limit) on the peer's silence,
+  // counted from the call; an idle connection would only be given the idle budget.
   server.freeze();
   auto t0 = Clock::now();
+  Response seen;
+  bool answered = false;
+  struct Capture {
+    bool* answered;
+    Response* seen;
+  } capture{&answered, &seen};
+  ASSERT_TRUE(ch->call_async(
+                    std::span(b, 16),
+                    [](void* user, const Response& r) {
+                      auto* c = static_cast<Capture*>(user);
+                      *c->answered = true;
+                      c->seen->status = r.status;
+                    },
+                    &capture)
+                  .is_ok());
   while (ch->healthy() && Clock::now() - t0 < std::chrono::seconds(20)) ch->poll();
   EXPECT_FALSE(ch->healthy()) << "a frozen peer was never noticed";
   EXPECT_EQ(ch->error().code(), Code::kConnLost);
   EXPECT_EQ(ch->error().cause(), ConnLostCause::kKeepaliveMissed) << ch->error().to_string();
-  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));  // budget: interval x missed limit
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));  // 0.5 s by default, not the idle 5 s
+  (void)ch->poll();
+  EXPECT_TRUE(answered) << "the call in flight must fail, not hang";
+  EXPECT_EQ(seen.status.code(), Code::kConnLost);
 }
 
 TEST_P(ChannelOnBackend, IdleConnection_HeartbeatsKeepItAlive) {
+  // 1.5 s is many idle budgets at a 50 ms idle interval (250 ms): only the heartbeats keep it.
+  viaduct::testing::ScopedTunable scoped_keepalive_idle_interval_ms(
+      tunables::channel_keepalive_idle_interval_ms, 50);
+  ASSERT_TRUE(scoped_keepalive_idle_interval_ms.ok());
   ReverseHandler handler;
   ServerThread server(uri_, &handler);
   ASSERT_TRUE(server.ok());
@@ -441,7 +462,9 @@ TEST_P(ChannelOnBackend, IdleConnection_HeartbeatsKeepItAlive) {
     ch->poll();
     ASSERT_TRUE(ch->healthy()) << ch->error().to_string();
   }
-  EXPECT_GT(ch->stats().heartbeats_sent, 10u);
+  // 1.5 s of quiet at one heartbeat per idle interval, and not at the short one.
+  EXPECT_GE(ch->stats().heartbeats_sent, 10u);
+  EXPECT_LE(ch->stats().heartbeats_sent, 40u);
   auto req = pattern(32, 4);
   std::vector<std::byte> resp(32);
   ASSERT_TRUE(ch->call(req, resp, 5000).is_ok());

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/scoped_tunable.hpp"
 #include "tests/transport/test_support.hpp"
 #include "transport/channel_server.hpp"
 
@@ -189,6 +190,10 @@ TEST(ChannelServerHostile, StreamOfRawTcpConnects_WorkingClientServedNothingHeld
 }
 
 TEST(ChannelServerHostile, TwoHundredIdleClients_WorkingClientServedIdleOnesKeptAlive) {
+  // An idle budget of 0.5 s (100 ms x 5) instead of 5 s, so that the 2 s below span several.
+  viaduct::testing::ScopedTunable scoped_keepalive_idle_interval_ms(
+      tunables::channel_keepalive_idle_interval_ms, 100);
+  ASSERT_TRUE(scoped_keepalive_idle_interval_ms.ok());
   ChannelServerOptions options;
   ServingThread server(options);
   auto crowd_domain = Domain::open(server.address()).value();
@@ -218,8 +223,8 @@ TEST(ChannelServerHostile, TwoHundredIdleClients_WorkingClientServedIdleOnesKept
   auto domain = Domain::open(server.address()).value();
   auto worker = Channel::connect(*domain, server.address(), {}, 10000);
   ASSERT_TRUE(worker.is_ok()) << worker.status().to_string();
-  // Long enough for several keep-alive budgets (50 x 10 ms) to pass: the idle ones must have
-  // been swept, heard and answered with heartbeats meanwhile.
+  // Long enough for several idle keep-alive budgets to pass: the idle ones must have been
+  // heard (through the server's readiness set) and answered with heartbeats meanwhile.
   auto until = std::chrono::steady_clock::now() + 2s;
   std::uint32_t n = 0;
   while (std::chrono::steady_clock::now() < until || n < 2000) {

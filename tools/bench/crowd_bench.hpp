@@ -17,7 +17,7 @@ struct CrowdBenchOptions {
   double seconds = 5;
   int half_open_per_s = 200;             // raw TCP connects per second during the crowded phase
   int half_open_held = 100;              // of them, at most this many held open silent at once
-  int crowd_poll_ms = 5;                 // the idle clients are polled (and heartbeat) this often
+  int crowd_poll_ms = 20;                // the idle clients check their keep-alives this often
   std::vector<std::string> server_args;  // extra arguments (e.g. --set NAME=VALUE)
   std::string json_path;
   std::string server_log = "/dev/null";  // the server's stderr

@@ -1,6 +1,9 @@
 // libfabric virtual interface: an FI_EP_MSG endpoint with its own EQ (connection events) and CQ
 // (send and receive completions), and an epoll fd joining both for blocking waits.
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +37,8 @@ Opcode opcode_from_flags(std::uint64_t flags) {
 // breaks, and that also shows up as an idle CQ, so checking it on every 64th idle poll costs the
 // hot path nothing while a loss is still seen within microseconds of the CQ going quiet.
 constexpr unsigned kEqCheckEveryIdlePolls = 64;
+// Idle polls after the connection is set up that look for its socket (see readiness_fd).
+constexpr unsigned kReadinessLookups = 8;
 
 class OfiVirtualInterface final : public VirtualInterface, public CompletionQueue {
  public:
@@ -246,6 +251,11 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
       }
     }
     if ((++idle_polls_ % kEqCheckEveryIdlePolls) == 0) check_eq();
+    if (readiness_fd_ < 0 && readiness_lookups_ < kReadinessLookups && busy_poll_ &&
+        state_ == ViState::kConnected) {
+      ++readiness_lookups_;
+      watch_socket_for_readiness();
+    }
     return 0;
   }
 
@@ -267,6 +277,7 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
   }
 
   [[nodiscard]] int wait_fd() const override { return epoll_.fd; }
+  [[nodiscard]] int readiness_fd() const override { return readiness_fd_; }
 
   bool arm() override {
     if (busy_poll_) return false;
@@ -319,6 +330,32 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
     return -FI_EINVAL;
   }
 
+  // Readiness is the connection's socket alone. The wait fds cannot serve: libfabric's util EQ
+  // and CQ leave their signal (a socketpair) set after events that were already queued when they
+  // were read (FI_CONNECTED, always), until the next fi_trywait, so they read as ready forever; a
+  // server watching a thousand idle channels by them polled all of them all the time. A
+  // busy-polled CQ (FI_WAIT_NONE) is polled by the tcp provider through an internal
+  // FI_WAIT_POLLFD set, from which the socket is taken once connected; a disconnect makes it
+  // readable too. The provider adds the socket to that set lazily, in the first CQ read after
+  // FI_CONNECTED, so the first few idle polls look for it. Blocking CQs only offer an epoll fd over
+  // socket and signal: no readiness fd (such channels are armed and waited on instead).
+  void watch_socket_for_readiness() {
+    std::array<pollfd, 8> fds{};
+    fi_wait_pollfd set{};
+    set.nfds = fds.size();
+    set.fd = fds.data();
+    if (fi_control(&cq_->fid, FI_GETWAIT, &set) != 0) return;  // not a pollfd set: no readiness
+    for (std::size_t i = 0; i < std::min(set.nfds, fds.size()); ++i) {
+      // The set also holds the CQ's signal, an AF_UNIX socketpair: only the network socket.
+      int domain = 0;
+      socklen_t len = sizeof(domain);
+      if (getsockopt(fds[i].fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) continue;
+      if (domain != AF_INET && domain != AF_INET6) continue;
+      readiness_fd_ = fds[i].fd;  // one endpoint, one socket
+      return;
+    }
+  }
+
   void fail(Status reason) {
     if (state_ == ViState::kError) return;
     state_ = ViState::kError;
@@ -355,6 +392,8 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
   std::size_t inline_limit_ = 0;
   unsigned idle_polls_ = 0;
   bool busy_poll_ = false;
+  int readiness_fd_ = -1;  // the connection's socket, for busy-polled CQs
+  unsigned readiness_lookups_ = 0;
 };
 
 }  // namespace
