@@ -522,7 +522,8 @@ int main(int argc, char** argv) {
                    "of them, at most this many held open silent")
       ->capture_default_str();
   bench_crowd
-      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms, "how often the idle clients check their keep-alives")
+      ->add_option("--crowd-poll-ms", cb.crowd_poll_ms,
+                   "how often the idle clients check their keep-alives")
       ->capture_default_str();
   bench_crowd->add_option("--server-arg", cb.server_args,
                           "extra argument for the server (repeatable; e.g. "
@@ -530,6 +531,9 @@ int main(int argc, char** argv) {
   bench_crowd->add_option("--server-log", cb.server_log, "the server's stderr goes here")
       ->capture_default_str();
   bench_crowd->add_option("--json", cb.json_path, "write the results as JSON to this file");
+  bench_crowd->add_flag("--pair", cb.pair,
+                        "crowd the active of a `viaduct serve` pair (ports --port..--port+3) "
+                        "and count takeovers, instead of a perf server");
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));

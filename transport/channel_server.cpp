@@ -35,7 +35,7 @@ constexpr std::size_t kColdPollsPerRound = 1;
 // Cold channels with a readiness fd are watched in one epoll set, looked at every this many busy
 // rounds (every blocking round): one syscall finds the few that have something, however many are
 // idle. A client that wakes up is seen within tens of microseconds.
-constexpr std::uint64_t kReadyCheckEveryRounds = 32;
+constexpr std::uint64_t kReadyCheckEveryRounds = 128;
 // Of the periodic sweeps (server_idle_sweep_ms), every this many also polls every cold channel
 // without a readiness fd; the others only send and check keep-alives. A peer's frames are counted
 // before its silence could reach the keep-alive budget (5 intervals of 100 ms by default).
@@ -244,10 +244,12 @@ std::size_t ChannelServer::poll_ready() {
   std::size_t handled = 0;
   epoll_event events[64];
   int n = epoll_wait(ready_epoll_fd_, events, 64, 0);
+  ++stats_.ready_checks;
   for (int k = 0; k < n; ++k) {
     auto it = index_of_id_.find(events[k].data.u64);
     if (it == index_of_id_.end()) continue;
     if (channels_[it->second].hot) continue;  // polled every round anyway
+    ++stats_.ready_polls;
     handled += poll_channel(it->second);
   }
   return handled;

@@ -63,6 +63,8 @@ struct ChannelServerStats {
   std::uint64_t half_open_dropped = 0;  // handshake not complete within the deadline
   std::uint64_t handshake_failed = 0;   // handshake failed (peer went away, malformed hello)
   std::uint64_t idle_sweeps = 0;        // full sweeps of the cold channels
+  std::uint64_t ready_checks = 0;       // looks at the readiness set
+  std::uint64_t ready_polls = 0;        // cold channels polled because their socket was ready
 };
 
 class ChannelServer {

@@ -18,7 +18,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "failover/service_hello.hpp"
+#include "failover/session.hpp"
 #include "tools/bench/child_process.hpp"
+#include "tools/bench/serve_pair.hpp"
 #include "transport/channel.hpp"
 
 namespace viaduct::bench {
@@ -46,8 +49,10 @@ void raise_fd_limit() {
   }
 }
 
-// Synchronous 64-byte calls for `seconds`; returns requests per second (0 on an error).
-double measure(vt::Channel& channel, double seconds, std::string* error) {
+// Synchronous 64-byte calls for `seconds` through `call(request, response)`; returns requests per
+// second (0 on an error).
+template <typename Call>
+double measure(Call&& call, double seconds, std::string* error) {
   std::byte request[64] = {};
   std::byte response[256];
   std::uint64_t done = 0;
@@ -55,7 +60,7 @@ double measure(vt::Channel& channel, double seconds, std::string* error) {
   auto end = start + std::chrono::duration<double>(seconds);
   while (Clock::now() < end) {
     for (int i = 0; i < 64; ++i) {
-      auto r = channel.call(request, response, 5000);
+      Result<std::size_t> r = call(std::span<const std::byte>(request), std::span(response));
       if (!r) {
         *error = r.status().to_string();
         return 0;
@@ -83,29 +88,75 @@ int raw_connect(int port) {
 
 int run_crowd_bench(const CrowdBenchOptions& o) {
   raise_fd_limit();
+  constexpr char kName[] = "CROWD";
+  // The server: a perf server, or (--pair) an active/passive pair of `viaduct serve` whose
+  // active is crowded, with a session as the working client and the crowd saying client hellos.
+  std::unique_ptr<ChildProcess> perf_server;
+  std::unique_ptr<ServePair> pair;
   std::string uri = "ofi+tcp://127.0.0.1:" + std::to_string(o.port);
-  std::vector<std::string> argv = {o.tool};
-  argv.insert(argv.end(), o.server_args.begin(), o.server_args.end());
-  argv.insert(argv.end(), {"perf", "server", "--listen", uri});
-  ChildProcess server(argv, o.server_log);
-  if (!server.wait_for("listening", 10000)) {
-    std::fprintf(stderr, "crowd: the perf server did not start on %s\n", uri.c_str());
-    return 1;
+  std::vector<std::byte> crowd_hello;
+  if (o.pair) {
+    pair = std::make_unique<ServePair>(o.tool, PairLayout{}, kName, o.port, o.server_args);
+    uri = pair->a_uri;
+    crowd_hello = failover::encode_hello_app({failover::HelloKind::kClient, 0, kName});
+    if (!pair->started() || !pair->b->wait_for("in-sync CROWD", 20000)) {
+      std::fprintf(stderr, "crowd: the pair did not start in sync on ports %d-%d\n%s\n%s\n", o.port,
+                   o.port + 3, pair->a->output().c_str(), pair->b->output().c_str());
+      return 1;
+    }
+  } else {
+    std::vector<std::string> argv = {o.tool};
+    argv.insert(argv.end(), o.server_args.begin(), o.server_args.end());
+    argv.insert(argv.end(), {"perf", "server", "--listen", uri});
+    perf_server = std::make_unique<ChildProcess>(argv, o.server_log);
+    if (!perf_server->wait_for("listening", 10000)) {
+      std::fprintf(stderr, "crowd: the perf server did not start on %s\n", uri.c_str());
+      return 1;
+    }
   }
+  ChildProcess& server = pair ? *pair->a : *perf_server;
   auto address = vt::Address::parse(uri).value();
   auto domain = vt::Domain::open(address);
   if (!domain) {
     std::fprintf(stderr, "crowd: %s\n", domain.status().to_string().c_str());
     return 1;
   }
-  auto worker = vt::Channel::connect(*domain.value(), address, {}, 10000);
-  if (!worker) {
-    std::fprintf(stderr, "crowd: working client: %s\n", worker.status().to_string().c_str());
-    return 1;
+  vt::ChannelOptions client_options;
+  client_options.hello_app = crowd_hello;
+  // The working client: a session (pair), or a channel to the perf server.
+  std::unique_ptr<failover::Session> session;
+  std::unique_ptr<vt::Channel> worker_channel;
+  if (pair) {
+    auto s = failover::Session::open(pair->session_options(kName));
+    if (!s) {
+      std::fprintf(stderr, "crowd: working session: %s\n", s.status().to_string().c_str());
+      return 1;
+    }
+    session = std::move(s.value());
+  } else {
+    auto c = vt::Channel::connect(*domain.value(), address, client_options, 10000);
+    if (!c) {
+      std::fprintf(stderr, "crowd: working client: %s\n", c.status().to_string().c_str());
+      return 1;
+    }
+    worker_channel = std::move(c.value());
   }
+  auto work = [&](std::span<const std::byte> request, std::span<std::byte> response) {
+    return session ? session->call(request, response)
+                   : worker_channel->call(request, response, 5000);
+  };
+  // Between measurements the working client keeps its connection alive.
+  auto keep_worker_alive = [&] {
+    if (session) {
+      (void)session->poll();
+    } else {
+      (void)worker_channel->poll();
+      worker_channel->check_liveness();
+    }
+  };
   std::string error;
-  (void)measure(*worker.value(), 0.5, &error);  // warm-up
-  double alone = measure(*worker.value(), o.seconds, &error);
+  (void)measure(work, 0.5, &error);  // warm-up
+  double alone = measure(work, o.seconds, &error);
   long rss_before = rss_kb(server.pid());
   std::printf("alone: %.0f req/s, server RSS %ld kB\n", alone, rss_before);
 
@@ -144,7 +195,7 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
       }
       crowd_domains.push_back(std::move(d.value()));
     }
-    auto ch = vt::Channel::connect(*crowd_domains.back(), address, {}, 10000);
+    auto ch = vt::Channel::connect(*crowd_domains.back(), address, client_options, 10000);
     if (!ch) {
       crowd_error = "idle client " + std::to_string(i) + ": " + ch.status().to_string();
       break;
@@ -163,8 +214,7 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
     // heartbeating meanwhile or the server rightly drops them as silent.
     if (Clock::now() - last_poll > std::chrono::milliseconds(o.crowd_poll_ms)) {
       serve_crowd(0);
-      (void)worker.value()->poll();
-      worker.value()->check_liveness();
+      keep_worker_alive();
       last_poll = Clock::now();
     }
   }
@@ -202,14 +252,13 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
   // without a heartbeat is the keep-alive budget: the server would rightly drop it).
   for (auto settle_end = Clock::now() + std::chrono::milliseconds(500);
        Clock::now() < settle_end;) {
-    (void)worker.value()->poll();
-    worker.value()->check_liveness();
+    keep_worker_alive();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  double crowded = measure(*worker.value(), o.seconds, &error);
+  double crowded = measure(work, o.seconds, &error);
   long rss_after = rss_kb(server.pid());
   // A client connecting now must still get in.
-  auto late = vt::Channel::connect(*domain.value(), address, {}, 5000);
+  auto late = vt::Channel::connect(*domain.value(), address, client_options, 5000);
   stop = true;
   crowd_thread.join();
   flood.join();
@@ -218,15 +267,33 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
   ::close(crowd_epoll);
   double ratio = alone > 0 ? crowded / alone : 0;
   bool server_alive = !server.wait_exit(0).has_value();
+  // Takeovers and step-downs while crowded (pair): a crowd must never cost the active its role.
+  std::string takeovers = "n/a (single server)";
+  std::size_t takeover_count = 0;
+  if (pair) {
+    auto count = [](const std::string& text, const std::string& what) {
+      std::size_t n = 0;
+      for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+      return n;
+    };
+    std::string a_out = pair->a->output(), b_out = pair->b->output();
+    takeover_count = count(a_out, "took-over") + count(b_out, "took-over") +
+                     count(a_out, "stepped-down") + count(b_out, "stepped-down");
+    bool passive_alive = !pair->b->wait_exit(0).has_value();
+    takeovers =
+        std::to_string(takeover_count) +
+        " (took-over or stepped-down lines); passive alive: " + (passive_alive ? "yes" : "no");
+    server_alive = server_alive && passive_alive;
+  }
   std::printf(
       "crowded: %.0f req/s with %zu idle clients (%zu still connected) and %llu raw TCP "
       "connects\nratio %.2f (target >= 0.80)\nserver RSS %ld kB -> %ld kB (%.1f kB per idle "
-      "client)\nlate connect: %s; server alive: %s; takeovers: n/a (single server)\n%s",
+      "client)\nlate connect: %s; server alive: %s; takeovers: %s\n%s",
       crowded, crowd.size(), healthy, static_cast<unsigned long long>(half_open.load()), ratio,
       rss_before, rss_after,
       crowd.empty() ? 0.0 : static_cast<double>(rss_after - rss_before) / crowd.size(),
       late ? "ok" : late.status().to_string().c_str(), server_alive ? "yes" : "no",
-      error.empty() ? "" : ("error: " + error + "\n").c_str());
+      takeovers.c_str(), error.empty() ? "" : ("error: " + error + "\n").c_str());
   nlohmann::json j = {{"alone_req_per_s", alone},
                       {"crowded_req_per_s", crowded},
                       {"ratio", ratio},
@@ -238,12 +305,18 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
                       {"server_rss_kb_after", rss_after},
                       {"late_connect_ok", late.is_ok()},
                       {"server_alive", server_alive},
+                      {"pair", o.pair},
+                      {"takeovers", takeover_count},
                       {"seconds", o.seconds},
                       {"error", error}};
   if (!o.json_path.empty()) std::ofstream(o.json_path) << j.dump(2) << "\n";
   // spdlog writes to stdout, which the ChildProcess captured: keep it beside the stderr.
-  if (o.server_log != "/dev/null") std::ofstream(o.server_log, std::ios::app) << server.output();
-  return error.empty() && ratio >= 0.80 ? 0 : 2;
+  if (o.server_log != "/dev/null") {
+    std::ofstream log(o.server_log, std::ios::app);
+    log << server.output();
+    if (pair) log << "--- passive\n" << pair->b->output();
+  }
+  return error.empty() && ratio >= 0.80 && takeover_count == 0 && server_alive ? 0 : 2;
 }
 
 }  // namespace viaduct::bench

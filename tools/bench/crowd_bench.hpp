@@ -1,5 +1,6 @@
 // `viaduct bench crowd`: what a crowd of idle clients and a stream of half-open TCP connects cost a
-// working client (issue 9's connection-scale target). A `viaduct perf server` process is measured
+// working client (issue 9's connection-scale target). A `viaduct perf server` process (or, with
+// --pair, the active of a `viaduct serve` pair, whose takeovers are counted too) is measured
 // three ways: one working client alone; the same client while `idle` connected clients heartbeat
 // and raw TCP connects (closed at once, or held open silent) keep arriving; and the server's RSS
 // before and after. Reports the throughput ratio (target >= 0.80), as text and JSON.
@@ -21,6 +22,9 @@ struct CrowdBenchOptions {
   std::vector<std::string> server_args;  // extra arguments (e.g. --set NAME=VALUE)
   std::string json_path;
   std::string server_log = "/dev/null";  // the server's stderr
+  // Crowd the active of a `viaduct serve` pair (ports port..port+3) instead of a perf server:
+  // the working client is a session, and takeovers are counted.
+  bool pair = false;
 };
 
 int run_crowd_bench(const CrowdBenchOptions& options);

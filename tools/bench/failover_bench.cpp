@@ -21,19 +21,12 @@
 #include "tools/bench/child_process.hpp"
 #include "tools/bench/netns_lab.hpp"
 #include "tools/bench/scratch_key.hpp"
+#include "tools/bench/serve_pair.hpp"
 
 namespace viaduct::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Where the two servers run: transport scheme, each one's host, and an argv prefix that starts
-// it (e.g. `ip netns exec NS` for a cut-link trial).
-struct PairLayout {
-  std::string scheme = "ofi+tcp";
-  std::string a_host = "127.0.0.1", b_host = "127.0.0.1";
-  std::vector<std::string> a_prefix, b_prefix;
-};
 
 PairLayout layout_for(const FailoverBenchOptions& o, const NetnsLab* lab) {
   PairLayout l;
@@ -48,40 +41,6 @@ PairLayout layout_for(const FailoverBenchOptions& o, const NetnsLab* lab) {
   }
   return l;
 }
-
-// An active/passive pair of `viaduct serve` for service `name` on ports base..base+3; each one's
-// lookup responder listens on its own host.
-struct ServePair {
-  std::string a_lookup, b_lookup;
-  std::unique_ptr<ChildProcess> a, b;
-  ServePair(const std::string& tool, const PairLayout& l, const std::string& name, int base) {
-    std::string a_uri = l.scheme + "://" + l.a_host + ":" + std::to_string(base);
-    std::string b_uri = l.scheme + "://" + l.b_host + ":" + std::to_string(base + 1);
-    a_lookup = l.a_host + ":" + std::to_string(base + 2);
-    b_lookup = l.b_host + ":" + std::to_string(base + 3);
-    auto argv = [&](const std::vector<std::string>& prefix, std::vector<std::string> args) {
-      std::vector<std::string> all = prefix;
-      all.insert(all.end(), args.begin(), args.end());
-      return all;
-    };
-    a = std::make_unique<ChildProcess>(
-        argv(l.a_prefix,
-             {tool, "serve", "--name", name, "--role", "active", "--listen", a_uri, "--partner",
-              b_uri, "--lookup", a_lookup, "--cluster-key", scratch_key_file()}));
-    b = std::make_unique<ChildProcess>(
-        argv(l.b_prefix,
-             {tool, "serve", "--name", name, "--role", "passive", "--listen", b_uri, "--partner",
-              a_uri, "--lookup", b_lookup, "--cluster-key", scratch_key_file()}));
-  }
-  bool started() { return a->wait_for("serving", 5000) && b->wait_for("serving", 5000); }
-  failover::SessionOptions session_options(const std::string& name) const {
-    return {name,
-            {failover::UdpEndpoint::parse(a_lookup).value(),
-             failover::UdpEndpoint::parse(b_lookup).value()},
-            16,
-            scratch_key().service_public_key(name)};
-  }
-};
 
 struct Trial {
   double stall_ms = 0, detection_ms = 0, takeover_ms = 0, lookup_ms = 0, connect_ms = 0,
