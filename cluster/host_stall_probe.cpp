@@ -34,9 +34,14 @@ std::unique_ptr<HostStallProbe> HostStallProbe::start(int priority, int notify_f
           pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) != 0) {
         raw->failed_.fetch_add(1);
       }
+      // The round is read before the thread counts as started: a poke made as soon as start()
+      // returns must find it waiting on an older round. Read later, that first poke was missed
+      // (the thread waited for the next one): the test that waits for every answer hung in CI,
+      // and a partner link would have taken its first poke for a stalled CPU.
+      std::uint64_t seen = raw->round_.load();
       raw->started_.fetch_add(1);
       raw->started_.notify_one();
-      raw->run(*worker, priority);
+      raw->run(*worker, seen);
     });
   }
   for (int seen = probe->started_.load(); seen < static_cast<int>(probe->workers_.size());
@@ -56,8 +61,7 @@ HostStallProbe::~HostStallProbe() {
   }
 }
 
-void HostStallProbe::run(Worker& w, int /*priority*/) {
-  std::uint64_t seen = round_.load();
+void HostStallProbe::run(Worker& w, std::uint64_t seen) {
   while (!stop_.load(std::memory_order_relaxed)) {
     round_.wait(seen);  // futex: no cost until poked
     seen = round_.load();

@@ -46,7 +46,8 @@ class HostStallProbe {
     std::atomic<std::uint64_t> answered{0};
     std::thread thread;
   };
-  void run(Worker& w, int priority);
+  // Answers every round after `seen` until stopped.
+  void run(Worker& w, std::uint64_t seen);
 
   int notify_fd_ = -1;
   std::atomic<int> started_{0};  // threads that pinned themselves (or failed to)

@@ -531,6 +531,8 @@ int main(int argc, char** argv) {
   bench_crowd->add_option("--server-log", cb.server_log, "the server's stderr goes here")
       ->capture_default_str();
   bench_crowd->add_option("--json", cb.json_path, "write the results as JSON to this file");
+  bench_crowd->add_option("--rounds", cb.rounds, "rounds, each on a fresh server (median ratio)")
+      ->capture_default_str();
   bench_crowd->add_flag("--pair", cb.pair,
                         "crowd the active of a `viaduct serve` pair (ports --port..--port+3) "
                         "and count takeovers, instead of a perf server");

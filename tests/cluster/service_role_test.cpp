@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -227,8 +228,12 @@ TEST(HostStallProbeTest, EveryCpuAnswersAPoke) {
   std::uint64_t round = probe->poke();
   std::uint64_t answers = 0;
   while (answers < probe->cpus()) {
+    // Seconds, not the probe's milliseconds: a CI host may be that slow, and a missing answer
+    // must fail here rather than hang the suite (a missed first poke once did).
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << answers << " of " << probe->cpus() << " CPUs answered";
     std::uint64_t n = 0;
-    ASSERT_EQ(::read(fd, &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));  // blocks until one
+    ASSERT_EQ(::read(fd, &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));
     answers += n;
   }
   EXPECT_TRUE(probe->all_answered(round));

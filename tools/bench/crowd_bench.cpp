@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -84,10 +85,9 @@ int raw_connect(int port) {
   return fd;
 }
 
-}  // namespace
-
-int run_crowd_bench(const CrowdBenchOptions& o) {
-  raise_fd_limit();
+// One round: a fresh server, the working client alone, then crowded. The JSON of the round, with
+// "ok" false when it failed outright (an error, a takeover, a server gone).
+nlohmann::json run_round(const CrowdBenchOptions& o) {
   constexpr char kName[] = "CROWD";
   // The server: a perf server, or (--pair) an active/passive pair of `viaduct serve` whose
   // active is crowded, with a session as the working client and the crowd saying client hellos.
@@ -102,7 +102,7 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
     if (!pair->started() || !pair->b->wait_for("in-sync CROWD", 20000)) {
       std::fprintf(stderr, "crowd: the pair did not start in sync on ports %d-%d\n%s\n%s\n", o.port,
                    o.port + 3, pair->a->output().c_str(), pair->b->output().c_str());
-      return 1;
+      return {{"ok", false}, {"error", "set-up failed"}};
     }
   } else {
     std::vector<std::string> argv = {o.tool};
@@ -111,7 +111,7 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
     perf_server = std::make_unique<ChildProcess>(argv, o.server_log);
     if (!perf_server->wait_for("listening", 10000)) {
       std::fprintf(stderr, "crowd: the perf server did not start on %s\n", uri.c_str());
-      return 1;
+      return {{"ok", false}, {"error", "set-up failed"}};
     }
   }
   ChildProcess& server = pair ? *pair->a : *perf_server;
@@ -119,7 +119,7 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
   auto domain = vt::Domain::open(address);
   if (!domain) {
     std::fprintf(stderr, "crowd: %s\n", domain.status().to_string().c_str());
-    return 1;
+    return {{"ok", false}, {"error", "set-up failed"}};
   }
   vt::ChannelOptions client_options;
   client_options.hello_app = crowd_hello;
@@ -130,14 +130,14 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
     auto s = failover::Session::open(pair->session_options(kName));
     if (!s) {
       std::fprintf(stderr, "crowd: working session: %s\n", s.status().to_string().c_str());
-      return 1;
+      return {{"ok", false}, {"error", "set-up failed"}};
     }
     session = std::move(s.value());
   } else {
     auto c = vt::Channel::connect(*domain.value(), address, client_options, 10000);
     if (!c) {
       std::fprintf(stderr, "crowd: working client: %s\n", c.status().to_string().c_str());
-      return 1;
+      return {{"ok", false}, {"error", "set-up failed"}};
     }
     worker_channel = std::move(c.value());
   }
@@ -294,29 +294,63 @@ int run_crowd_bench(const CrowdBenchOptions& o) {
       crowd.empty() ? 0.0 : static_cast<double>(rss_after - rss_before) / crowd.size(),
       late ? "ok" : late.status().to_string().c_str(), server_alive ? "yes" : "no",
       takeovers.c_str(), error.empty() ? "" : ("error: " + error + "\n").c_str());
-  nlohmann::json j = {{"alone_req_per_s", alone},
-                      {"crowded_req_per_s", crowded},
-                      {"ratio", ratio},
-                      {"target_ratio", 0.80},
-                      {"idle_clients", crowd.size()},
-                      {"idle_clients_still_connected", healthy},
-                      {"half_open_connects", half_open.load()},
-                      {"server_rss_kb_before", rss_before},
-                      {"server_rss_kb_after", rss_after},
-                      {"late_connect_ok", late.is_ok()},
-                      {"server_alive", server_alive},
-                      {"pair", o.pair},
-                      {"takeovers", takeover_count},
-                      {"seconds", o.seconds},
-                      {"error", error}};
-  if (!o.json_path.empty()) std::ofstream(o.json_path) << j.dump(2) << "\n";
+  nlohmann::json j = {
+      {"alone_req_per_s", alone},
+      {"crowded_req_per_s", crowded},
+      {"ratio", ratio},
+      {"target_ratio", 0.80},
+      {"idle_clients", crowd.size()},
+      {"idle_clients_still_connected", healthy},
+      {"half_open_connects", half_open.load()},
+      {"server_rss_kb_before", rss_before},
+      {"server_rss_kb_after", rss_after},
+      {"late_connect_ok", late.is_ok()},
+      {"server_alive", server_alive},
+      {"pair", o.pair},
+      {"takeovers", takeover_count},
+      {"seconds", o.seconds},
+      {"error", error},
+      {"ok", error.empty() && takeover_count == 0 && server_alive && healthy == crowd.size()}};
   // spdlog writes to stdout, which the ChildProcess captured: keep it beside the stderr.
   if (o.server_log != "/dev/null") {
     std::ofstream log(o.server_log, std::ios::app);
     log << server.output();
     if (pair) log << "--- passive\n" << pair->b->output();
   }
-  return error.empty() && ratio >= 0.80 && takeover_count == 0 && server_alive ? 0 : 2;
+  return j;
+}
+
+}  // namespace
+
+int run_crowd_bench(const CrowdBenchOptions& o) {
+  raise_fd_limit();
+  // This host is shared and noisy (2 vCPUs with steal time): one round's ratio moved between 0.5
+  // and 1.0 from run to run. Rounds, each on a fresh server, and their median.
+  std::vector<nlohmann::json> rounds;
+  std::vector<double> ratios;
+  bool all_ok = true;
+  for (int r = 0; r < std::max(1, o.rounds); ++r) {
+    CrowdBenchOptions round = o;
+    round.port = o.port + 10 * r;  // no wait for the last round's ports
+    if (o.rounds > 1) std::printf("--- round %d of %d\n", r + 1, o.rounds);
+    std::fflush(stdout);
+    nlohmann::json j = run_round(round);
+    all_ok = all_ok && j.value("ok", false);
+    ratios.push_back(j.value("ratio", 0.0));
+    rounds.push_back(std::move(j));
+  }
+  std::vector<double> sorted = ratios;
+  std::sort(sorted.begin(), sorted.end());
+  double median = sorted[sorted.size() / 2];
+  if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + median) / 2;
+  std::printf("median ratio %.2f over %zu rounds (min %.2f, max %.2f; target >= 0.80)%s\n", median,
+              sorted.size(), sorted.front(), sorted.back(),
+              all_ok ? "" : "; a round failed (error, takeover, dropped client or dead server)");
+  nlohmann::json summary = {
+      {"rounds", rounds},           {"median_ratio", median}, {"min_ratio", sorted.front()},
+      {"max_ratio", sorted.back()}, {"target_ratio", 0.80},   {"all_rounds_ok", all_ok}};
+  if (!o.json_path.empty()) std::ofstream(o.json_path) << summary.dump(2) << "\n";
+  return all_ok && median >= 0.80 ? 0 : 2;
 }
 
 }  // namespace viaduct::bench

@@ -25,6 +25,7 @@ struct CrowdBenchOptions {
   // Crowd the active of a `viaduct serve` pair (ports port..port+3) instead of a perf server:
   // the working client is a session, and takeovers are counted.
   bool pair = false;
+  int rounds = 1;  // each on a fresh server; the median ratio decides
 };
 
 int run_crowd_bench(const CrowdBenchOptions& options);
