@@ -601,8 +601,8 @@ void Channel::check_liveness() {
   bool waiting = outstanding_ > 0 || inflight_read_bytes_ > 0;
   if (waiting && !was_waiting_) last_heard_ns_ = std::max(last_heard_ns_, now);
   was_waiting_ = waiting;
-  bool owing = owed_answers_ > 0 || active_reads_ > 0 || !queued_reads_.empty() ||
-               !backlog_.empty() || !deferred_.empty();
+  // The peer waits on us while we owe it answers or have work of ours under way for it.
+  bool owing = owed_answers_ > 0 || work_in_flight();
   std::int64_t heard_interval_ns = waiting ? keepalive_interval_ns_ : keepalive_idle_interval_ns_;
   std::int64_t speak_interval_ns =
       waiting || owing ? keepalive_interval_ns_ : keepalive_idle_interval_ns_;
