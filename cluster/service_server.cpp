@@ -68,12 +68,15 @@ Result<std::unique_ptr<ServiceServer>> ServiceServer::start(const ServiceConfig&
                     "other): make one with `viaduct keygen FILE`, give it with --cluster-key");
     }
   }
+  if (config.initial_epoch == 0) {
+    return Status(Code::kInvalidArgument, "the initial epoch must be 1 or more");
+  }
   std::unique_ptr<ServiceServer> s(new ServiceServer());  // private constructor
   s->config_ = config;
   s->app_ = app;
-  // Epoch 1 belongs to the configured active. A passive starts knowing it, so a takeover claims
-  // epoch 2 or more and can never tie with the active it replaces.
-  s->role_ = {config.initial_role, 1};
+  // The initial epoch (1 unless configured) belongs to the configured active. A passive starts
+  // knowing it, so a takeover claims one more and can never tie with the active it replaces.
+  s->role_ = {config.initial_role, config.initial_epoch};
   s->yield_on_tie_ = config.listen_uri > config.partner_uri;
   auto domain = transport::Domain::open(listen.value());
   if (!domain) return domain.status();

@@ -83,6 +83,11 @@ extern Tunable partner_replication;
 struct ServiceConfig {
   std::string name;
   Role initial_role = Role::kPassive;
+  // The epoch an active starts at (a passive starts knowing it). 1 for a fresh pair. After both
+  // partners were lost, a server started above the last epoch clients saw (the "took-over NAME
+  // epoch N" lines, `viaduct lookup`) is followed by their sessions, which refuse any lower
+  // epoch as a possibly deposed active.
+  std::uint64_t initial_epoch = 1;
   std::string listen_uri;   // transport address clients and the partner connect to
   std::string partner_uri;  // the partner's listen address; empty: no partner
   std::string lookup_host = "127.0.0.1";

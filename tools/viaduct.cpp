@@ -425,6 +425,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on")
       ->required();
+  serve
+      ->add_option("--epoch", serve_config.initial_epoch,
+                   "epoch to start at; after losing both partners, start above the last epoch "
+                   "clients saw so their sessions follow")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 62))
+      ->capture_default_str();
   serve->add_option("--partner", serve_config.partner_uri, "the partner's transport address");
   serve->add_option("--lookup", lookup_bind, "UDP HOST:PORT of the lookup responder, or 'off'")
       ->capture_default_str();
