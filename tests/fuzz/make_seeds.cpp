@@ -13,6 +13,7 @@
 #include "cluster/member_auth.hpp"
 #include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
+#include "cluster/reply_cache.hpp"
 #include "failover/request_header.hpp"
 #include "failover/ssrp.hpp"
 #include "tests/fuzz/fuzz_keys.hpp"
@@ -212,6 +213,27 @@ void server_proofs() {
   }
 }
 
+// Reply caches as an active serializes them into its snapshot: empty, one client, several
+// clients with several entries (more than the fuzz target's small bounds keep).
+void reply_caches() {
+  constexpr auto t = "fuzz_reply_cache_restore";
+  std::vector<std::byte> out;
+  cluster::ReplyCache cache;
+  cache.serialize(out, SIZE_MAX);
+  write(t, "empty", out);
+  cache.store(7, 1, 0, bytes("total=1"));
+  cache.serialize(out, SIZE_MAX);
+  write(t, "one", out);
+  for (std::uint64_t client = 1; client <= 6; ++client) {
+    for (std::uint64_t seq = 1; seq <= 10; ++seq) {
+      cache.store(client, seq, static_cast<std::uint32_t>(seq % 3),
+                  bytes("answer " + std::to_string(seq)));
+    }
+  }
+  cache.serialize(out, SIZE_MAX);
+  write(t, "many", out);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,5 +254,6 @@ int main(int argc, char** argv) {
   tunables();
   member_auth();
   server_proofs();
+  reply_caches();
   return 0;
 }
