@@ -206,6 +206,12 @@ void PartnerLink::run() {
     std::array<pollfd, 2> p{pollfd{socket_.fd(), POLLIN, 0}, pollfd{probe_fd_, POLLIN, 0}};
     int wait_ms = static_cast<int>(std::max<std::int64_t>(1, (next_ping - now) / 1'000'000));
     if (probe_round_ != 0) wait_ms = 1;  // a CPU has not answered yet: look again soon
+    {
+      // Near the deadline, look every millisecond: the silence counts only up to our last look
+      // (PartnerView::checked_ns), which must not lag a ping interval behind.
+      std::lock_guard lock(mutex_);
+      if (view_.heard_ns != 0 && now - view_.heard_ns > pause_ns) wait_ms = 1;
+    }
     (void)::poll(p.data(), p.size(), wait_ms);
     std::int64_t woke = steady_now_ns();
     note_gap(now, woke, std::int64_t{wait_ms} * 1'000'000);
@@ -221,7 +227,12 @@ void PartnerLink::run() {
       last = t;
       return t;
     };
+    // Up to when the socket was read empty (or, under a flood, read 64 times): what the partner
+    // sent before then has been looked at. Taken before each read, so that a datagram arriving
+    // during it is not counted as seen.
+    std::int64_t checked = 0;
     for (int i = 0; i < 64; ++i) {
+      checked = steady_now_ns();
       ssize_t n = ::recv(socket_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
       std::int64_t t = observe();
       if (n < 0) {
@@ -236,6 +247,10 @@ void PartnerLink::run() {
         break;  // EAGAIN (nothing waiting) or a transient error
       }
       handle_datagram({buf.data(), static_cast<std::size_t>(n)}, t);
+    }
+    {
+      std::lock_guard lock(mutex_);
+      view_.checked_ns = checked;
     }
     if (probe_) watch_host(observe());
   }

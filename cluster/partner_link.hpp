@@ -54,7 +54,10 @@ struct PartnerLinkConfig {
 // What the link knows, as of the last datagram.
 struct PartnerView {
   std::int64_t heard_ns = 0;  // last authenticated pong to one of our recent pings (0: never)
-  bool active = false;        // the partner's role and epoch in that pong
+  // When the link thread last read the socket and left nothing unread (0: never). The partner's
+  // silence is known up to here, not up to the reader's clock: see PassiveFacts::checked_ns.
+  std::int64_t checked_ns = 0;
+  bool active = false;  // the partner's role and epoch in that pong
   std::uint64_t epoch = 0;
   bool in_sync = false;  // a passive partner holds everything we acknowledged, as of sync_gen
   std::uint64_t sync_gen = 0;

@@ -266,6 +266,7 @@ void ServiceServer::check_role() {
   f.now_ns = now;
   f.started_ns = started_ns_;
   f.heard_ns = v.heard_ns;
+  f.checked_ns = v.checked_ns;
   f.partner_active = v.active;
   f.refused_ns = v.refused_ns;
   f.pause_end_ns = std::max(v.pause_end_ns, long_pause_end_ns_);
@@ -290,9 +291,10 @@ void ServiceServer::check_role() {
   if (verdict == TakeoverVerdict::kStay) return;
   std::int64_t last =
       std::max({v.heard_ns != 0 ? v.heard_ns : started_ns_, passive_since_ns_, f.pause_end_ns});
-  takeover_reason_ = verdict == TakeoverVerdict::kPartnerCrashed
-                         ? "partner-refused"
-                         : "partner-silent-ms " + std::to_string((now - last) / 1'000'000);
+  takeover_reason_ =
+      verdict == TakeoverVerdict::kPartnerCrashed
+          ? "partner-refused"
+          : "partner-silent-ms " + std::to_string((std::min(now, v.checked_ns) - last) / 1'000'000);
   if (!f.in_sync) takeover_reason_ += " unclean";
   promote_.store(false, std::memory_order_release);
   apply(on_partner_silent(role_));
@@ -400,8 +402,9 @@ void ServiceServer::tend_replica(std::int64_t now) {
     // thread is late (a busy host): waiting is safe and keeps it able to take over. Giving up
     // after one deadline made every 30 ms starvation of the passive cost its sync, so that a kill
     // of the active right after left no in-sync server (found under TSan and beside stress-ng).
-    bool passive_alive_in_sync = v.heard_ns != 0 && now - v.heard_ns < deadline_ns && v.in_sync &&
-                                 v.sync_gen == replica_.sync_gen();
+    bool passive_alive_in_sync = v.heard_ns != 0 &&
+                                 std::min(now, v.checked_ns) - v.heard_ns < deadline_ns &&
+                                 v.in_sync && v.sync_gen == replica_.sync_gen();
     std::int64_t patience_ns =
         passive_alive_in_sync ? kHeldPatienceDeadlines * deadline_ns : deadline_ns;
     bool overdue =
@@ -420,6 +423,7 @@ void ServiceServer::tend_replica(std::int64_t now) {
       ActiveFacts f;
       f.now_ns = now;
       f.heard_ns = v.heard_ns;
+      f.checked_ns = v.checked_ns;
       f.partner_in_sync = v.in_sync;
       f.partner_sync_gen = v.sync_gen;
       f.sync_gen = replica_.sync_gen();

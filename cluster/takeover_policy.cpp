@@ -31,7 +31,9 @@ TakeoverVerdict decide_takeover(const PassiveFacts& f) {
     std::int64_t last = std::max({f.heard_ns, f.passive_since_ns, f.pause_end_ns});
     // While a CPU of this host is not running, a silence proves nothing (a stolen virtual CPU
     // silences a partner here as a freeze would); its end restarts the count (pause_end_ns).
-    gone = crashed || (!f.host_stalled && f.now_ns - last > f.takeover_after_ns);
+    // Only as far as our link has looked: pongs it has not read yet are no silence.
+    std::int64_t known_until = std::min(f.now_ns, f.checked_ns);
+    gone = crashed || (!f.host_stalled && known_until - last > f.takeover_after_ns);
   }
   if (!gone) return TakeoverVerdict::kStay;
   if (!f.in_sync && !f.unclean_allowed) return TakeoverVerdict::kOutOfSync;
@@ -62,7 +64,10 @@ AloneVerdict may_serve_alone(const ActiveFacts& f) {
   // Silent since its last answer (or, never heard, since we asked it to drop), counted from our own
   // last pause.
   std::int64_t last = std::max(f.heard_ns != 0 ? f.heard_ns : f.drop_requested_ns, f.pause_end_ns);
-  if (last != 0 && f.now_ns - last >= 4 * f.takeover_after_ns) return AloneVerdict::kPartnerSilent;
+  std::int64_t known_until = std::min(f.now_ns, f.checked_ns);
+  if (last != 0 && known_until - last >= 4 * f.takeover_after_ns) {
+    return AloneVerdict::kPartnerSilent;
+  }
   return AloneVerdict::kHold;
 }
 

@@ -2,7 +2,8 @@
 // an instance knows (tested without I/O; the master's verdict plugs in here next):
 //   - may a passive take over?  Only when it holds everything the active acknowledged (in sync),
 //     and the active is gone (its port refused us) or silent past the takeover deadline while we
-//     ourselves, and every CPU of our host, kept running;
+//     ourselves, and every CPU of our host, kept running (a silence counts only up to when our
+//     link last looked for the partner's datagrams);
 //   - may an active stop waiting for its passive and acknowledge alone?  Only when the passive can
 //     no longer take over: its process is gone, it said it counts itself out of sync, or it has
 //     been silent for four takeover deadlines (a passive away for two counts itself out of sync
@@ -19,7 +20,12 @@ namespace viaduct::cluster {
 struct PassiveFacts {
   std::int64_t now_ns = 0;
   std::int64_t started_ns = 0;
-  std::int64_t heard_ns = 0;      // the partner's last authenticated pong
+  std::int64_t heard_ns = 0;  // the partner's last authenticated pong
+  // When our link last looked for the partner's datagrams and left none unread: a silence is
+  // known only up to then. A link thread not scheduled (its virtual CPU stolen) has not looked,
+  // while this decision may run on another CPU: measured to `now`, its unread pongs would read
+  // as the partner's silence.
+  std::int64_t checked_ns = 0;
   bool partner_active = false;    // in that pong
   std::int64_t refused_ns = 0;    // the partner's port refused us (its process is gone)
   std::int64_t pause_end_ns = 0;  // we ourselves were paused until then
@@ -43,6 +49,7 @@ TakeoverVerdict decide_takeover(const PassiveFacts& f);
 struct ActiveFacts {
   std::int64_t now_ns = 0;
   std::int64_t heard_ns = 0;
+  std::int64_t checked_ns = 0;   // as in PassiveFacts
   bool partner_in_sync = false;  // in that pong
   std::uint64_t partner_sync_gen = 0;
   std::uint64_t sync_gen = 0;  // our current replication generation

@@ -204,41 +204,40 @@ Result<std::unique_ptr<Channel>> Channel::connect(Domain& domain, const Address&
   return ch;
 }
 
-Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionRequest& request,
-                                                 const ChannelOptions& options, int timeout_ms) {
+template <class AcceptVi>
+Result<std::unique_ptr<Channel>> Channel::accept_with(Domain& domain, ConnectionRequest& request,
+                                                      const ChannelOptions& options,
+                                                      AcceptVi&& accept_vi) {
   ChannelHello peer;
   if (Status s = decode_hello(request.private_data(), &peer); !s) {
     (void)request.reject({});
     return s;
   }
-  std::unique_ptr<Channel> ch(new Channel());
+  std::unique_ptr<Channel> ch(new Channel());  // private constructor
   VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
   std::byte hello[kMaxPrivateData];
   std::size_t n = ch->encode_own_hello(hello);
-  ViOptions vi_options = ch->vi_options();
-  auto vi = request.accept({hello, n}, vi_options, timeout_ms);
+  auto vi = accept_vi(std::span<const std::byte>(hello, n), ch->vi_options());
   if (!vi) return vi.status();
   // The acceptor's VI carries the connector's hello as the request's private data.
   ch->adopt_peer_hello(peer, std::move(vi.value()));
   return ch;
 }
 
+Result<std::unique_ptr<Channel>> Channel::accept(Domain& domain, ConnectionRequest& request,
+                                                 const ChannelOptions& options, int timeout_ms) {
+  return accept_with(domain, request, options,
+                     [&](std::span<const std::byte> hello, const ViOptions& vi_options) {
+                       return request.accept(hello, vi_options, timeout_ms);
+                     });
+}
+
 Result<std::unique_ptr<Channel>> Channel::start_accept(Domain& domain, ConnectionRequest& request,
                                                        const ChannelOptions& options) {
-  ChannelHello peer;
-  if (Status s = decode_hello(request.private_data(), &peer); !s) {
-    (void)request.reject({});
-    return s;
-  }
-  std::unique_ptr<Channel> ch(new Channel());
-  VIADUCT_RETURN_IF_ERROR(ch->init(domain, options));
-  std::byte hello[kMaxPrivateData];
-  std::size_t n = ch->encode_own_hello(hello);
-  ViOptions vi_options = ch->vi_options();
-  auto vi = request.start_accept({hello, n}, vi_options);
-  if (!vi) return vi.status();
-  ch->adopt_peer_hello(peer, std::move(vi.value()));
-  return ch;
+  return accept_with(domain, request, options,
+                     [&](std::span<const std::byte> hello, const ViOptions& vi_options) {
+                       return request.start_accept(hello, vi_options);
+                     });
 }
 
 Status Channel::progress_accept() {

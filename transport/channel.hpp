@@ -246,6 +246,12 @@ class Channel {
                          std::span<const std::byte> payload, bool* still_deferred);
   void flush_deferred();
   void adopt_peer_hello(const ChannelHello& peer, std::unique_ptr<VirtualInterface> vi);
+  // Both accepts: the connector's hello decoded (a malformed one rejected), our channel set up,
+  // and the VI made by `accept_vi(our_hello, vi_options)` (blocking or not).
+  template <class AcceptVi>
+  static Result<std::unique_ptr<Channel>> accept_with(Domain& domain, ConnectionRequest& request,
+                                                      const ChannelOptions& options,
+                                                      AcceptVi&& accept_vi);
   Status send_control_frame(FrameType type, std::uint64_t request_id, std::uint32_t app_status);
   Status post_frame(std::byte* frame, std::uint32_t length, std::int64_t send_slot);
   Status push_backlog(BacklogEntry entry);
