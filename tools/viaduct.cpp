@@ -13,6 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <viaduct/version.hpp>
+
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "tools/bench/crowd_bench.hpp"
@@ -341,6 +343,8 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
 int main(int argc, char** argv) {
   CLI::App app{"viaduct: VIA-style low-latency transport with seamless failover"};
   app.require_subcommand(1);
+  // The linked library's version (viaduct::version()), which the headers' must match.
+  app.set_version_flag("--version", std::string("viaduct ") + viaduct::version());
   app.fallthrough();  // global options (--set, --log-level) may follow the subcommand
   std::vector<std::string> sets;
   app.add_option("--set", sets, "set a tunable, NAME=VALUE (see `viaduct info`)");

@@ -1,5 +1,8 @@
 #include "transport/status.hpp"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace viaduct {
 
 std::string_view code_name(Code code) {
@@ -66,6 +69,13 @@ std::string Status::to_string() const {
     s += message_;
   }
   return s;
+}
+
+void die_on_missing_value(const Status& status) {
+  std::fprintf(stderr, "viaduct: Result::value() called on an error: %s\n",
+               status.is_ok() ? "no value (an OK status without one)" : status.to_string().c_str());
+  std::fflush(stderr);
+  std::abort();
 }
 
 }  // namespace viaduct

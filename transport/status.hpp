@@ -68,6 +68,11 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+// Result::value() on an error: prints the error and aborts (as absl::StatusOr does). Reading a
+// value that is not there was undefined behaviour; a crash naming the error is what a caller
+// needs to find the missing check. Out of line: the hot path keeps one predictable branch.
+[[noreturn]] void die_on_missing_value(const Status& status);
+
 template <typename T>
 class [[nodiscard]] Result {
  public:
@@ -77,12 +82,24 @@ class [[nodiscard]] Result {
   [[nodiscard]] bool is_ok() const { return value_.has_value(); }
   explicit operator bool() const { return is_ok(); }
   [[nodiscard]] const Status& status() const { return status_; }
-  T& value() & { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  T& operator*() { return *value_; }
+  T& value() & { return checked(); }
+  const T& value() const& { return checked(); }
+  T&& value() && { return std::move(checked()); }
+  T* operator->() { return &checked(); }
+  T& operator*() { return checked(); }
 
  private:
+  T& checked() {
+    if (!value_) [[unlikely]]
+      die_on_missing_value(status_);
+    return *value_;
+  }
+  const T& checked() const {
+    if (!value_) [[unlikely]]
+      die_on_missing_value(status_);
+    return *value_;
+  }
+
   std::optional<T> value_;
   Status status_;
 };
