@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -41,6 +42,14 @@ void on_signal(int) {
 int fail(const Status& s) {
   spdlog::error("{}", s.to_string());
   return 1;
+}
+
+constexpr int kExitUsage = 2;
+
+// Bad input that parsing could not catch: the message on stderr, exit 2.
+int usage_error(const std::string& message) {
+  std::cerr << "viaduct: " << message << "\nRun with --help for more information.\n";
+  return kExitUsage;
 }
 
 int cmd_info(bool json) {
@@ -342,14 +351,18 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
 
 int main(int argc, char** argv) {
   CLI::App app{"viaduct: VIA-style low-latency transport with seamless failover"};
-  app.require_subcommand(1);
+  // At most one; none is reported below, after parsing, so that a misspelt subcommand is named
+  // ("not expected: X") instead of reported as a missing one.
+  app.require_subcommand(0, 1);
   // The linked library's version (viaduct::version()), which the headers' must match.
   app.set_version_flag("--version", std::string("viaduct ") + viaduct::version());
   app.fallthrough();  // global options (--set, --log-level) may follow the subcommand
   std::vector<std::string> sets;
   app.add_option("--set", sets, "set a tunable, NAME=VALUE (see `viaduct info`)");
   std::string log_level = "warn";
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
 
   auto* info = app.add_subcommand("info", "back ends, providers and devices usable here; tunables");
   bool info_json = false;
@@ -372,14 +385,33 @@ int main(int argc, char** argv) {
   double seconds = 2.0;
   bool json = false;
   client->add_option("--connect", connect_uri, "server address")->capture_default_str();
-  client->add_option("--tests", tests, "lat,rate,bw or all")->capture_default_str();
+  client->add_option("--tests", tests, "lat,rate,bw (comma-separated) or all")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            std::stringstream in(text);
+            std::string one;
+            bool any = false;
+            while (std::getline(in, one, ',')) {
+              if (one != "lat" && one != "rate" && one != "bw" && one != "all") {
+                return "unknown test '" + one + "' (lat, rate, bw or all)";
+              }
+              any = true;
+            }
+            return any ? std::string() : std::string("no test named (lat, rate, bw or all)");
+          },
+          "TESTS"))
+      ->capture_default_str();
   client->add_option("--sizes", sizes, "payload sizes in bytes, comma-separated")
       ->capture_default_str();
   client->add_option("--iterations", iterations, "latency round trips per size")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
       ->capture_default_str();
   client->add_option("--depth", depth, "requests in flight for rate and bandwidth")
+      ->check(CLI::Range(1u, 4096u))
       ->capture_default_str();
-  client->add_option("--seconds", seconds, "duration of each rate test")->capture_default_str();
+  client->add_option("--seconds", seconds, "duration of each rate test")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
   client->add_flag("--json", json, "print results as JSON");
   client->add_flag("--blocking", blocking, "block on the CQ fd instead of busy-polling");
 
@@ -391,7 +423,9 @@ int main(int argc, char** argv) {
   lookup->add_option("name", lookup_name, "service name")->required();
   lookup->add_option("--cluster", cluster, "lookup responders, HOST:PORT[,HOST:PORT...]")
       ->capture_default_str();
-  lookup->add_option("--timeout-ms", lookup_timeout_ms, "give up after")->capture_default_str();
+  lookup->add_option("--timeout-ms", lookup_timeout_ms, "give up after")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
   lookup->add_flag("--json", lookup_json, "print the answer as JSON");
 
   auto* load = app.add_subcommand(
@@ -463,7 +497,9 @@ int main(int argc, char** argv) {
                    "network namespaces; root) | none (steady run, no failure)")
       ->check(CLI::IsMember({"kill", "stop", "cut", "none"}))
       ->capture_default_str();
-  bench_failover->add_option("--trials", fb.trials, "number of failovers")->capture_default_str();
+  bench_failover->add_option("--trials", fb.trials, "number of failovers")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   bench_failover
       ->add_option("--transport", fb.transport,
                    "scheme://host the pair serves on (e.g. verbs://10.77.0.1 in the rxe guest)")
@@ -547,10 +583,20 @@ int main(int argc, char** argv) {
                         "crowd the active of a `viaduct serve` pair (ports --port..--port+3) "
                         "and count takeovers, instead of a perf server");
 
-  CLI11_PARSE(app, argc, argv);
+  // Exit codes: 0 ok (and --help, --version), 1 a runtime failure, 2 bad usage (CLI11 prints
+  // its message on stderr; it would exit 104-109 by itself).
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+  if (app.get_subcommands().empty()) {
+    return usage_error(
+        "a subcommand is required: info, perf, lookup, load, serve, keygen, key-public, bench");
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
-    if (Status st = Tunable::set_from_string(s); !st) return fail(st);
+    if (Status st = Tunable::set_from_string(s); !st) return usage_error(st.message());
   }
   if (info->parsed()) return cmd_info(info_json);
   if (bench_failover->parsed()) {
