@@ -1,5 +1,6 @@
 #include "transport/status.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 
@@ -75,6 +76,10 @@ void die_on_missing_value(const Status& status) {
   std::fprintf(stderr, "viaduct: Result::value() called on an error: %s\n",
                status.is_ok() ? "no value (an OK status without one)" : status.to_string().c_str());
   std::fflush(stderr);
+  // A plain abort, not whatever a library installed for SIGABRT: libinfinipath (loaded with
+  // libfabric's psm provider) runs dynamic-loader code from its handler, which is not
+  // async-signal-safe (TSan reports it) and may turn the crash into an exit status.
+  std::signal(SIGABRT, SIG_DFL);
   std::abort();
 }
 
