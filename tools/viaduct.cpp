@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -594,6 +595,8 @@ int main(int argc, char** argv) {
     return usage_error(
         "a subcommand is required: info, perf, lookup, load, serve, keygen, key-public, bench");
   }
+  // Diagnostics on stderr, results on stdout (what scripts parse).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("viaduct"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return usage_error(st.message());

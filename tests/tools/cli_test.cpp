@@ -103,6 +103,19 @@ TEST(Cli, BadUsage_Exits2_ReasonOnStderr_NothingOnStdout) {
   }
 }
 
+// A failure at run time exits 1 with the reason on stderr; stdout stays for results.
+TEST(Cli, RuntimeFailure_Exits1_ReasonOnStderr_NothingOnStdout) {
+  ToolRun r = run_tool({"keygen", "/nonexistent-dir-of-viaduct-tests/key"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent-dir-of-viaduct-tests/key"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  // Nobody answers on the discard port: a clear timeout.
+  r = run_tool({"lookup", "NOBODY", "--cluster", "127.0.0.1:9", "--timeout-ms", "200"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("NOBODY"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(Cli, Help_Exits0_OnStdout) {
   for (std::vector<std::string> args :
        {std::vector<std::string>{"--help"}, {"serve", "--help"}, {"bench", "failover", "--help"}}) {
