@@ -27,7 +27,7 @@ stress-ng --cpu "$HOG" --timeout "$((SECONDS_RUN + 30))s" >/dev/null 2>&1 &
 "$V" serve --name IDLE --role passive --listen ofi+tcp://127.0.0.1:33101 \
   --partner ofi+tcp://127.0.0.1:33100 --lookup 127.0.0.1:33103 --cluster-key "$work/key" \
   >"$work/b.log" 2>&1 &
-"$V" bench failover --mode none --seconds "$SECONDS_RUN" --base-port 33200 \
+"$V" bench failover --mode none --seconds "$SECONDS_RUN" --base-port 31200 \
   --json "$work/loaded.json" >"$work/loaded.log" 2>&1
 loaded_rc=$?
 idle_false=$(cat "$work/a.log" "$work/b.log" | grep -c "took-over")

@@ -48,7 +48,7 @@ if [ "${VIADUCT_TEST_QUICK:-0}" != 1 ]; then
   # Nothing acknowledged is lost: kills and freezes of either side, restarts, under load, with
   # the hog beside it (the run without the hog is the ctest label faults).
   stage fault-run-hog timeout 400 "$BUILD/tools/viaduct" bench faults --seed 1 --faults 30 \
-    --kinds kill,freeze --restart-percent 100 --hog 4 --base-port 35000 --max-seconds 300
+    --kinds kill,freeze --restart-percent 100 --hog 4 --base-port 31000 --max-seconds 300
   stage asan-ubsan env VIADUCT_SANITIZE_EXCLUDE='HundredThousandSmallRequests|Transfer64MiB' \
     timeout 1800 scripts/sanitize.sh address
   # TSan of the same labels, the same two bulk-transfer tests left out: under TSan and a loaded

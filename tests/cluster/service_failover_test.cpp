@@ -33,6 +33,7 @@
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
 #include "failover/session.hpp"
+#include "tests/test_ports.hpp"
 #include "tools/bench/child_process.hpp"
 #include "tools/bench/netns_lab.hpp"
 #include "tools/bench/scratch_key.hpp"
@@ -66,14 +67,9 @@ std::string transport_prefix(const std::string& scheme) {
 // The back end of the current test: set by each suite's SetUp.
 std::string g_prefix;
 
-// Distinct ports per test process (ctest runs tests as separate processes): from 20000 up, or,
-// with VIADUCT_TEST_PORT_BASE set, within the 1000 ports from there (for a machine where several
-// people run the suites side by side, each in a range of their own).
+// Ten probed free ports per test process, below the ephemeral range (tests/test_ports.hpp).
 std::uint16_t test_port_base() {
-  if (const char* from = std::getenv("VIADUCT_TEST_PORT_BASE")) {
-    return static_cast<std::uint16_t>(std::atoi(from) + (getpid() % 99) * 10);
-  }
-  return static_cast<std::uint16_t>(20000 + (getpid() % 2000) * 10);
+  return viaduct::testing::test_port_block(10);
 }
 
 struct Pair {

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_ports.hpp"
+
 namespace {
 
 std::string run(const std::string& command) {
@@ -63,8 +65,8 @@ class FaultRun : public ::testing::Test {
  protected:
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string faults(const std::string& args) {
-    // Ports below the ephemeral range, distinct per test process.
-    int base = 12000 + static_cast<int>(getpid() % 500) * 10;
+    // Probed free ports below the ephemeral range (tests/test_ports.hpp).
+    int base = viaduct::testing::test_port_block(10);
     return run(std::string(VIADUCT_TOOL) + " bench faults " + args +
                " --max-seconds 60 --base-port " + std::to_string(base) + " --log-dir " + dir_ +
                " --json " + json_ + " 2>&1");
