@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "failover/request_header.hpp"
+#include "transport/log.hpp"
 #include "transport/polite_spin.hpp"
 #include "transport/tunables.hpp"
 
@@ -161,6 +162,7 @@ void ServiceServer::wake() {
 }
 
 void ServiceServer::notice(const std::string& text) {
+  VIADUCT_LOG(kInfo, text);
   if (on_notice) on_notice(text);
 }
 
@@ -237,6 +239,9 @@ void ServiceServer::apply(RoleEvent event) {
     server_->close_if([](const transport::Channel& c) { return !is_partner_channel(c); });
   }
   announce();
+  VIADUCT_LOG(kInfo, (event == RoleEvent::kTookOver ? "took-over " : "stepped-down ")
+                         << config_.name << " epoch " << role_.epoch
+                         << (event == RoleEvent::kTookOver ? " reason " + takeover_reason_ : ""));
   if (on_role_change) on_role_change(event, role_);
 }
 
@@ -380,6 +385,7 @@ void ServiceServer::drop_replica(AloneVerdict why) {
   drop_requested_ns_ = 0;
   announce();
   notice("serving-alone " + config_.name + " " + std::string(alone_verdict_name(why)));
+  VIADUCT_LOG(kInfo, "replication of " << config_.name << " stopped: serving alone");
   if (on_replication) on_replication(false);
 }
 
@@ -455,6 +461,7 @@ void ServiceServer::tend_replica(std::int64_t now) {
   if (!replica_.start_if_connected(role_.epoch, snapshot)) return;
   ++stats_.resyncs;
   announce();
+  VIADUCT_LOG(kInfo, "replicating " << config_.name << " to " << config_.partner_uri);
   if (on_replication) on_replication(true);
 }
 

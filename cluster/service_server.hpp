@@ -30,6 +30,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <viaduct/service.hpp>
+
 #include "cluster/admission.hpp"
 #include "cluster/lookup_responder.hpp"
 #include "cluster/member_auth.hpp"
@@ -54,26 +56,8 @@ extern Tunable partner_unclean_takeover;
 
 // kAppStatusNotActive, kAppStatusBadRequest, kAppStatusStaleEpoch: failover/service_hello.hpp.
 
-// The application's side of a service. Runs on the serving thread; must not block it long (the
-// peers' keep-alive budget). Fills `response`, returns the application's status code.
-class ServiceHandler {
- public:
-  virtual ~ServiceHandler() = default;
-  virtual std::uint32_t handle(std::span<const std::byte> request,
-                               std::vector<std::byte>& response) = 0;
-
-  // Replication, so that a request is executed once even across a crash of the active. The
-  // active sends every request it executed, with its answer, to the passive partner and answers
-  // the client only once the passive has applied it. The passive calls apply_replica (not
-  // handle: the request was executed already; this brings the passive's state up to date with
-  // its effect) and keeps the answer in its reply cache. A passive that (re)connects first gets
-  // the whole state: snapshot() on the active, restore() on the passive.
-  // Defaults: a service without state.
-  virtual void apply_replica(std::span<const std::byte> /*request*/,
-                             std::span<const std::byte> /*response*/) {}
-  virtual void snapshot(std::vector<std::byte>& state) { state.clear(); }
-  virtual void restore(std::span<const std::byte> /*state*/) {}
-};
+// The application's side: <viaduct/service.hpp>.
+using ServiceHandler = viaduct::Service;
 
 namespace tunables {
 extern Tunable reply_cache_per_client;

@@ -12,6 +12,7 @@
 
 #include "failover/request_header.hpp"
 #include "failover/service_hello.hpp"
+#include "transport/log.hpp"
 #include "transport/polite_spin.hpp"
 
 namespace viaduct::failover {
@@ -400,6 +401,10 @@ void Session::resume_on(std::uint64_t epoch) {
     ++failovers_;
     timings.total_ms = ms_between(run_.t0, steady_now_ns());
     last_ = timings;
+    VIADUCT_LOG(kInfo, "session " << options_.name << " failed over to " << server_ << " epoch "
+                                  << epoch << " in " << timings.total_ms << " ms, "
+                                  << timings.replayed << " requests re-sent");
+    if (on_failover) on_failover(last_, server_, epoch);
   }
   ever_connected_ = true;
 }
@@ -717,6 +722,9 @@ std::optional<std::uint64_t> Session::proof_result() {
                                options_.name, proof_.nonce);
     if (!proven) {
       ++proofs_failed_;
+      VIADUCT_LOG(kWarn, "session " << options_.name << ": " << candidate_.uri
+                                    << " answered for the name but failed its proof ("
+                                    << proven.status().to_string() << "): not adopted");
       return std::nullopt;  // not a server of this name: never adopted
     }
     return proven.value();

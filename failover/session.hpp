@@ -18,6 +18,7 @@
 #include <array>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -105,6 +106,12 @@ class Session {
   Result<std::size_t> call(std::span<const std::byte> request, std::span<std::byte> response,
                            std::uint32_t* app_status = nullptr);
   std::size_t poll();
+
+  // After each failover, on the thread that polled it through: the timings, the new server's
+  // address and its epoch. For the application's own logs and metrics; must not call back into
+  // this session.
+  std::function<void(const FailoverTimings&, const std::string& server, std::uint64_t epoch)>
+      on_failover;
 
   [[nodiscard]] std::uint64_t failovers() const { return failovers_; }
   [[nodiscard]] const FailoverTimings& last_failover() const { return last_; }

@@ -148,4 +148,23 @@ bool UdpSocket::wait_readable(int timeout_ms) const {
   return ::poll(&p, 1, timeout_ms) > 0;
 }
 
+Result<std::vector<UdpEndpoint>> parse_endpoint_list(std::string_view text) {
+  std::vector<UdpEndpoint> endpoints;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    auto comma = text.find(',', pos);
+    auto item =
+        text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    if (!item.empty()) {
+      auto endpoint = UdpEndpoint::parse(item);
+      if (!endpoint) return endpoint.status();
+      endpoints.push_back(endpoint.value());
+    }
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  if (endpoints.empty()) return Status(Code::kInvalidArgument, "no HOST:PORT in the list");
+  return endpoints;
+}
+
 }  // namespace viaduct::failover

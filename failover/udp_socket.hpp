@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "transport/status.hpp"
 
@@ -25,6 +27,10 @@ struct UdpEndpoint {
   // Same family, address and port (what a reply's source is checked against).
   [[nodiscard]] bool same_as(const UdpEndpoint& other) const;
 };
+
+// "HOST:PORT[,HOST:PORT...]" (empty items skipped); an error names the item that does not parse,
+// and an empty list is an error.
+Result<std::vector<UdpEndpoint>> parse_endpoint_list(std::string_view text);
 
 class UdpSocket {
  public:

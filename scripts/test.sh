@@ -2,6 +2,7 @@
 # The whole test suite: installs dependencies, builds, runs every CTest suite on this host
 # (unit, ofi, lookup, failover, faults, and rdma — which says "skipped: no RDMA device" where
 # there is none), then the same rdma suite for real inside the Soft-RoCE guest (tests/rxe), then
+# the examples against the installed package, then
 # the hardening stages: the randomised fault run beside a CPU hog, ASan+UBSan, TSan, and a short
 # run of every fuzz target; and, measured but not yet counted, false takeovers beside the hog.
 # Ends with one summary line; exit status non-zero on any failure.
@@ -38,6 +39,10 @@ echo "=== Soft-RoCE guest: ctest -L rdma on rdma_rxe, once per topology (dummy, 
 timeout 600 tests/rxe/rxevm.sh -t 520 -- sh tests/rxe/run-verbs-tests.sh "$BUILD" 2>&1 |
   tee "$LOGS/guest.log"
 guest_rc=${PIPESTATUS[0]}
+
+# The package as an application uses it: installed, moved, examples/ built four ways (CMake and
+# pkg-config, shared and static), each run through a SIGKILL of the active.
+stage examples timeout 600 scripts/examples.sh "$BUILD"
 
 if [ "${VIADUCT_TEST_QUICK:-0}" != 1 ]; then
   # A busy host: stress-ng --cpu 4 beside an idle pair and a loaded pair; any takeover is false.
@@ -76,7 +81,7 @@ host_passed=$((host_total - host_failed - host_skipped))
 guest_passed=$((guest_total - guest_failed - guest_skipped))
 echo "host: $host_passed passed, $host_failed failed, $host_skipped skipped (rdma tests skip: no RDMA device on the host)"
 echo "guest (Soft-RoCE, ctest -L rdma): $guest_passed passed, $guest_failed failed, $guest_skipped skipped"
-echo "hardening stages: $stage_passed passed, $stage_failed failed"
+echo "stages (examples, hardening): $stage_passed passed, $stage_failed failed"
 passed=$((host_passed + guest_passed + stage_passed))
 failed=$((host_failed + guest_failed + stage_failed))
 # A run that died before its summary (timeout, crash) counts as a failure.

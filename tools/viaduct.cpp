@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -40,9 +41,51 @@ void on_signal(int) {
   g_stop.store(true);
 }
 
+// Under --json a command's output is one JSON document, on stdout or in a file, also when it
+// fails: then it carries an "error" object next to whatever results were measured before the
+// failure, so that a script never has to tell "no JSON" from "no results".
+struct JsonReport {
+  bool to_stdout = false;  // the command prints its document on stdout
+  std::string path;        // ... or writes it to this file (the bench commands)
+  bool printed = false;    // the document is already on stdout
+  std::string error;       // the first failure's message
+};
+JsonReport g_json;
+
 int fail(const Status& s) {
   spdlog::error("{}", s.to_string());
+  if (g_json.error.empty()) g_json.error = s.to_string();
   return 1;
+}
+
+// Prints a command's document on stdout, with the failure noted so far, if any.
+void print_json(nlohmann::json doc) {
+  if (!g_json.error.empty()) doc["error"] = {{"message", g_json.error}};
+  std::cout << doc.dump(2) << "\n";
+  g_json.printed = true;
+}
+
+// After a failed command under --json: its document, with an "error" object, exists. A file the
+// command wrote before failing keeps its partial results; a command that printed nothing prints
+// the error alone.
+void finish_json(int exit_status) {
+  if (exit_status == 0) return;
+  nlohmann::json error = {
+      {"exit_status", exit_status},
+      {"message",
+       g_json.error.empty() ? std::string("failed: the reason is on stderr") : g_json.error}};
+  if (g_json.to_stdout) {
+    if (!g_json.printed) std::cout << nlohmann::json{{"error", error}}.dump(2) << "\n";
+    return;
+  }
+  if (g_json.path.empty()) return;
+  nlohmann::json doc = nlohmann::json::object();
+  if (std::ifstream in(g_json.path); in.good()) {
+    doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_object()) doc = nlohmann::json::object();
+  }
+  if (!doc.contains("error")) doc["error"] = error;
+  std::ofstream(g_json.path) << doc.dump(2) << "\n";
 }
 
 constexpr int kExitUsage = 2;
@@ -74,7 +117,7 @@ int cmd_info(bool json) {
                                {"env", t->env_name()},
                                {"help", t->help()}});
     }
-    std::cout << j.dump(2) << "\n";
+    print_json(j);
     return 0;
   }
   std::cout << "back ends:\n";
@@ -148,12 +191,18 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
     return fail({viaduct::Code::kInvalidArgument, "bad --sizes '" + sizes_text + "'"});
   }
   nlohmann::json results = nlohmann::json::array();
+  // A failure midway keeps what was measured: under --json it is printed with the error.
+  auto fail_keeping_results = [&](const Status& st) {
+    int rc = fail(st);
+    if (json) print_json({{"address", uri}, {"results", results}});
+    return rc;
+  };
   auto want = [&](const char* t) { return tests == "all" || tests.find(t) != std::string::npos; };
   for (std::size_t size : sizes) {
     if (want("lat")) {
       auto r =
           viaduct::perf::measure_latency(*channel.value(), size, iterations, iterations / 10 + 10);
-      if (!r) return fail(r.status());
+      if (!r) return fail_keeping_results(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
       if (!json) {
         std::printf("latency   %9zu B  rtt p50 %8.2f us  p99 %8.2f us  one-way %7.2f us\n", size,
@@ -162,7 +211,7 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
     }
     if (want("rate")) {
       auto r = viaduct::perf::measure_rate(*channel.value(), size, depth, seconds);
-      if (!r) return fail(r.status());
+      if (!r) return fail_keeping_results(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
       if (!json)
         std::printf("rate      %9zu B  depth %u  %8.3f Mmsg/s\n", size, depth, r->mmsgs_per_s());
@@ -170,14 +219,14 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
     if (want("bw")) {
       std::uint64_t transfers = std::max<std::uint64_t>(depth * 4ULL, (256ULL << 20) / size);
       auto r = viaduct::perf::measure_bandwidth(*channel.value(), size, depth, transfers);
-      if (!r) return fail(r.status());
+      if (!r) return fail_keeping_results(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
       if (!json)
         std::printf("bandwidth %9zu B  depth %u  %9.1f MB/s\n", size, depth, r->mb_per_s());
     }
   }
   if (json) {
-    std::cout << nlohmann::json{{"address", uri}, {"results", results}}.dump(2) << "\n";
+    print_json({{"address", uri}, {"results", results}});
   }
   return 0;
 }
@@ -302,21 +351,10 @@ int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service
 // "HOST:PORT[,HOST:PORT...]" of the lookup responders.
 viaduct::Result<std::vector<viaduct::failover::UdpEndpoint>> parse_cluster(
     const std::string& cluster) {
-  std::vector<viaduct::failover::UdpEndpoint> responders;
-  std::size_t pos = 0;
-  while (pos <= cluster.size()) {
-    auto comma = cluster.find(',', pos);
-    auto item = cluster.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    if (!item.empty()) {
-      auto e = viaduct::failover::UdpEndpoint::parse(item);
-      if (!e) return e.status();
-      responders.push_back(e.value());
-    }
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  if (responders.empty())
-    return viaduct::Status(viaduct::Code::kInvalidArgument, "--cluster is empty");
+  auto responders = viaduct::failover::parse_endpoint_list(cluster);
+  if (!responders)
+    return viaduct::Status(responders.status().code(),
+                           "--cluster: " + responders.status().message());
   return responders;
 }
 
@@ -327,16 +365,14 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
   if (!a) return fail(a.status());
   const auto& r = a->record;
   if (json) {
-    std::cout << nlohmann::json{{"name", r.instance_name},
-                                {"address", r.server_name},
-                                {"epoch", r.epoch},
-                                {"tcp_port", r.tcp_port},
-                                {"via_port", r.via_port},
-                                {"via_host", r.via_host},
-                                {"responder", a->responder.to_string()},
-                                {"elapsed_ms", a->elapsed_ms}}
-                     .dump(2)
-              << "\n";
+    print_json(nlohmann::json{{"name", r.instance_name},
+                              {"address", r.server_name},
+                              {"epoch", r.epoch},
+                              {"tcp_port", r.tcp_port},
+                              {"via_port", r.via_port},
+                              {"via_host", r.via_host},
+                              {"responder", a->responder.to_string()},
+                              {"elapsed_ms", a->elapsed_ms}});
   } else {
     std::printf(
         "%s is served by %s (epoch %llu): tcp %u%s, answered by %s in %.2f ms\n",
@@ -346,6 +382,13 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
         a->responder.to_string().c_str(), a->elapsed_ms);
   }
   return 0;
+}
+
+// This program's path: the benches start their servers with it.
+std::string own_executable() {
+  char self[4096] = {};
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  return n > 0 ? std::string(self, static_cast<std::size_t>(n)) : std::string("/proc/self/exe");
 }
 
 }  // namespace
@@ -601,73 +644,78 @@ int main(int argc, char** argv) {
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return usage_error(st.message());
   }
-  if (info->parsed()) return cmd_info(info_json);
-  if (bench_failover->parsed()) {
-    fb.tool = "/proc/self/exe";
-    char self[4096] = {};
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) fb.tool.assign(self, static_cast<std::size_t>(n));
-    return viaduct::bench::run_failover_bench(fb);
-  }
-  if (bench_crowd->parsed()) {
-    cb.tool = "/proc/self/exe";
-    char self[4096] = {};
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) cb.tool.assign(self, static_cast<std::size_t>(n));
-    return viaduct::bench::run_crowd_bench(cb);
-  }
-  if (bench_faults->parsed()) {
-    fr.tool = "/proc/self/exe";
-    char self[4096] = {};
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) fr.tool.assign(self, static_cast<std::size_t>(n));
-    if (fr_seed_opt->count() > 0) fr.seed = fr_seed;
-    fr.promote_on_double_fault = fr_on_double == "promote";
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    return viaduct::bench::run_fault_run(fr, g_stop);
-  }
-  if (serve->parsed()) {
-    serve_config.initial_role =
-        role_text == "active" ? viaduct::cluster::Role::kActive : viaduct::cluster::Role::kPassive;
-    if (lookup_bind == "off") {
-      serve_config.lookup_enabled = false;
-    } else {
-      auto e = viaduct::failover::UdpEndpoint::parse(lookup_bind);
-      if (!e) return fail(e.status());
-      serve_config.lookup_host = e->host();
-      serve_config.lookup_port = e->port();
+  // Where a --json document goes, so that a failure still produces one (finish_json).
+  g_json.to_stdout = (info->parsed() && info_json) || (client->parsed() && json) ||
+                     (lookup->parsed() && lookup_json) || (load->parsed() && load_options.json);
+  if (bench_failover->parsed()) g_json.path = fb.json_path;
+  if (bench_faults->parsed()) g_json.path = fr.json_path;
+  if (bench_crowd->parsed()) g_json.path = cb.json_path;
+  load_options.print_json = print_json;
+  // A file left by an earlier run must not pass for this run's partial results.
+  if (!g_json.path.empty()) std::remove(g_json.path.c_str());
+  auto run_command = [&]() -> int {
+    if (info->parsed()) return cmd_info(info_json);
+    if (bench_failover->parsed()) {
+      fb.tool = own_executable();
+      return viaduct::bench::run_failover_bench(fb);
     }
-    return cmd_serve(serve_config, serve_service, serve_key_file);
-  }
-  if (keygen->parsed()) {
-    if (Status st = viaduct::cluster::ClusterKey::generate(keygen_file); !st) return fail(st);
-    return 0;
-  }
-  if (key_public->parsed()) {
-    auto key = viaduct::cluster::ClusterKey::load(key_public_file);
-    if (!key) return fail(key.status());
-    std::cout << viaduct::failover::public_key_hex(key->service_public_key(key_public_name))
-              << std::endl;
-    return 0;
-  }
-  if (load->parsed()) {
-    auto responders = parse_cluster(load_cluster);
-    if (!responders) return fail(responders.status());
-    load_options.cluster = responders.value();
-    if (!load_server_key.empty()) {
-      auto pk = viaduct::failover::parse_public_key(load_server_key);
-      if (!pk) return fail(pk.status());
-      load_options.server_key = pk.value();
+    if (bench_crowd->parsed()) {
+      cb.tool = own_executable();
+      return viaduct::bench::run_crowd_bench(cb);
     }
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    return viaduct::bench::run_load(load_options, g_stop);
-  }
-  if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
-  if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
-  if (client->parsed()) {
-    return cmd_perf_client(connect_uri, tests, sizes, iterations, depth, seconds, json, blocking);
-  }
-  return 0;
+    if (bench_faults->parsed()) {
+      fr.tool = own_executable();
+      if (fr_seed_opt->count() > 0) fr.seed = fr_seed;
+      fr.promote_on_double_fault = fr_on_double == "promote";
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return viaduct::bench::run_fault_run(fr, g_stop);
+    }
+    if (serve->parsed()) {
+      serve_config.initial_role = role_text == "active" ? viaduct::cluster::Role::kActive
+                                                        : viaduct::cluster::Role::kPassive;
+      if (lookup_bind == "off") {
+        serve_config.lookup_enabled = false;
+      } else {
+        auto e = viaduct::failover::UdpEndpoint::parse(lookup_bind);
+        if (!e) return fail(e.status());
+        serve_config.lookup_host = e->host();
+        serve_config.lookup_port = e->port();
+      }
+      return cmd_serve(serve_config, serve_service, serve_key_file);
+    }
+    if (keygen->parsed()) {
+      if (Status st = viaduct::cluster::ClusterKey::generate(keygen_file); !st) return fail(st);
+      return 0;
+    }
+    if (key_public->parsed()) {
+      auto key = viaduct::cluster::ClusterKey::load(key_public_file);
+      if (!key) return fail(key.status());
+      std::cout << viaduct::failover::public_key_hex(key->service_public_key(key_public_name))
+                << std::endl;
+      return 0;
+    }
+    if (load->parsed()) {
+      auto responders = parse_cluster(load_cluster);
+      if (!responders) return fail(responders.status());
+      load_options.cluster = responders.value();
+      if (!load_server_key.empty()) {
+        auto pk = viaduct::failover::parse_public_key(load_server_key);
+        if (!pk) return fail(pk.status());
+        load_options.server_key = pk.value();
+      }
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return viaduct::bench::run_load(load_options, g_stop);
+    }
+    if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
+    if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
+    if (client->parsed()) {
+      return cmd_perf_client(connect_uri, tests, sizes, iterations, depth, seconds, json, blocking);
+    }
+    return 0;
+  };
+  int exit_status = run_command();
+  finish_json(exit_status);
+  return exit_status;
 }

@@ -2,6 +2,7 @@
 
 #include "transport/fake/fake_domain.hpp"
 #include "transport/ofi/ofi_domain.hpp"
+#include "transport/provider_signals.hpp"
 #include "transport/tunables.hpp"
 #include "transport/verbs/verbs_domain.hpp"
 
@@ -12,6 +13,7 @@ Domain::Domain()
       incoming_staging_(tunables::domain_max_staging_bytes) {}
 
 Result<std::unique_ptr<Domain>> Domain::open(const Address& address) {
+  restore_signals_taken_by_providers();
   switch (address.backend) {
     case BackendKind::kOfiTcp:
     case BackendKind::kOfiVerbs:

@@ -2,17 +2,28 @@
 // and with which exit status.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 #include <viaduct/version.hpp>
 
+#include "tests/test_ports.hpp"
 #include "tools/bench/child_process.hpp"
 
 namespace viaduct {
@@ -114,6 +125,164 @@ TEST(Cli, RuntimeFailure_Exits1_ReasonOnStderr_NothingOnStdout) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("NOBODY"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
+}
+
+// A TCP listener on 127.0.0.1:port, so that a server the tool starts there cannot bind.
+class PortTaken {
+ public:
+  explicit PortTaken(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ =
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd_, 1) == 0;
+  }
+  ~PortTaken() { ::close(fd_); }
+  PortTaken(const PortTaken&) = delete;
+  PortTaken& operator=(const PortTaken&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  int fd_;
+  bool ok_ = false;
+};
+
+// Under --json a failure still produces one valid JSON document, with an "error" object (and
+// the results measured before it): on stdout for the commands that print, in the --json file for
+// the bench commands. Before, a failure printed no JSON at all.
+TEST(Cli, JsonFailure_ValidJsonWithError_OnStdoutOrInTheFile) {
+  std::uint16_t base = testing::test_port_block(10);
+  std::string port = std::to_string(base);
+  PortTaken taken(base);
+  ASSERT_TRUE(taken.ok());
+  struct StdoutRow {
+    std::vector<std::string> args;
+  };
+  const StdoutRow stdout_rows[] = {
+      // Refused: the port is bound but nobody accepts fabric connections on the discard port.
+      {{"perf", "client", "--connect", "ofi+tcp://127.0.0.1:9", "--tests", "lat", "--json"}},
+      {{"lookup", "NOBODY", "--cluster", "127.0.0.1:9", "--timeout-ms", "200", "--json"}},
+      {{"--set", "failover_call_deadline_ms=300", "load", "NOBODY", "--cluster", "127.0.0.1:9",
+        "--seconds", "1", "--json"}},
+  };
+  for (const auto& row : stdout_rows) {
+    std::string cmd = "viaduct";
+    for (const auto& a : row.args) cmd += " " + a;
+    ToolRun r = run_tool(row.args);
+    EXPECT_EQ(r.exit_code, 1) << cmd << "\nstderr: " << r.err;
+    auto doc = nlohmann::json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(doc.is_discarded()) << cmd << ": stdout is not JSON:\n" << r.out;
+    ASSERT_TRUE(doc.contains("error")) << cmd << ": " << r.out;
+    EXPECT_FALSE(doc["error"]["message"].get<std::string>().empty()) << cmd;
+    EXPECT_FALSE(r.err.empty()) << cmd << ": the reason belongs on stderr too";
+  }
+  std::string json_path = ::testing::TempDir() + "viaduct-cli-json-" + std::to_string(getpid());
+  const std::vector<std::string> file_rows[] = {
+      {"bench", "failover", "--trials", "1", "--base-port", port},
+      {"bench", "faults", "--faults", "1", "--base-port", port, "--max-seconds", "20"},
+      {"bench", "crowd", "--port", port, "--rounds", "1"},
+  };
+  for (auto args : file_rows) {
+    std::string cmd = "viaduct";
+    for (const auto& a : args) cmd += " " + a;
+    args.push_back("--json");
+    args.push_back(json_path);
+    std::remove(json_path.c_str());
+    ToolRun r = run_tool(args);
+    EXPECT_EQ(r.exit_code, 1) << cmd << "\nstderr: " << r.err << "\nstdout: " << r.out;
+    std::ifstream in(json_path);
+    ASSERT_TRUE(in.good()) << cmd << ": no --json file";
+    auto doc = nlohmann::json::parse(in, nullptr, false);
+    ASSERT_FALSE(doc.is_discarded()) << cmd << ": the --json file is not JSON";
+    EXPECT_TRUE(doc.contains("error")) << cmd << ": " << doc.dump();
+  }
+  std::remove(json_path.c_str());
+}
+
+// The children of `pid` and theirs, from /proc.
+std::set<pid_t> descendants_of(pid_t pid) {
+  std::set<pid_t> found{pid};
+  bool grew = true;
+  while (grew) {
+    grew = false;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      if (!std::getline(stat, line)) continue;
+      // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+      auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      char state = 0;
+      int ppid = 0;
+      if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
+      pid_t child = std::stoi(name);
+      if (found.count(ppid) != 0 && found.count(child) == 0) {
+        found.insert(child);
+        grew = true;
+      }
+    }
+  }
+  found.erase(pid);
+  return found;
+}
+
+// Alive and not a zombie (an orphan's zombie waits for whoever reaps it: that is not running).
+bool running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// Ctrl-C (SIGINT to the bench alone, as a supervisor would send it) during `viaduct bench
+// failover`: the bench ends within seconds and none of the servers it started keeps running.
+// Before, libinfinipath's SIGINT handler could deadlock the bench inside libfabric, and the
+// servers outlived it.
+TEST(Cli, CtrlCDuringBenchFailover_BenchEnds_NoServerLeft) {
+  std::uint16_t base = testing::test_port_block(10);
+  Proc bench(
+      {VIADUCT_TOOL, "bench", "failover", "--trials", "50", "--base-port", std::to_string(base)});
+  // Interrupted once the first trial's pair runs (both servers started, the load under way).
+  std::set<pid_t> servers;
+  for (int i = 0; i < 1500 && servers.size() < 2; ++i) {
+    servers = descendants_of(bench.pid());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  servers = descendants_of(bench.pid());
+  ASSERT_GE(servers.size(), 2u) << "no servers seen under the bench";
+  bench.signal(SIGINT);
+  auto status = bench.wait_exit(10000);
+  ASSERT_TRUE(status.has_value()) << "the bench did not end within 10 s of SIGINT";
+  EXPECT_TRUE(WIFSIGNALED(*status) || WIFEXITED(*status));
+  std::set<pid_t> left = servers;
+  for (int i = 0; i < 250 && !left.empty(); ++i) {
+    std::erase_if(left, [](pid_t pid) { return !running(pid); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(left.empty()) << left.size() << " server(s) still running after the bench ended";
+  for (pid_t pid : left) ::kill(pid, SIGKILL);
+}
+
+// A crash is a crash: a server killed by SIGSEGV dies of SIGSEGV (core dump, the signal in its
+// wait status). libinfinipath's handler, loaded with libfabric, made it exit with status 1.
+TEST(Cli, ServerCrash_DiesOfTheSignal_NotExit1) {
+  // No core file from the crash below (the limit is inherited by the child).
+  rlimit no_core{0, 0};
+  ASSERT_EQ(setrlimit(RLIMIT_CORE, &no_core), 0);
+  std::uint16_t base = testing::test_port_block(10);
+  Proc server({VIADUCT_TOOL, "serve", "--name", "CRASH", "--listen",
+               "ofi+tcp://127.0.0.1:" + std::to_string(base), "--lookup", "off"});
+  ASSERT_TRUE(server.wait_for("serving CRASH", 10000)) << server.output();
+  server.signal(SIGSEGV);
+  auto status = server.wait_exit(10000);
+  ASSERT_TRUE(status.has_value());
+  ASSERT_TRUE(WIFSIGNALED(*status)) << "exited with status " << WEXITSTATUS(*status);
+  EXPECT_EQ(WTERMSIG(*status), SIGSEGV);
 }
 
 TEST(Cli, Help_Exits0_OnStdout) {

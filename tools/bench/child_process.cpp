@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,8 +17,13 @@ ChildProcess::ChildProcess(std::vector<std::string> argv) : ChildProcess(std::mo
 ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& stderr_path) {
   int out[2];
   if (pipe(out) != 0) return;
+  pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // Dies with its parent: a bench or test killed (or Ctrl-C'd) leaves no server behind. The
+    // parent may have died before the prctl: then it is too late to ask, so go now.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     dup2(out[1], STDOUT_FILENO);
     if (!stderr_path.empty()) {
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

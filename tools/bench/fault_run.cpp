@@ -1280,13 +1280,13 @@ int FaultRun::run() {
   std::error_code ec;
   if (!log_dir_.empty() && !std::filesystem::create_directories(log_dir_, ec) && ec) {
     std::fprintf(stderr, "fault-run: --log-dir %s: %s\n", log_dir_.c_str(), ec.message().c_str());
-    return 2;
+    return 1;
   }
   if (log_dir_.empty()) {
     char tmpl[] = "/tmp/viaduct-faults-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
       std::perror("fault-run: mkdtemp");
-      return 2;
+      return 1;
     }
     log_dir_ = tmpl;
   }
@@ -1315,7 +1315,7 @@ int FaultRun::run() {
     std::fprintf(stderr, "fault-run: the pair did not start (ports %d..%d busy?); logs in %s\n",
                  o_.base_port, o_.base_port + 3, log_dir_.c_str());
     stop_hog();
-    return 2;
+    return 1;
   }
   std::uint64_t acked_before = 0;  // in eras already over, for the progress lines
   std::uint64_t errors_before = 0;

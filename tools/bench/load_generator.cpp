@@ -127,24 +127,32 @@ int run_load(const LoadOptions& o, const std::atomic<bool>& stop) {
                         *std::max_element(state.latencies_ns.begin(), state.latencies_ns.end())) /
                         1e3;
   const auto& f = session.value()->last_failover();
+  bool failed = state.errors != 0 || state.wrong != 0 || state.doubled != 0;
   if (o.json) {
-    std::cout << nlohmann::json{{"name", o.name},
-                                {"depth", o.depth},
-                                {"size_bytes", o.size},
-                                {"seconds", elapsed},
-                                {"answered", state.answered},
-                                {"requests_per_s", static_cast<double>(state.answered) / elapsed},
-                                {"latency_us",
-                                 {{"p50", p50}, {"p99", p99}, {"p999", p999}, {"max", mx}}},
-                                {"errors", state.errors},
-                                {"wrong_answers", state.wrong},
-                                {"doubled_answers", state.doubled},
-                                {"failovers", session.value()->failovers()},
-                                {"last_failover_ms", f.total_ms},
-                                {"server", session.value()->server()},
-                                {"epoch", session.value()->epoch()}}
-                     .dump(2)
-              << "\n";
+    nlohmann::json summary{
+        {"name", o.name},
+        {"depth", o.depth},
+        {"size_bytes", o.size},
+        {"seconds", elapsed},
+        {"answered", state.answered},
+        {"requests_per_s", static_cast<double>(state.answered) / elapsed},
+        {"latency_us", {{"p50", p50}, {"p99", p99}, {"p999", p999}, {"max", mx}}},
+        {"errors", state.errors},
+        {"wrong_answers", state.wrong},
+        {"doubled_answers", state.doubled},
+        {"failovers", session.value()->failovers()},
+        {"last_failover_ms", f.total_ms},
+        {"server", session.value()->server()},
+        {"epoch", session.value()->epoch()}};
+    if (failed) {
+      summary["error"] = {{"message", state.errors > 0 ? "first error: " + state.first_error
+                                                       : std::string("wrong or doubled answers")}};
+    }
+    if (o.print_json) {
+      o.print_json(std::move(summary));
+    } else {
+      std::cout << summary.dump(2) << "\n";
+    }
   } else {
     std::printf(
         "%llu answered in %.1f s: %.0f req/s, latency p50 %.1f us p99 %.1f us p99.9 %.1f us max "
@@ -159,7 +167,7 @@ int run_load(const LoadOptions& o, const std::atomic<bool>& stop) {
         static_cast<unsigned long long>(session.value()->epoch()));
     if (state.errors > 0) std::printf("first error: %s\n", state.first_error.c_str());
   }
-  return (state.errors == 0 && state.wrong == 0 && state.doubled == 0) ? 0 : 1;
+  return failed ? 1 : 0;
 }
 
 }  // namespace viaduct::bench

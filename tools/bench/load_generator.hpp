@@ -5,10 +5,12 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <optional>
+#include <nlohmann/json.hpp>
 
 #include "failover/server_proof.hpp"
 #include "failover/udp_socket.hpp"
@@ -23,6 +25,8 @@ struct LoadOptions {
   double seconds = 10;
   double report_every_s = 1;  // a progress line this often (0: none)
   bool json = false;
+  // Where the JSON summary goes (the CLI's printer, which adds a failure's "error").
+  std::function<void(nlohmann::json)> print_json;
   std::optional<failover::PublicKey> server_key;  // pinned: servers must prove the name
 };
 
