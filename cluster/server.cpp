@@ -9,6 +9,7 @@
 #include "cluster/service_server.hpp"
 #include "failover/server_proof.hpp"
 #include "failover/udp_socket.hpp"
+#include "transport/tunable.hpp"
 
 namespace viaduct {
 
@@ -23,6 +24,7 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
 Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options, Service& service) {
+  VIADUCT_RETURN_IF_ERROR(Tunable::check_environment_for_library());
   auto impl = std::make_unique<Impl>();
   impl->name = options.name;
   cluster::ServiceConfig config;

@@ -9,6 +9,7 @@
 #include "failover/server_proof.hpp"
 #include "failover/session.hpp"
 #include "failover/udp_socket.hpp"
+#include "transport/tunable.hpp"
 
 namespace viaduct {
 
@@ -33,6 +34,7 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::open(const ClientOptions& options) {
+  VIADUCT_RETURN_IF_ERROR(Tunable::check_environment_for_library());
   failover::SessionOptions so;
   so.name = options.name;
   auto lookup = failover::parse_endpoint_list(options.lookup);

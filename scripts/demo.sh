@@ -15,11 +15,13 @@ echo "=== 1. transport: viaduct perf over ofi+tcp"
 out=$(mktemp)
 "$VIADUCT" perf server --listen ofi+tcp://127.0.0.1:0 >"$out" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT
+# The server may have exited already: neither kill may fail the demo (set -e).
+trap 'kill $server 2>/dev/null || true; rm -f "$out"' EXIT
 for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
 uri=$(awk '/listening/{print $2}' "$out")
 "$VIADUCT" perf client --connect "$uri" --sizes 64,4096,65536 --iterations 20000 --seconds 1
-kill $server; wait $server 2>/dev/null || true
+kill $server 2>/dev/null || true
+wait $server 2>/dev/null || true
 
 echo
 echo "=== 2. failover: active killed under load (ofi+tcp, 127.0.0.1)"

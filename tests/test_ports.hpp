@@ -40,11 +40,15 @@ inline int ephemeral_port_low() {
   return 32768;
 }
 
-// The first of `count` consecutive free ports for this process, found once and kept. The range is
+// The first of kTestPortBlock consecutive free ports for this process, found once and kept (a test
+// uses base..base+kTestPortBlock-1 as it likes). The range is
 // 20000 up to the ephemeral range, or, with VIADUCT_TEST_PORT_BASE set, the 1000 ports from there
 // (for a machine where several people run the suites side by side, each in a range of their own).
-inline std::uint16_t test_port_block(int count = 10) {
-  static const std::uint16_t first = [count] {
+constexpr int kTestPortBlock = 20;
+
+inline std::uint16_t test_port_block() {
+  static const std::uint16_t first = [] {
+    constexpr int count = kTestPortBlock;
     int low = 20000;
     int high = ephemeral_port_low();
     if (const char* from = std::getenv("VIADUCT_TEST_PORT_BASE")) {

@@ -641,6 +641,10 @@ int main(int argc, char** argv) {
   // Diagnostics on stderr, results on stdout (what scripts parse).
   spdlog::set_default_logger(spdlog::stderr_color_mt("viaduct"));
   spdlog::set_level(spdlog::level::from_str(log_level));
+  // A misspelt VIADUCT_* variable is named; one with a bad value is refused, as a bad --set is.
+  std::vector<std::string> env_warnings;
+  if (Status st = Tunable::check_environment(&env_warnings); !st) return usage_error(st.message());
+  for (const auto& warning : env_warnings) spdlog::warn("{}", warning);
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return usage_error(st.message());
   }

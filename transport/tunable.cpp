@@ -4,6 +4,14 @@
 #include <charconv>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
+#include <string>
+
+#include <viaduct/log.hpp>
+
+#include "transport/log.hpp"
+
+extern char** environ;
 
 namespace viaduct {
 namespace {
@@ -118,6 +126,73 @@ Status Tunable::set_from_string(std::string_view assignment) {
             "tunable " + std::string(name) + ": '" + std::string(text) + "' is not an integer"};
   }
   return t->set(value);
+}
+
+namespace {
+
+// VIADUCT_* variables that are not tunables: the log level, and those of the project's scripts,
+// tests and build (they reach the test processes' environments).
+bool known_non_tunable(std::string_view name) {
+  if (name == "VIADUCT_LOG_LEVEL") return true;
+  for (std::string_view prefix :
+       {"VIADUCT_TEST_", "VIADUCT_BUILD_", "VIADUCT_CMAKE_", "VIADUCT_SANITIZE", "VIADUCT_FUZZ",
+        "VIADUCT_RXE", "VIADUCT_VERBS_TEST_", "VIADUCT_EXAMPLES_"}) {
+    if (name.substr(0, prefix.size()) == prefix) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status Tunable::check_environment(std::vector<std::string>* warnings) {
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view assignment(*entry);
+    if (assignment.substr(0, 8) != "VIADUCT_") continue;
+    auto eq = assignment.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view name = assignment.substr(0, eq);
+    std::string_view text = assignment.substr(eq + 1);
+    if (name == "VIADUCT_LOG_LEVEL") {
+      if (!text.empty() && !parse_log_level(text)) {
+        return {Code::kInvalidArgument, std::string(assignment) +
+                                            ": not a log level (trace, debug, info, warn, "
+                                            "error, off)"};
+      }
+      continue;
+    }
+    const Tunable* tunable = nullptr;
+    for (const Tunable* t : registry()) {
+      if (t->env_name() == name) tunable = t;
+    }
+    if (tunable == nullptr) {
+      if (!known_non_tunable(name) && warnings != nullptr) {
+        warnings->push_back(std::string(name) +
+                            " names no viaduct setting (misspelt? `viaduct info` lists them): "
+                            "ignored");
+      }
+      continue;
+    }
+    std::int64_t value = 0;
+    if (!parse_int(text, &value)) {
+      return {Code::kInvalidArgument, std::string(assignment) + ": not an integer"};
+    }
+    if (value < tunable->min_ || value > tunable->max_) {
+      return {Code::kInvalidArgument, std::string(assignment) + ": must be in [" +
+                                          std::to_string(tunable->min_) + ", " +
+                                          std::to_string(tunable->max_) + "]"};
+    }
+  }
+  return Status::ok();
+}
+
+Status Tunable::check_environment_for_library() {
+  std::vector<std::string> warnings;
+  Status st = check_environment(&warnings);
+  static std::once_flag warned;
+  std::call_once(warned, [&] {
+    for (const auto& warning : warnings) VIADUCT_LOG(kWarn, warning);
+  });
+  return st;
 }
 
 }  // namespace viaduct

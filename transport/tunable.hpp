@@ -43,6 +43,16 @@ class Tunable {
   static Tunable* find(std::string_view name);
   // "name=value"; for CLI --set and config files.
   static Status set_from_string(std::string_view assignment);
+  // Checks every VIADUCT_* variable of the environment (as UCX does with UCX_*): a tunable's
+  // variable whose value is not an integer in range is an error naming it (it used to be ignored
+  // silently); a variable that names no setting (misspelt?) adds a line to `warnings`. The
+  // variables of the project's own scripts and tests (VIADUCT_TEST_*, VIADUCT_BUILD_*, ...) and
+  // VIADUCT_LOG_LEVEL are known. The tools exit 2 on the error; Server::start and Client::open
+  // return it.
+  static Status check_environment(std::vector<std::string>* warnings);
+  // check_environment for the library's entry points: the error returned, the warnings logged
+  // (once per process).
+  static Status check_environment_for_library();
 
  private:
   void load_once() const;

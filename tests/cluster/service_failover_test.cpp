@@ -67,9 +67,9 @@ std::string transport_prefix(const std::string& scheme) {
 // The back end of the current test: set by each suite's SetUp.
 std::string g_prefix;
 
-// Ten probed free ports per test process, below the ephemeral range (tests/test_ports.hpp).
+// Twenty probed free ports per test process, below the ephemeral range (tests/test_ports.hpp).
 std::uint16_t test_port_base() {
-  return viaduct::testing::test_port_block(10);
+  return viaduct::testing::test_port_block();
 }
 
 struct Pair {
@@ -1038,39 +1038,10 @@ void expect_no_stall(const TwoServicesResult& r, failover::Session& failing, con
       r.longest_gap_before_ms, r.longest_failing_poll_ms);
 }
 
-// Whether nothing on this host holds 127.0.0.1:port, TCP or UDP (a listener, or a connection's
-// local end: fixed ports inside the ephemeral range can be taken by anyone's outgoing connect).
-bool port_free(std::uint16_t port) {
-  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
-    int fd = ::socket(AF_INET, type, 0);
-    if (fd < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// A block of 12 ports in 42100..42999 with nothing on the ports the two services use (base..+3,
-// +10, +11): the tests below use fixed ports, not the per-process ones.
-std::uint16_t two_services_base() {
-  for (int base = 42100; base + 12 <= 43000; base += 20) {
-    bool free = true;
-    for (int o : {0, 1, 2, 3, 10, 11})
-      free = free && port_free(static_cast<std::uint16_t>(base + o));
-    if (free) return static_cast<std::uint16_t>(base);
-  }
-  return 42100;  // all taken: the servers' start-up reports it
-}
-
 // The two services of the tests below: an echo pair (ORDERS) at base..base+3 and a lone echo
 // server (STOCK) at base+10 (lookup base+11), with a session to each.
 struct TwoServices {
-  std::uint16_t base = two_services_base();
+  std::uint16_t base = test_port_base();
   Pair p{"echo", base};
   std::unique_ptr<Proc> healthy_server;
   std::unique_ptr<failover::Session> failing, healthy;

@@ -127,6 +127,24 @@ TEST(Cli, RuntimeFailure_Exits1_ReasonOnStderr_NothingOnStdout) {
   EXPECT_EQ(r.out, "");
 }
 
+// A bad value in a VIADUCT_* variable is bad usage (exit 2, named); a misspelt name is warned
+// about on stderr and the command goes on. Both were silently ignored.
+TEST(Cli, BadEnvironment_ValueExits2_MisspeltNameWarned) {
+  setenv("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT", "lots", 1);
+  ToolRun r = run_tool({"info"});
+  unsetenv("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT=lots"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  setenv("VIADUCT_PARTNER_TAKEOVER_AFTER", "50", 1);  // the _MS is missing
+  r = run_tool({"info"});
+  unsetenv("VIADUCT_PARTNER_TAKEOVER_AFTER");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("VIADUCT_PARTNER_TAKEOVER_AFTER names no viaduct setting"),
+            std::string::npos)
+      << r.err;
+}
+
 // A TCP listener on 127.0.0.1:port, so that a server the tool starts there cannot bind.
 class PortTaken {
  public:
@@ -152,7 +170,7 @@ class PortTaken {
 // the results measured before it): on stdout for the commands that print, in the --json file for
 // the bench commands. Before, a failure printed no JSON at all.
 TEST(Cli, JsonFailure_ValidJsonWithError_OnStdoutOrInTheFile) {
-  std::uint16_t base = testing::test_port_block(10);
+  std::uint16_t base = testing::test_port_block();
   std::string port = std::to_string(base);
   PortTaken taken(base);
   ASSERT_TRUE(taken.ok());
@@ -243,7 +261,7 @@ bool running(pid_t pid) {
 // Before, libinfinipath's SIGINT handler could deadlock the bench inside libfabric, and the
 // servers outlived it.
 TEST(Cli, CtrlCDuringBenchFailover_BenchEnds_NoServerLeft) {
-  std::uint16_t base = testing::test_port_block(10);
+  std::uint16_t base = testing::test_port_block();
   Proc bench(
       {VIADUCT_TOOL, "bench", "failover", "--trials", "50", "--base-port", std::to_string(base)});
   // Interrupted once the first trial's pair runs (both servers started, the load under way).
@@ -274,7 +292,7 @@ TEST(Cli, ServerCrash_DiesOfTheSignal_NotExit1) {
   // No core file from the crash below (the limit is inherited by the child).
   rlimit no_core{0, 0};
   ASSERT_EQ(setrlimit(RLIMIT_CORE, &no_core), 0);
-  std::uint16_t base = testing::test_port_block(10);
+  std::uint16_t base = testing::test_port_block();
   Proc server({VIADUCT_TOOL, "serve", "--name", "CRASH", "--listen",
                "ofi+tcp://127.0.0.1:" + std::to_string(base), "--lookup", "off"});
   ASSERT_TRUE(server.wait_for("serving CRASH", 10000)) << server.output();

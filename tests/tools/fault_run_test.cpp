@@ -66,7 +66,7 @@ class FaultRun : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string faults(const std::string& args) {
     // Probed free ports below the ephemeral range (tests/test_ports.hpp).
-    int base = viaduct::testing::test_port_block(10);
+    int base = viaduct::testing::test_port_block();
     return run(std::string(VIADUCT_TOOL) + " bench faults " + args +
                " --max-seconds 60 --base-port " + std::to_string(base) + " --log-dir " + dir_ +
                " --json " + json_ + " 2>&1");

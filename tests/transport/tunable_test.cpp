@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 namespace viaduct {
 namespace {
@@ -34,6 +36,33 @@ TEST(Tunable, EveryTunableHasUnitHelpAndSaneDefault) {
     EXPECT_GE(t->default_value(), t->min_value()) << t->name();
     EXPECT_LE(t->default_value(), t->max_value()) << t->name();
   }
+}
+
+// A tunable's variable with a bad value is an error naming it (it was ignored silently); a
+// misspelt name is a warning; the scripts' own variables are neither.
+TEST(Tunable, Environment_BadValueRefused_MisspeltNameWarned_ScriptVariablesKnown) {
+  std::vector<std::string> warnings;
+  setenv("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT", "abc", 1);
+  Status st = Tunable::check_environment(&warnings);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT=abc"), std::string::npos)
+      << st.message();
+  setenv("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT", "-5", 1);
+  st = Tunable::check_environment(&warnings);
+  EXPECT_NE(st.message().find("must be in"), std::string::npos) << st.message();
+  unsetenv("VIADUCT_CHANNEL_KEEPALIVE_MISSED_LIMIT");
+  setenv("VIADUCT_LOG_LEVEL", "verbose", 1);
+  EXPECT_FALSE(Tunable::check_environment(&warnings).is_ok());
+  unsetenv("VIADUCT_LOG_LEVEL");
+
+  warnings.clear();
+  setenv("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT", "3", 1);  // misspelt
+  setenv("VIADUCT_TEST_QUICK", "1", 1);                     // a script's
+  EXPECT_TRUE(Tunable::check_environment(&warnings).is_ok());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT"), std::string::npos);
+  unsetenv("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT");
+  unsetenv("VIADUCT_TEST_QUICK");
 }
 
 }  // namespace
