@@ -140,8 +140,13 @@ Result<LookupAnswer> lookup(std::string_view name, std::span<const UdpEndpoint> 
     if (ppoll(&p, 1, &ts, nullptr) <= 0) continue;
     if (auto answer = probe->receive(name)) return done(std::move(*answer));
   }
+  // The responders asked, so that the operator can tell a wrong list from a dead cluster.
+  std::string asked;
+  for (const auto& responder : responders) {
+    asked += (asked.empty() ? "" : ",") + responder.to_string();
+  }
   return done(Status(Code::kTimeout, "no server answers for '" + std::string(name) + "' within " +
-                                         std::to_string(timeout_ms) + " ms"));
+                                         std::to_string(timeout_ms) + " ms (asked " + asked + ")"));
 }
 
 Result<std::vector<LookupAnswer>> list_instances(std::span<const UdpEndpoint> responders,

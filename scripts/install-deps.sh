@@ -8,6 +8,7 @@ PACKAGES=(
   libibverbs-dev librdmacm-dev ibverbs-providers rdma-core ibverbs-utils rdmacm-utils  # verbs
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
   libsodium-dev                                          # member HMACs, Ed25519 server proofs
+  libtomlplusplus-dev                                    # the configuration file (TOML)
   stress-ng                                              # CPU hog beside fault and failover runs
   clang-14 libclang-rt-14-dev                            # libFuzzer targets (scripts/fuzz.sh)
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks

@@ -24,6 +24,7 @@
 #include "tools/bench/failover_bench.hpp"
 #include "tools/bench/fault_run.hpp"
 #include "tools/bench/load_generator.hpp"
+#include "tools/config/config_file.hpp"
 #include "tools/perf/perf.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/clock.hpp"
@@ -384,6 +385,25 @@ int cmd_lookup(const std::string& name, const std::string& cluster, int timeout_
   return 0;
 }
 
+// `viaduct config check FILE`: what the (valid) file describes, one line per server.
+int cmd_config_check(const viaduct::config::ConfigFile& file) {
+  std::cout << file.path << ": " << file.services.size() << " service(s)"
+            << (file.key_file.empty() ? "" : ", cluster key " + file.key_file) << "\n";
+  for (const auto& [name, value] : file.tunables) {
+    std::cout << "  tunable " << name << " = " << value << "\n";
+  }
+  for (const auto& service : file.services) {
+    std::cout << "  service " << service.name << " (" << service.kind << ")\n";
+    for (const auto& server : service.servers) {
+      std::cout << "    " << server.id << ": " << (server.active ? "active" : "passive") << " at "
+                << server.listen << ", lookup " << server.lookup << ", epoch " << server.epoch;
+      for (const auto& [name, value] : server.tunables) std::cout << ", " << name << "=" << value;
+      std::cout << "\n";
+    }
+  }
+  return 0;
+}
+
 // This program's path: the benches start their servers with it.
 std::string own_executable() {
   char self[4096] = {};
@@ -471,6 +491,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
   lookup->add_flag("--json", lookup_json, "print the answer as JSON");
+  std::string lookup_config;
+  lookup->add_option("--config", lookup_config, "take --cluster from this configuration file")
+      ->excludes(lookup->get_option("--cluster"));
 
   auto* load = app.add_subcommand(
       "load", "client load generator: requests in flight to NAME through a failover session");
@@ -490,12 +513,17 @@ int main(int argc, char** argv) {
   std::string load_server_key;
   load->add_option("--server-key", load_server_key,
                    "the service's public key (viaduct key-public): servers must prove the name");
+  std::string load_config;
+  load->add_option("--config", load_config,
+                   "take --cluster and --server-key from this configuration file")
+      ->excludes(load->get_option("--cluster"))
+      ->excludes(load->get_option("--server-key"));
 
   auto* serve = app.add_subcommand("serve", "run one server instance of a named service (echo)");
   viaduct::cluster::ServiceConfig serve_config;
   std::string role_text = "active";
   std::string lookup_bind = "127.0.0.1:1434";
-  serve->add_option("--name", serve_config.name, "service name (1..31 bytes)")->required();
+  auto* serve_name = serve->add_option("--name", serve_config.name, "service name (1..31 bytes)");
   std::string serve_service = "echo";
   serve
       ->add_option("--service", serve_service,
@@ -505,8 +533,8 @@ int main(int argc, char** argv) {
   serve->add_option("--role", role_text, "initial role: active|passive")
       ->check(CLI::IsMember({"active", "passive"}))
       ->capture_default_str();
-  serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on")
-      ->required();
+  auto* serve_listen =
+      serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on");
   serve
       ->add_option("--epoch", serve_config.initial_epoch,
                    "epoch to start at; after losing both partners, start above the last epoch "
@@ -519,6 +547,23 @@ int main(int argc, char** argv) {
   std::string serve_key_file;
   serve->add_option("--cluster-key", serve_key_file,
                     "the cluster secret (viaduct keygen FILE); required with --partner");
+  std::string serve_config_file, serve_id;
+  auto* serve_config_opt =
+      serve->add_option("--config", serve_config_file,
+                        "run server --id of this configuration file (instead of the options "
+                        "above)");
+  for (const char* own : {"--name", "--service", "--role", "--listen", "--epoch", "--partner",
+                          "--lookup", "--cluster-key"}) {
+    serve_config_opt->excludes(serve->get_option(own));
+  }
+  serve->add_option("--id", serve_id, "the server's id in --config")->needs(serve_config_opt);
+
+  auto* config_cmd = app.add_subcommand("config", "configuration files");
+  config_cmd->require_subcommand(1);
+  auto* config_check = config_cmd->add_subcommand(
+      "check", "read and check a configuration file; print what it describes");
+  std::string config_check_file;
+  config_check->add_option("file", config_check_file, "the file")->required();
 
   auto* keygen = app.add_subcommand("keygen", "write a new cluster secret to FILE (mode 0600)");
   std::string keygen_file;
@@ -645,6 +690,37 @@ int main(int argc, char** argv) {
   std::vector<std::string> env_warnings;
   if (Status st = Tunable::check_environment(&env_warnings); !st) return usage_error(st.message());
   for (const auto& warning : env_warnings) spdlog::warn("{}", warning);
+  // A configuration file is checked whole before anything starts: a bad one is bad usage (exit 2)
+  // naming the key and its line. Its tunables apply under the environment's and --set's.
+  std::optional<viaduct::config::ConfigFile> config_file;
+  const viaduct::config::ServiceEntry* config_service = nullptr;
+  const viaduct::config::ServerEntry* config_server = nullptr;
+  std::string config_path = !serve_config_file.empty() ? serve_config_file
+                            : !load_config.empty()     ? load_config
+                            : !lookup_config.empty()   ? lookup_config
+                                                       : config_check_file;
+  if (!config_path.empty()) {
+    auto loaded = viaduct::config::load(config_path);
+    if (!loaded) return usage_error(loaded.status().message());
+    config_file = std::move(loaded.value());
+    if (serve->parsed()) {
+      if (serve_id.empty()) return usage_error("--config needs --id: which server to run");
+      config_server = config_file->server(serve_id, &config_service);
+      if (config_server == nullptr) {
+        return usage_error(config_path + ": no server with id '" + serve_id + "'");
+      }
+    }
+    std::string name = load->parsed() ? load_options.name : lookup_name;
+    if (load->parsed() || lookup->parsed()) {
+      config_service = config_file->service(name);
+      if (config_service == nullptr) {
+        return usage_error(config_path + ": no service named '" + name + "'");
+      }
+    }
+    if (Status st = viaduct::config::apply_tunables(*config_file, config_server); !st) {
+      return usage_error(config_path + ": " + st.message());
+    }
+  }
   for (const auto& s : sets) {
     if (Status st = Tunable::set_from_string(s); !st) return usage_error(st.message());
   }
@@ -675,7 +751,24 @@ int main(int argc, char** argv) {
       std::signal(SIGTERM, on_signal);
       return viaduct::bench::run_fault_run(fr, g_stop);
     }
+    if (config_check->parsed()) return cmd_config_check(*config_file);
     if (serve->parsed()) {
+      if (config_server != nullptr) {
+        serve_config.name = config_service->name;
+        serve_service = config_service->kind;
+        role_text = config_server->active ? "active" : "passive";
+        serve_config.initial_epoch = config_server->epoch;
+        serve_config.listen_uri = config_server->listen;
+        for (const auto& other : config_service->servers) {
+          if (&other != config_server) serve_config.partner_uri = other.listen;
+        }
+        lookup_bind = config_server->lookup;
+        serve_key_file = config_file->key_file;
+      } else if (serve_config.name.empty()) {
+        return usage_error("--name is required (or --config FILE --id ID)");
+      } else if (serve_config.listen_uri.empty()) {
+        return usage_error("--listen is required (or --config FILE --id ID)");
+      }
       serve_config.initial_role = role_text == "active" ? viaduct::cluster::Role::kActive
                                                         : viaduct::cluster::Role::kPassive;
       if (lookup_bind == "off") {
@@ -700,6 +793,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (load->parsed()) {
+      if (config_service != nullptr) {
+        load_cluster = viaduct::config::ConfigFile::lookup_list(*config_service);
+        if (!config_file->key_file.empty()) {
+          auto key = viaduct::cluster::ClusterKey::load(config_file->key_file);
+          if (!key) return fail(key.status());
+          load_server_key =
+              viaduct::failover::public_key_hex(key->service_public_key(config_service->name));
+        }
+      }
       auto responders = parse_cluster(load_cluster);
       if (!responders) return fail(responders.status());
       load_options.cluster = responders.value();
@@ -712,7 +814,12 @@ int main(int argc, char** argv) {
       std::signal(SIGTERM, on_signal);
       return viaduct::bench::run_load(load_options, g_stop);
     }
-    if (lookup->parsed()) return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
+    if (lookup->parsed()) {
+      if (config_service != nullptr) {
+        cluster = viaduct::config::ConfigFile::lookup_list(*config_service);
+      }
+      return cmd_lookup(lookup_name, cluster, lookup_timeout_ms, lookup_json);
+    }
     if (server->parsed()) return cmd_perf_server(listen_uri, blocking);
     if (client->parsed()) {
       return cmd_perf_client(connect_uri, tests, sizes, iterations, depth, seconds, json, blocking);

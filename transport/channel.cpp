@@ -199,7 +199,8 @@ Result<std::unique_ptr<Channel>> Channel::connect(Domain& domain, const Address&
   std::size_t n = ch->encode_own_hello(hello);
   ViOptions vi_options = ch->vi_options();
   auto vi = domain.connect(remote, {hello, n}, vi_options, timeout_ms, reject_data);
-  if (!vi) return vi.status();
+  // The address in the error: "refused" alone does not say by whom.
+  if (!vi) return vi.status().with_context("connect to " + remote.to_string());
   VIADUCT_RETURN_IF_ERROR(ch->finish_connect(std::move(vi.value())));
   return ch;
 }

@@ -72,7 +72,7 @@ Result<std::unique_ptr<ChannelServer>> ChannelServer::listen(Domain& domain, con
           resolve(server->options_.half_open_timeout_ms, tunables::server_half_open_timeout_ms)) *
       1'000'000;
   auto listener = domain.listen(local);
-  if (!listener) return listener.status();
+  if (!listener) return listener.status().with_context("listen on " + local.to_string());
   server->listener_ = std::move(listener.value());
   server->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (server->epoll_fd_ < 0) return Status(Code::kResource, "epoll_create1");

@@ -63,6 +63,10 @@ class [[nodiscard]] VIADUCT_API Status {
   [[nodiscard]] const std::string& message() const { return message_; }
   // "conn_lost (disconnected): peer closed" — for logs and error messages.
   [[nodiscard]] std::string to_string() const;
+  // The same error, its message prefixed with what was being done: "connect to ADDRESS: ...".
+  [[nodiscard]] Status with_context(const std::string& doing) const {
+    return {code_, doing + ": " + message_, cause_};
+  }
 
  private:
   Code code_ = Code::kOk;

@@ -303,6 +303,59 @@ TEST(Cli, ServerCrash_DiesOfTheSignal_NotExit1) {
   EXPECT_EQ(WTERMSIG(*status), SIGSEGV);
 }
 
+// A pair started from one configuration file (`serve --config F --id ID`), found and loaded by
+// clients that name only the service and the file; a bad file is bad usage naming key and line.
+TEST(Cli, ConfigFile_PairServesFromIt_ClientsFindItByName_BadFileExits2) {
+  std::uint16_t base = testing::test_port_block();
+  std::string dir = ::testing::TempDir() + "viaduct-config-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  std::string key = dir + "/cluster.key";
+  std::remove(key.c_str());
+  ASSERT_EQ(run_tool({"keygen", key}).exit_code, 0);
+  auto port = [&](int offset) { return std::to_string(base + offset); };
+  std::string config = dir + "/cluster.toml";
+  std::ofstream(config) << "[cluster]\nkey_file = \"cluster.key\"\n"
+                        << "[[service]]\nname = \"ORDERS\"\n"
+                        << "[[service.server]]\nid = \"a\"\nrole = \"active\"\n"
+                        << "listen = \"ofi+tcp://127.0.0.1:" << port(0) << "\"\n"
+                        << "lookup = \"127.0.0.1:" << port(2) << "\"\n"
+                        << "[[service.server]]\nid = \"b\"\nrole = \"passive\"\n"
+                        << "listen = \"ofi+tcp://127.0.0.1:" << port(1) << "\"\n"
+                        << "lookup = \"127.0.0.1:" << port(3) << "\"\n";
+  ToolRun check = run_tool({"config", "check", config});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_NE(check.out.find("a: active at ofi+tcp://127.0.0.1:" + port(0)), std::string::npos)
+      << check.out;
+  Proc a({VIADUCT_TOOL, "serve", "--config", config, "--id", "a"});
+  Proc b({VIADUCT_TOOL, "serve", "--config", config, "--id", "b"});
+  ASSERT_TRUE(a.wait_for("serving ORDERS", 10000)) << a.output();
+  ASSERT_TRUE(b.wait_for("in-sync ORDERS", 20000)) << b.output();
+  ToolRun found = run_tool({"lookup", "ORDERS", "--config", config, "--json"});
+  ASSERT_EQ(found.exit_code, 0) << found.err;
+  auto doc = nlohmann::json::parse(found.out, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << found.out;
+  EXPECT_EQ(doc["tcp_port"], base);
+  // The load pins the service key derived from the file's cluster key.
+  ToolRun load = run_tool({"load", "ORDERS", "--config", config, "--seconds", "1", "--json"});
+  EXPECT_EQ(load.exit_code, 0) << load.err;
+  auto summary = nlohmann::json::parse(load.out, nullptr, false);
+  ASSERT_FALSE(summary.is_discarded()) << load.out << load.err;
+  EXPECT_GT(summary["answered"].get<std::uint64_t>(), 0u) << load.out;
+  EXPECT_EQ(summary["errors"].get<std::uint64_t>(), 0u) << load.out;
+  EXPECT_TRUE(a.wait_exit(0) == std::nullopt) << "the active died: " << a.output();
+  // Mistakes: the key and line named, exit 2, nothing started.
+  std::ofstream(config, std::ios::app) << "lisen = \"x\"\n";
+  ToolRun bad = run_tool({"serve", "--config", config, "--id", "b"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("cluster.toml:15:9: unknown key 'lisen'"), std::string::npos) << bad.err;
+  ToolRun no_id = run_tool({"serve", "--config", config});
+  EXPECT_EQ(no_id.exit_code, 2);
+  ToolRun mixed = run_tool({"serve", "--config", config, "--id", "a", "--name", "X"});
+  EXPECT_EQ(mixed.exit_code, 2);
+  EXPECT_NE(mixed.err.find("excludes"), std::string::npos) << mixed.err;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Cli, Help_Exits0_OnStdout) {
   for (std::vector<std::string> args :
        {std::vector<std::string>{"--help"}, {"serve", "--help"}, {"bench", "failover", "--help"}}) {

@@ -18,12 +18,18 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& std
   int out[2];
   if (pipe(out) != 0) return;
   pid_t parent = getpid();
+  // PR_SET_PDEATHSIG fires when the forking *thread* ends, not the process: a child started from
+  // a short-lived thread (a test's "bring a server back in 300 ms") would be killed at once. So
+  // only a child of the main thread, which lives as long as the process, gets it.
+  bool from_main_thread = gettid() == parent;
   pid_ = fork();
   if (pid_ == 0) {
     // Dies with its parent: a bench or test killed (or Ctrl-C'd) leaves no server behind. The
     // parent may have died before the prctl: then it is too late to ask, so go now.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
+    if (from_main_thread) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+    }
     dup2(out[1], STDOUT_FILENO);
     if (!stderr_path.empty()) {
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

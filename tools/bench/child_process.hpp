@@ -1,5 +1,7 @@
 // A child process (fork/exec) whose stdout lines can be waited for; killed (SIGCONT, then
-// SIGKILL) and reaped when the object dies. Used by the failover bench and the process tests.
+// SIGKILL) and reaped when the object dies, and killed by the kernel when this process dies
+// (PR_SET_PDEATHSIG; only for children started from the main thread, see the .cpp). Used by the
+// failover bench and the process tests.
 #pragma once
 
 #include <sys/types.h>

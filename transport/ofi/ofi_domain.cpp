@@ -270,7 +270,7 @@ Result<CmEvent> read_cm_event(fid_eq* eq, int timeout_ms, bool wait) {
                     : fi_eq_read(eq, &ev.event, buf, sizeof(buf), 0);
   if (rc == -FI_EAGAIN || rc == -FI_ETIMEDOUT) {
     return Status(Code::kTimeout,
-                  "no connection event within " + std::to_string(timeout_ms) + " ms");
+                  "timed out: no answer within " + std::to_string(timeout_ms) + " ms");
   }
   if (rc == -FI_EAVAIL) {
     fi_eq_err_entry err{};

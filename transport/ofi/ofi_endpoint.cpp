@@ -119,7 +119,7 @@ class OfiVirtualInterface final : public VirtualInterface, public CompletionQueu
                                                    : "connection rejected by peer"};
         return error_;
       }
-      error_ = {Code::kConnLost, std::string("connection failed: ") + fi_strerror(ev.error),
+      error_ = {Code::kConnLost, std::string("unreachable: ") + fi_strerror(ev.error),
                 ConnLostCause::kUnreachable};
       return error_;
     }
