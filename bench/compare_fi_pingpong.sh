@@ -39,7 +39,7 @@ vd_round() {  # size -> one-way usec (half the median round trip)
   for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.05; done
   local uri; uri=$(awk '/listening/{print $2}' "$out")
   timeout 120 "$VIADUCT" perf client --connect "$uri" --tests lat --sizes "$1" \
-    --iterations "$ITER" --json 2>/dev/null | awk -F': ' '/"one_way_us"/{gsub(/[ ,]/,"",$2); print $2}'
+    --iterations "$ITER" --json 2>/dev/null | jq -r '.results[] | select(.one_way_us) | .one_way_us'
   kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true
   rm -f "$out"
 }

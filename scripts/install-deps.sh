@@ -9,6 +9,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev  # CLI parsing, JSON, logging
   libsodium-dev                                          # member HMACs, Ed25519 server proofs
   libtomlplusplus-dev                                    # the configuration file (TOML)
+  help2man jq                                            # the man page; JSON in shell scripts
   stress-ng                                              # CPU hog beside fault and failover runs
   clang-14 libclang-rt-14-dev                            # libFuzzer targets (scripts/fuzz.sh)
   libgtest-dev libgmock-dev libbenchmark-dev             # tests and benchmarks

@@ -26,6 +26,7 @@
 #include "tools/bench/load_generator.hpp"
 #include "tools/config/config_file.hpp"
 #include "tools/perf/perf.hpp"
+#include "tools/sd_notify.hpp"
 #include "transport/channel_server.hpp"
 #include "transport/clock.hpp"
 #include "transport/domain.hpp"
@@ -315,6 +316,8 @@ int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service
               << " at-ns " << viaduct::steady_now_ns();
     if (took_over) std::cout << " reason " << s.takeover_reason();
     std::cout << std::endl;
+    (void)viaduct::tools::sd_notify("STATUS=" + std::string(took_over ? "active" : "passive") +
+                                    " epoch " + std::to_string(r.epoch));
   };
   s.on_replication = [](bool up) {
     std::cout << (up ? "replicating to partner" : "replication stopped: serving alone")
@@ -336,6 +339,12 @@ int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service
             << std::endl;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // Listening, lookup bound, partner link started: systemd (Type=notify) may start what needs us.
+  std::string status = std::string(viaduct::cluster::role_name(s.role().role)) + " epoch " +
+                       std::to_string(s.role().epoch);
+  if (!viaduct::tools::sd_notify("READY=1\nSTATUS=" + status)) {
+    spdlog::warn("NOTIFY_SOCKET is set but the readiness notification could not be sent");
+  }
   // SIGUSR1: the operator promotes this instance even though it is out of sync (unclean).
   std::signal(SIGUSR1, on_promote);
   std::thread promoter([&] {
@@ -345,6 +354,7 @@ int cmd_serve(viaduct::cluster::ServiceConfig config, const std::string& service
     }
   });
   s.run(g_stop);
+  (void)viaduct::tools::sd_notify("STOPPING=1");
   promoter.join();
   return 0;
 }
@@ -523,7 +533,7 @@ int main(int argc, char** argv) {
   viaduct::cluster::ServiceConfig serve_config;
   std::string role_text = "active";
   std::string lookup_bind = "127.0.0.1:1434";
-  auto* serve_name = serve->add_option("--name", serve_config.name, "service name (1..31 bytes)");
+  serve->add_option("--name", serve_config.name, "service name (1..31 bytes)");
   std::string serve_service = "echo";
   serve
       ->add_option("--service", serve_service,
@@ -533,8 +543,7 @@ int main(int argc, char** argv) {
   serve->add_option("--role", role_text, "initial role: active|passive")
       ->check(CLI::IsMember({"active", "passive"}))
       ->capture_default_str();
-  auto* serve_listen =
-      serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on");
+  serve->add_option("--listen", serve_config.listen_uri, "transport address to serve on");
   serve
       ->add_option("--epoch", serve_config.initial_epoch,
                    "epoch to start at; after losing both partners, start above the last epoch "

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -354,6 +356,42 @@ TEST(Cli, ConfigFile_PairServesFromIt_ClientsFindItByName_BadFileExits2) {
   EXPECT_EQ(mixed.exit_code, 2);
   EXPECT_NE(mixed.err.find("excludes"), std::string::npos) << mixed.err;
   std::filesystem::remove_all(dir);
+}
+
+// Under systemd (Type=notify): READY=1 with the role once serving, STOPPING=1 on SIGTERM, on the
+// socket NOTIFY_SOCKET names.
+TEST(Cli, Serve_UnderSystemd_NotifiesReadyThenStopping) {
+  std::string path = ::testing::TempDir() + "viaduct-notify-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto receive = [fd](int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) != 1) return std::string();
+    char buf[512];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  };
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  std::uint16_t base = testing::test_port_block();
+  Proc server({VIADUCT_TOOL, "serve", "--name", "UNIT", "--listen",
+               "ofi+tcp://127.0.0.1:" + std::to_string(base), "--lookup", "off"});
+  unsetenv("NOTIFY_SOCKET");
+  std::string ready = receive(10000);
+  EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+  EXPECT_NE(ready.find("STATUS=active epoch 1"), std::string::npos) << ready;
+  EXPECT_TRUE(server.wait_for("serving UNIT", 1000)) << "notified before serving";
+  server.signal(SIGTERM);
+  EXPECT_EQ(receive(10000), "STOPPING=1");
+  auto status = server.wait_exit(10000);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  ::close(fd);
+  std::remove(path.c_str());
 }
 
 TEST(Cli, Help_Exits0_OnStdout) {

@@ -1,4 +1,5 @@
 #include "tools/bench/failover_bench.hpp"
+#include "tools/perf/latency_histogram.hpp"
 #include "transport/clock.hpp"
 
 #include <fcntl.h>
@@ -54,11 +55,11 @@ struct Trial {
   std::vector<std::pair<double, double>> timeline;  // (ms since failure, request latency ms)
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
+// The q-quantile of durations in ms, through the tools' one histogram (ns buckets).
+double percentile(const std::vector<double>& v, double q) {
+  perf::LatencyHistogram h;
+  for (double ms : v) h.record(static_cast<std::int64_t>(ms * 1e6));
+  return static_cast<double>(h.quantile(q)) / 1e6;
 }
 
 bool run_trial(const FailoverBenchOptions& o, const NetnsLab* lab, int index, Trial* t,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "failover/session.hpp"
+#include "tools/perf/latency_histogram.hpp"
 #include "transport/clock.hpp"
 #include "transport/polite_spin.hpp"
 
@@ -21,7 +22,7 @@ struct Slot {
 };
 
 struct State {
-  std::vector<std::int64_t> latencies_ns;  // reserved up front: no growth while measuring
+  perf::LatencyHistogram latencies_ns;  // bounded: 37 KiB whatever the run's length
   std::uint64_t answered = 0, errors = 0, wrong = 0, doubled = 0;
   std::string first_error;
   std::uint32_t size = 0;
@@ -43,15 +44,11 @@ void on_answer(void* user, const transport::Response& r) {
   if (r.payload.size() == s.size) std::memcpy(&echoed, r.payload.data(), 8);
   if (echoed != slot->seq) ++s.wrong;
   ++s.answered;
-  if (s.latencies_ns.size() < s.latencies_ns.capacity())
-    s.latencies_ns.push_back(steady_now_ns() - slot->sent_ns);
+  s.latencies_ns.record(steady_now_ns() - slot->sent_ns);
 }
 
-double percentile_us(std::vector<std::int64_t>& v, double p) {
-  if (v.empty()) return 0;
-  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]) / 1e3;
+double quantile_us(const perf::LatencyHistogram& h, double q) {
+  return static_cast<double>(h.quantile(q)) / 1e3;
 }
 
 }  // namespace
@@ -75,8 +72,6 @@ int run_load(const LoadOptions& o, const std::atomic<bool>& stop) {
   }
   State state;
   state.size = o.size;
-  state.latencies_ns.reserve(std::min<std::size_t>(static_cast<std::size_t>(o.seconds * 2e6) + 1024,
-                                                   std::size_t{1} << 26));
   std::vector<Slot> slots(o.depth);
   std::vector<std::byte> payload(o.size);
   std::uint64_t next_seq = 1;
@@ -118,14 +113,10 @@ int run_load(const LoadOptions& o, const std::atomic<bool>& stop) {
     }
   }
   double elapsed = static_cast<double>(steady_now_ns() - start) / 1e9;
-  double p50 = percentile_us(state.latencies_ns, 0.50);
-  double p99 = percentile_us(state.latencies_ns, 0.99);
-  double p999 = percentile_us(state.latencies_ns, 0.999);
-  double mx = state.latencies_ns.empty()
-                  ? 0
-                  : static_cast<double>(
-                        *std::max_element(state.latencies_ns.begin(), state.latencies_ns.end())) /
-                        1e3;
+  double p50 = quantile_us(state.latencies_ns, 0.50);
+  double p99 = quantile_us(state.latencies_ns, 0.99);
+  double p999 = quantile_us(state.latencies_ns, 0.999);
+  double mx = static_cast<double>(state.latencies_ns.max()) / 1e3;
   const auto& f = session.value()->last_failover();
   bool failed = state.errors != 0 || state.wrong != 0 || state.doubled != 0;
   if (o.json) {

@@ -1,5 +1,7 @@
 #include "tools/perf/perf.hpp"
 
+#include "tools/perf/latency_histogram.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -11,11 +13,6 @@ constexpr char kPrefix[4] = {'P', 'E', 'R', 'F'};
 constexpr std::size_t kMaxPerfResponse = 1ULL << 30;
 using Clock = std::chrono::steady_clock;
 
-double percentile(std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(i, sorted.size() - 1)];
-}
 }  // namespace
 
 PerfHandler::PerfHandler() = default;
@@ -49,26 +46,25 @@ Result<LatencyResult> measure_latency(transport::Channel& channel, std::size_t s
                                       std::uint64_t iterations, std::uint64_t warmup) {
   auto request = make_request(size, size);
   std::vector<std::byte> response(size + 64);
-  std::vector<double> rtts;
-  rtts.reserve(iterations);
+  LatencyHistogram rtts_ns;  // bounded, whatever --iterations
   for (std::uint64_t i = 0; i < warmup + iterations; ++i) {
     auto t0 = Clock::now();
     auto r = channel.call(request, response, 10000);
     auto t1 = Clock::now();
     if (!r) return r.status();
-    if (i >= warmup) rtts.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    if (i >= warmup) {
+      rtts_ns.record(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    }
   }
-  std::sort(rtts.begin(), rtts.end());
+  auto us = [](std::int64_t ns) { return static_cast<double>(ns) / 1e3; };
   LatencyResult out;
   out.size = size;
   out.iterations = iterations;
-  out.rtt_p50_us = percentile(rtts, 0.50);
-  out.rtt_p99_us = percentile(rtts, 0.99);
-  out.rtt_min_us = rtts.front();
-  out.rtt_max_us = rtts.back();
-  double sum = 0;
-  for (double v : rtts) sum += v;
-  out.rtt_mean_us = sum / static_cast<double>(rtts.size());
+  out.rtt_p50_us = us(rtts_ns.quantile(0.50));
+  out.rtt_p99_us = us(rtts_ns.quantile(0.99));
+  out.rtt_min_us = us(rtts_ns.min());
+  out.rtt_max_us = us(rtts_ns.max());
+  out.rtt_mean_us = rtts_ns.mean() / 1e3;
   return out;
 }
 
