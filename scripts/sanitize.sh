@@ -29,7 +29,7 @@ KINDS=("$@")
 # The binaries that carry the tests of those labels (and the viaduct tool they fork); building only
 # these skips the verbs suite and the benches.
 TARGETS=(transport_unit_test transport_ofi_test failover_unit_test lookup_test cluster_unit_test
-         service_failover_test cli_test)
+         service_failover_test cli_test public_api_test config_test latency_histogram_test)
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
