@@ -200,8 +200,15 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
     return rc;
   };
   auto want = [&](const char* t) { return tests == "all" || tests.find(t) != std::string::npos; };
+  // On a terminal, say what is being measured: a test of small messages takes seconds, and
+  // stdout gets its line only at the end.
+  bool progress = isatty(STDERR_FILENO) != 0;
+  auto starting = [&](const char* test, std::size_t size) {
+    if (progress) std::cerr << "perf: " << test << " " << size << " B ..." << std::endl;
+  };
   for (std::size_t size : sizes) {
     if (want("lat")) {
+      starting("latency", size);
       auto r =
           viaduct::perf::measure_latency(*channel.value(), size, iterations, iterations / 10 + 10);
       if (!r) return fail_keeping_results(r.status());
@@ -212,6 +219,7 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
       }
     }
     if (want("rate")) {
+      starting("message rate", size);
       auto r = viaduct::perf::measure_rate(*channel.value(), size, depth, seconds);
       if (!r) return fail_keeping_results(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
@@ -219,8 +227,10 @@ int cmd_perf_client(const std::string& uri, const std::string& tests, const std:
         std::printf("rate      %9zu B  depth %u  %8.3f Mmsg/s\n", size, depth, r->mmsgs_per_s());
     }
     if (want("bw")) {
+      starting("bandwidth", size);
       std::uint64_t transfers = std::max<std::uint64_t>(depth * 4ULL, (256ULL << 20) / size);
-      auto r = viaduct::perf::measure_bandwidth(*channel.value(), size, depth, transfers);
+      auto r = viaduct::perf::measure_bandwidth(*channel.value(), size, depth, transfers,
+                                                std::max(seconds * 5, 2.0));
       if (!r) return fail_keeping_results(r.status());
       results.push_back(viaduct::perf::to_json(r.value()));
       if (!json)

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -164,38 +165,20 @@ bool run_trial(const FailoverBenchOptions& o, const NetnsLab* lab, int index, Tr
   return true;
 }
 
-void plot(const FailoverBenchOptions& o, const std::vector<Trial>& trials) {
-  std::string dir = o.plot_path + ".data";
-  std::string timeline = dir + ".timeline", stalls = dir + ".stalls";
-  {
-    std::ofstream tl(timeline);
-    for (const auto& [x, y] : trials.front().timeline) {
-      if (x > -50 && x < 1000) tl << x << " " << y << "\n";
-    }
-    std::ofstream st(stalls);
-    std::vector<double> v;
-    for (const auto& t : trials) v.push_back(t.stall_ms);
-    std::sort(v.begin(), v.end());
-    for (std::size_t i = 0; i < v.size(); ++i)
-      st << (100.0 * static_cast<double>(i + 1) / static_cast<double>(v.size())) << " " << v[i]
-         << "\n";
+// The plot is drawn from the JSON by bench/plot_failover.sh (installed as
+// share/viaduct/plot_failover.sh), which re-draws any saved result the same way.
+std::string plot_script(const FailoverBenchOptions& o) {
+  std::string installed =
+      std::filesystem::path(o.tool).parent_path().string() + "/../share/viaduct/plot_failover.sh";
+  if (access(installed.c_str(), X_OK) == 0) return installed;
+  return VIADUCT_SOURCE_DIR "/bench/plot_failover.sh";
+}
+
+void plot(const FailoverBenchOptions& o, const std::string& json_path) {
+  std::string cmd = "'" + plot_script(o) + "' '" + json_path + "' '" + o.plot_path + "' 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    std::cerr << "plot failed (" << cmd << "; needs jq and gnuplot-nox)\n";
   }
-  std::string script = dir + ".gp";
-  std::ofstream gp(script);
-  gp << "set terminal png size 1200,500\nset output '" << o.plot_path
-     << "'\nset multiplot layout 1,2\n"
-     << "set title 'Request latency around one failover (" << o.mode << ")'\n"
-     << "set xlabel 'completion time, ms after the failure'\nset ylabel 'request latency, ms'\nset "
-        "logscale y\n"
-     << "plot '" << timeline << "' using 1:2 with points pt 7 ps 0.4 title 'request'\n"
-     << "unset logscale y\nset title 'Stall seen by the application, " << trials.size()
-     << " trials'\n"
-     << "set xlabel 'percent of trials'\nset ylabel 'stall, ms'\n"
-     << "plot '" << stalls
-     << "' using 1:2 with linespoints pt 7 title 'stall (sorted)'\nunset multiplot\n";
-  gp.close();
-  std::string cmd = "gnuplot '" + script + "' 2>&1";
-  if (std::system(cmd.c_str()) != 0) std::cerr << "gnuplot failed (apt-get install gnuplot-nox)\n";
 }
 
 // A healthy pair under steady load for o.seconds: any takeover is a false one.
@@ -310,12 +293,20 @@ int run_failover_bench(const FailoverBenchOptions& o) {
     std::printf("%-12s %10.2f %10.2f %10.2f\n", name, p50, p99, mx);
     j[name] = {{"p50_ms", p50}, {"p99_ms", p99}, {"max_ms", mx}, {"all_ms", v}};
   }
-  if (!o.json_path.empty()) {
-    std::ofstream(o.json_path) << j.dump(2) << "\n";
-    std::printf("json: %s\n", o.json_path.c_str());
+  // The first trial's requests around its failure, for the plot.
+  nlohmann::json timeline = nlohmann::json::array();
+  for (const auto& [x, y] : trials.front().timeline) {
+    if (x > -50 && x < 1000) timeline.push_back({x, y});
+  }
+  j["timeline_first_trial"] = std::move(timeline);
+  std::string json_path = o.json_path;
+  if (json_path.empty() && !o.plot_path.empty()) json_path = o.plot_path + ".json";
+  if (!json_path.empty()) {
+    std::ofstream(json_path) << j.dump(2) << "\n";
+    std::printf("json: %s\n", json_path.c_str());
   }
   if (!o.plot_path.empty()) {
-    plot(o, trials);
+    plot(o, json_path);
     std::printf("plot: %s\n", o.plot_path.c_str());
   }
   return (failed == 0 && errors == 0) ? 0 : 1;

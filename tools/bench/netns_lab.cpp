@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
@@ -12,9 +13,20 @@ namespace {
 
 constexpr char kIp[] = "/usr/sbin/ip";
 
+// Runs an `ip` command; a failure carries what it printed (it used to be thrown away, so that
+// "failed: ip link add ..." never said why).
 Status run(const std::string& command) {
-  std::string quiet = command + " >/dev/null 2>&1";
-  if (std::system(quiet.c_str()) != 0) return {Code::kInternal, "failed: " + command};
+  std::string with_output = command + " 2>&1";
+  FILE* pipe = popen(with_output.c_str(), "r");
+  if (pipe == nullptr) return {Code::kInternal, "cannot run: " + command};
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+  int status = pclose(pipe);
+  if (status != 0) {
+    while (!output.empty() && output.back() == '\n') output.pop_back();
+    return {Code::kInternal, "failed: " + command + (output.empty() ? "" : ": " + output)};
+  }
   return Status::ok();
 }
 

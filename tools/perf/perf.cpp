@@ -120,12 +120,17 @@ Result<RateResult> measure_rate(transport::Channel& channel, std::size_t size, s
 }
 
 Result<BandwidthResult> measure_bandwidth(transport::Channel& channel, std::size_t size,
-                                          std::uint32_t depth, std::uint64_t transfers) {
+                                          std::uint32_t depth, std::uint64_t transfers,
+                                          double max_seconds) {
   auto request = make_request(size, 8);
   auto t0 = Clock::now();
+  auto end = t0 + std::chrono::duration<double>(max_seconds);
   std::uint64_t issued_limit = transfers;
-  auto done =
-      pump(channel, request, depth, [&](std::uint64_t d) { return d + depth >= issued_limit; });
+  unsigned tick = 0;
+  // Ends after `transfers`, or at the time cap (small messages: 256 MiB of 64 B ones took ~20 s).
+  auto done = pump(channel, request, depth, [&](std::uint64_t d) {
+    return d + depth >= issued_limit || ((++tick & 63) == 0 && Clock::now() >= end);
+  });
   if (!done) return done.status();
   BandwidthResult r;
   r.size = size;

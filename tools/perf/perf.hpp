@@ -57,8 +57,10 @@ Result<LatencyResult> measure_latency(transport::Channel& channel, std::size_t s
                                       std::uint64_t iterations, std::uint64_t warmup);
 Result<RateResult> measure_rate(transport::Channel& channel, std::size_t size, std::uint32_t depth,
                                 double seconds);
+// Up to `transfers` requests of `size` bytes, `depth` in flight; stops early at max_seconds.
 Result<BandwidthResult> measure_bandwidth(transport::Channel& channel, std::size_t size,
-                                          std::uint32_t depth, std::uint64_t transfers);
+                                          std::uint32_t depth, std::uint64_t transfers,
+                                          double max_seconds = 10);
 
 nlohmann::json to_json(const LatencyResult& r);
 nlohmann::json to_json(const RateResult& r);
