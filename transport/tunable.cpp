@@ -9,8 +9,6 @@
 
 #include <viaduct/log.hpp>
 
-#include "transport/log.hpp"
-
 extern char** environ;
 
 namespace viaduct {
@@ -186,13 +184,10 @@ Status Tunable::check_environment(std::vector<std::string>* warnings) {
 }
 
 Status Tunable::check_environment_for_library() {
-  std::vector<std::string> warnings;
-  Status st = check_environment(&warnings);
-  static std::once_flag warned;
-  std::call_once(warned, [&] {
-    for (const auto& warning : warnings) VIADUCT_LOG(kWarn, warning);
-  });
-  return st;
+  // Values only: an application linked with the static library registers the tunables of the
+  // modules it uses, so a name it does not know may be another module's (the tools, which link
+  // every module, warn about unknown names).
+  return check_environment(nullptr);
 }
 
 }  // namespace viaduct

@@ -50,8 +50,7 @@ class Tunable {
   // VIADUCT_LOG_LEVEL are known. The tools exit 2 on the error; Server::start and Client::open
   // return it.
   static Status check_environment(std::vector<std::string>* warnings);
-  // check_environment for the library's entry points: the error returned, the warnings logged
-  // (once per process).
+  // check_environment for the library's entry points: bad values only (see the .cpp).
   static Status check_environment_for_library();
 
  private:

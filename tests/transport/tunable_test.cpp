@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -59,8 +60,15 @@ TEST(Tunable, Environment_BadValueRefused_MisspeltNameWarned_ScriptVariablesKnow
   setenv("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT", "3", 1);  // misspelt
   setenv("VIADUCT_TEST_QUICK", "1", 1);                     // a script's
   EXPECT_TRUE(Tunable::check_environment(&warnings).is_ok());
-  ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT"), std::string::npos);
+  // Only the names here are checked: the environment may hold tunables of modules this test
+  // does not link (the TSan stage sets VIADUCT_PARTNER_TAKEOVER_AFTER_MS), which it cannot know.
+  auto warned = [&](const std::string& name) {
+    return std::count_if(warnings.begin(), warnings.end(), [&](const std::string& w) {
+      return w.find(name + " ") != std::string::npos;
+    });
+  };
+  EXPECT_EQ(warned("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT"), 1);
+  EXPECT_EQ(warned("VIADUCT_TEST_QUICK"), 0);
   unsetenv("VIADUCT_CHANEL_KEEPALIVE_MISSED_LIMIT");
   unsetenv("VIADUCT_TEST_QUICK");
 }
