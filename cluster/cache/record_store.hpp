@@ -1,0 +1,69 @@
+// The authoritative copy of the records, in a database spoken to in SQL behind this one small
+// interface: SQLite (one file; the embedded default, for one machine) and PostgreSQL (for a
+// cluster that spans machines). The data servers (cluster/cache/) cache records read through it
+// and write through it; a write is acknowledged to a client only after put()/remove() returned,
+// i.e. after the database committed it, so no acknowledged write is lost whichever server dies.
+//
+// A record: (type, key) -> value, with a version that grows by one on every write. A delete is a
+// write too: it leaves a tombstone (found = false) that keeps the version, so that a later put
+// continues from it and versions never go back — what lets a reader tell an old value from a new
+// one across a hand-off between servers.
+//
+// Threading: a RecordStore belongs to one thread at a time (one connection each). Several stores,
+// in one process or many, may share one database: every write is one atomic statement.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transport/status.hpp"
+
+namespace viaduct::cluster::cache {
+
+inline constexpr std::size_t kMaxTypeBytes = 63;
+inline constexpr std::size_t kMaxKeyBytes = 1024;
+inline constexpr std::size_t kMaxValueBytes = std::size_t{1} << 20;
+
+struct StoredRecord {
+  bool found = false;         // false: never written, or deleted
+  std::uint64_t version = 0;  // of the last write, a delete's included; 0: never written
+  std::vector<std::byte> value;
+};
+
+struct WriteResult {
+  bool applied = false;       // false: the expected version did not match; nothing was written
+  std::uint64_t version = 0;  // applied: the new version; otherwise the current one
+};
+
+class RecordStore {
+ public:
+  virtual ~RecordStore() = default;
+  // Reads one record into `out` (its value's capacity is reused).
+  virtual Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) = 0;
+  // Writes `value`; the version becomes the previous one (tombstones included) + 1. With
+  // `expected_version`, only if the stored version equals it (0: never written).
+  virtual Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
+                                  std::span<const std::byte> value,
+                                  std::optional<std::uint64_t> expected_version = std::nullopt) = 0;
+  // Deletes (leaves a tombstone with the next version); same `expected_version` rule. Deleting a
+  // record that was never written or is deleted already still writes a new version.
+  virtual Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
+                                     std::optional<std::uint64_t> expected_version =
+                                         std::nullopt) = 0;
+  // Statements sent to the database so far (what a cache saves is measured against this).
+  [[nodiscard]] virtual std::uint64_t queries() const = 0;
+  [[nodiscard]] virtual std::string_view kind() const = 0;  // "sqlite" or "postgresql"
+};
+
+// "sqlite:PATH" (created when missing; "?sync=full" adds an fsync per commit, the default
+// "normal" survives any process's death, not a power loss) or a libpq URI "postgresql://..." /
+// "postgres://...". The table is created when missing. An error says which part is wrong.
+Result<std::unique_ptr<RecordStore>> open_record_store(const std::string& uri);
+
+}  // namespace viaduct::cluster::cache
