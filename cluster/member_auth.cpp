@@ -87,16 +87,23 @@ Result<ClusterKey> ClusterKey::load(const std::string& path) {
 
 Status ClusterKey::generate(const std::string& path) {
   sodium_or_die();
-  std::array<unsigned char, kClusterKeyBytes> bytes;
+  std::array<std::byte, kClusterKeyBytes> bytes;
   randombytes_buf(bytes.data(), bytes.size());
+  Status saved = from_bytes(bytes).save(path);
+  sodium_memzero(bytes.data(), bytes.size());
+  return saved;
+}
+
+Status ClusterKey::save(const std::string& path) const {
+  const auto& bytes = secret_;
   char hex[2 * kClusterKeyBytes + 1];
-  sodium_bin2hex(hex, sizeof(hex), bytes.data(), bytes.size());
+  sodium_bin2hex(hex, sizeof(hex), u8(bytes.data()), bytes.size());
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Status(Code::kInvalidArgument, path + ": " + std::strerror(errno));
   std::string line = std::string(hex) + "\n";
   bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   ::close(fd);
-  sodium_memzero(bytes.data(), bytes.size());
+  sodium_memzero(hex, sizeof(hex));
   if (!ok) return Status(Code::kResource, path + ": write failed");
   return Status();
 }
@@ -134,6 +141,38 @@ void ClusterKey::derive_service_key(std::string_view name) const {
   crypto_sign_seed_keypair(derived_pk_.data(), derived_sk_.data(), seed.data());
   sodium_memzero(seed.data(), seed.size());
   derived_for_ = std::string(name);
+}
+
+ClusterKey ClusterKey::derive(std::string_view purpose) const {
+  static constexpr char kDomain[] = "viaduct-derived-key-v1";
+  std::array<std::byte, kClusterKeyBytes> derived;
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, u8(secret_.data()), secret_.size(), derived.size());
+  crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(kDomain),
+                            sizeof(kDomain) - 1);
+  crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(purpose.data()),
+                            purpose.size());
+  crypto_generichash_final(&state, u8(derived.data()), derived.size());
+  ClusterKey key = from_bytes(derived);
+  sodium_memzero(derived.data(), derived.size());
+  return key;
+}
+
+std::array<std::byte, failover::kSignatureBytes> ClusterKey::sign(
+    std::string_view name, std::span<const std::byte> message) const {
+  derive_service_key(name);
+  std::array<std::byte, failover::kSignatureBytes> signature;
+  crypto_sign_detached(u8(signature.data()), nullptr, u8(message.data()), message.size(),
+                       derived_sk_.data());
+  return signature;
+}
+
+bool verify_signature(const failover::PublicKey& key, std::span<const std::byte> message,
+                      std::span<const std::byte> signature) {
+  if (signature.size() != failover::kSignatureBytes) return false;
+  sodium_or_die();
+  return crypto_sign_verify_detached(u8(signature.data()), u8(message.data()), message.size(),
+                                     u8(key.data())) == 0;
 }
 
 failover::PublicKey ClusterKey::service_public_key(std::string_view name) const {

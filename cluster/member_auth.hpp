@@ -56,6 +56,16 @@ class ClusterKey {
                             std::span<const std::byte> mac) const;
   // The Ed25519 key pair of service `name`.
   [[nodiscard]] failover::PublicKey service_public_key(std::string_view name) const;
+  // A key for another purpose derived from this one: BLAKE2b-256(key = secret,
+  // "viaduct-derived-key-v1" | purpose). The cache cluster's clients hold derive("clients"): it
+  // lets them report servers to the master, and lets no one who lacks it, without giving them
+  // the members' secret.
+  [[nodiscard]] ClusterKey derive(std::string_view purpose) const;
+  // Writes this key to a fresh file (mode 0600), in the format load() reads; fails if it exists.
+  [[nodiscard]] Status save(const std::string& path) const;
+  // An Ed25519 signature by the key pair of `name` (the one service_public_key(name) gives).
+  [[nodiscard]] std::array<std::byte, failover::kSignatureBytes> sign(
+      std::string_view name, std::span<const std::byte> message) const;
   // Signs a proof answer (failover/server_proof.hpp) for `name` at `epoch`.
   void sign_proof(std::string_view name, const failover::ProofNonce& nonce, std::uint64_t epoch,
                   std::span<std::byte, failover::kProofAnswerBytes> answer) const;
@@ -68,6 +78,10 @@ class ClusterKey {
   mutable std::array<unsigned char, 32> derived_pk_{};
   mutable std::array<unsigned char, 64> derived_sk_{};
 };
+
+// Checks an Ed25519 signature (ClusterKey::sign) against a public key.
+bool verify_signature(const failover::PublicKey& key, std::span<const std::byte> message,
+                      std::span<const std::byte> signature);
 
 // The member handshake, on the connector's side: runs it over `channel` (synchronously, within
 // timeout_ms). Ok: both sides proved they hold the secret.

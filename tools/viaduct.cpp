@@ -24,6 +24,7 @@
 #include "tools/bench/failover_bench.hpp"
 #include "tools/bench/fault_run.hpp"
 #include "tools/bench/load_generator.hpp"
+#include "tools/cache/cache_commands.hpp"
 #include "tools/config/config_file.hpp"
 #include "tools/perf/perf.hpp"
 #include "tools/sd_notify.hpp"
@@ -421,6 +422,16 @@ int cmd_config_check(const viaduct::config::ConfigFile& file) {
       std::cout << "\n";
     }
   }
+  if (file.cache) {
+    std::cout << "  cache cluster: database " << file.cache->database << ", master "
+              << file.cache->master_id << " at " << file.cache->master_control << "\n";
+    for (const auto& server : file.cache->servers) {
+      std::cout << "    " << server.id << " (group " << server.group << ") at " << server.listen
+                << ", control " << server.control << ", types";
+      for (const auto& type : server.types) std::cout << " " << type;
+      std::cout << "\n";
+    }
+  }
   return 0;
 }
 
@@ -593,6 +604,9 @@ int main(int argc, char** argv) {
   key_public->add_option("--cluster-key", key_public_file, "the cluster secret")->required();
   key_public->add_option("--name", key_public_name, "service name")->required();
 
+  viaduct::tools::CacheCommands cache_cmds;
+  viaduct::tools::add_cache_commands(app, cache_cmds);
+
   auto* bench = app.add_subcommand("bench", "benchmarks that drive real processes");
   bench->require_subcommand(1);
   bench->fallthrough();
@@ -700,7 +714,8 @@ int main(int argc, char** argv) {
   }
   if (app.get_subcommands().empty()) {
     return usage_error(
-        "a subcommand is required: info, perf, lookup, load, serve, keygen, key-public, bench");
+        "a subcommand is required: info, perf, lookup, load, serve, keygen, key-public, bench, "
+        "master, cache-server, cache, key-client");
   }
   // Diagnostics on stderr, results on stdout (what scripts parse).
   spdlog::set_default_logger(spdlog::stderr_color_mt("viaduct"));
@@ -714,10 +729,11 @@ int main(int argc, char** argv) {
   std::optional<viaduct::config::ConfigFile> config_file;
   const viaduct::config::ServiceEntry* config_service = nullptr;
   const viaduct::config::ServerEntry* config_server = nullptr;
-  std::string config_path = !serve_config_file.empty() ? serve_config_file
-                            : !load_config.empty()     ? load_config
-                            : !lookup_config.empty()   ? lookup_config
-                                                       : config_check_file;
+  std::string config_path = !cache_cmds.config_path.empty() ? cache_cmds.config_path
+                            : !serve_config_file.empty()    ? serve_config_file
+                            : !load_config.empty()          ? load_config
+                            : !lookup_config.empty()        ? lookup_config
+                                                            : config_check_file;
   if (!config_path.empty()) {
     auto loaded = viaduct::config::load(config_path);
     if (!loaded) return usage_error(loaded.status().message());
@@ -736,7 +752,13 @@ int main(int argc, char** argv) {
         return usage_error(config_path + ": no service named '" + name + "'");
       }
     }
-    if (Status st = viaduct::config::apply_tunables(*config_file, config_server); !st) {
+    if (cache_cmds.parsed()) {
+      auto instance = viaduct::tools::cache_instance(*config_file, cache_cmds);
+      if (!instance) return usage_error(instance.status().message());
+      if (Status st = viaduct::config::apply_tunables(*config_file, instance.value()); !st) {
+        return usage_error(config_path + ": " + st.message());
+      }
+    } else if (Status st = viaduct::config::apply_tunables(*config_file, config_server); !st) {
       return usage_error(config_path + ": " + st.message());
     }
   }
@@ -771,6 +793,12 @@ int main(int argc, char** argv) {
       return viaduct::bench::run_fault_run(fr, g_stop);
     }
     if (config_check->parsed()) return cmd_config_check(*config_file);
+    if (cache_cmds.parsed()) {
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return viaduct::tools::run_cache_command(cache_cmds, config_file ? &*config_file : nullptr,
+                                               g_stop);
+    }
     if (serve->parsed()) {
       if (config_server != nullptr) {
         serve_config.name = config_service->name;

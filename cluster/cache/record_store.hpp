@@ -41,6 +41,16 @@ struct WriteResult {
   std::uint64_t version = 0;  // applied: the new version; otherwise the current one
 };
 
+// Who wrote: a client's id and the write's sequence number. The row keeps the last writer's tag,
+// so that a write retried after its answer was lost (to the same server or, after a failover, to
+// another one) is recognised and answered with the version it made instead of being applied
+// twice. {0, 0}: no tag.
+struct WriteTag {
+  std::uint64_t client_id = 0;
+  std::uint64_t seq = 0;
+  [[nodiscard]] bool empty() const { return client_id == 0 && seq == 0; }
+};
+
 class RecordStore {
  public:
   virtual ~RecordStore() = default;
@@ -50,12 +60,15 @@ class RecordStore {
   // `expected_version`, only if the stored version equals it (0: never written).
   virtual Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
                                   std::span<const std::byte> value,
-                                  std::optional<std::uint64_t> expected_version = std::nullopt) = 0;
+                                  std::optional<std::uint64_t> expected_version = std::nullopt,
+                                  WriteTag tag = {}) = 0;
+  // A write whose tag equals the row's last writer's is not applied again: the answer is
+  // {applied, the row's version} (a conditional one's too: it was applied, the first time).
   // Deletes (leaves a tombstone with the next version); same `expected_version` rule. Deleting a
   // record that was never written or is deleted already still writes a new version.
   virtual Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
-                                     std::optional<std::uint64_t> expected_version =
-                                         std::nullopt) = 0;
+                                     std::optional<std::uint64_t> expected_version = std::nullopt,
+                                     WriteTag tag = {}) = 0;
   // Statements sent to the database so far (what a cache saves is measured against this).
   [[nodiscard]] virtual std::uint64_t queries() const = 0;
   [[nodiscard]] virtual std::string_view kind() const = 0;  // "sqlite" or "postgresql"

@@ -168,7 +168,121 @@ void read_service(Checker& check, const toml::table& table, ServiceEntry* servic
   }
 }
 
+void read_cache_server(Checker& check, const toml::table& table, CacheServerEntry* server,
+                       const std::string& group) {
+  std::string context = "[[cache.group.server]] of group " + group;
+  check.only_keys(table, {"id", "listen", "control", "types", "tunables"}, context);
+  server->group = group;
+  server->id = check.string_at(table, "id", context, true, table);
+  if (!check.failed() && (server->id.empty() || server->id.size() > 29)) {
+    check.fail(*table.get("id"), "id: 1 to 29 bytes");
+  }
+  server->listen = check.string_at(table, "listen", context, true, table);
+  if (!check.failed()) {
+    if (auto address = transport::Address::parse(server->listen); !address) {
+      check.fail(*table.get("listen"), "listen: " + address.status().message());
+    }
+  }
+  server->control = check.string_at(table, "control", context, true, table);
+  if (!check.failed()) {
+    if (auto endpoint = failover::UdpEndpoint::parse(server->control); !endpoint) {
+      check.fail(*table.get("control"), "control: " + endpoint.status().message());
+    }
+  }
+  const toml::node* types = table.get("types");
+  const toml::array* list = types != nullptr ? types->as_array() : nullptr;
+  if (!check.failed() && (list == nullptr || list->empty())) {
+    check.fail(types != nullptr ? *types : static_cast<const toml::node&>(table),
+               context + " needs 'types', a non-empty list of type names");
+    return;
+  }
+  if (check.failed()) return;
+  for (const toml::node& node : *list) {
+    if (!node.is_string() || node.value<std::string>()->empty() ||
+        node.value<std::string>()->size() > 63) {
+      check.fail(node, "a type is a string of 1 to 63 bytes");
+      return;
+    }
+    server->types.push_back(*node.value<std::string>());
+  }
+  if (const toml::node* tunables = table.get("tunables")) {
+    check.tunables(*tunables, &server->tunables, "[cache.group.server.tunables] of " + server->id);
+  }
+}
+
+void read_cache(Checker& check, const toml::node& node, CacheEntry* cache) {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    check.fail(node, "[cache] must be a table");
+    return;
+  }
+  check.only_keys(*table, {"database", "master", "group"}, "[cache]");
+  cache->database = check.string_at(*table, "database", "[cache]", true, *table);
+  if (!check.failed() && cache->database.rfind("sqlite:", 0) != 0 &&
+      cache->database.rfind("postgresql://", 0) != 0 &&
+      cache->database.rfind("postgres://", 0) != 0) {
+    check.fail(*table->get("database"),
+               "database must be \"sqlite:PATH\" or \"postgresql://...\", got \"" +
+                   cache->database + "\"");
+  }
+  const toml::node* master = table->get("master");
+  if (!check.failed() && (master == nullptr || !master->is_table())) {
+    check.fail(master != nullptr ? *master : node, "[cache] needs a [cache.master] table");
+    return;
+  }
+  if (check.failed()) return;
+  const toml::table& m = *master->as_table();
+  check.only_keys(m, {"id", "control"}, "[cache.master]");
+  cache->master_id = check.string_at(m, "id", "[cache.master]", true, m);
+  cache->master_control = check.string_at(m, "control", "[cache.master]", true, m);
+  if (!check.failed()) {
+    if (auto endpoint = failover::UdpEndpoint::parse(cache->master_control); !endpoint) {
+      check.fail(*m.get("control"), "control: " + endpoint.status().message());
+    }
+  }
+  const toml::node* groups = table->get("group");
+  const toml::array* list = groups != nullptr ? groups->as_array() : nullptr;
+  if (!check.failed() && (list == nullptr || list->empty())) {
+    check.fail(groups != nullptr ? *groups : node, "[cache] needs [[cache.group]] entries");
+    return;
+  }
+  if (check.failed()) return;
+  for (const toml::node& g : *list) {
+    const toml::table* group = g.as_table();
+    if (group == nullptr) {
+      check.fail(g, "[[cache.group]] entries must be tables");
+      return;
+    }
+    check.only_keys(*group, {"name", "server"}, "[[cache.group]]");
+    std::string name = check.string_at(*group, "name", "[[cache.group]]", true, *group);
+    const toml::node* servers = group->get("server");
+    const toml::array* members = servers != nullptr ? servers->as_array() : nullptr;
+    if (!check.failed() && (members == nullptr || members->size() < 2)) {
+      check.fail(servers != nullptr ? *servers : g,
+                 "group " + name + " needs two or more [[cache.group.server]] entries");
+      return;
+    }
+    if (check.failed()) return;
+    for (const toml::node& s : *members) {
+      if (s.as_table() == nullptr) {
+        check.fail(s, "[[cache.group.server]] entries must be tables");
+        return;
+      }
+      cache->servers.emplace_back();
+      read_cache_server(check, *s.as_table(), &cache->servers.back(), name);
+      if (check.failed()) return;
+    }
+  }
+}
+
 }  // namespace
+
+const CacheServerEntry* CacheEntry::server(const std::string& id) const {
+  for (const auto& s : servers) {
+    if (s.id == id) return &s;
+  }
+  return nullptr;
+}
 
 const ServiceEntry* ConfigFile::service(const std::string& name) const {
   for (const auto& s : services) {
@@ -212,7 +326,7 @@ Result<ConfigFile> parse(std::string_view text, const std::string& path) {
   Checker check(path);
   ConfigFile file;
   file.path = path;
-  check.only_keys(root, {"cluster", "tunables", "service"}, "the file");
+  check.only_keys(root, {"cluster", "tunables", "service", "cache"}, "the file");
   if (const toml::node* cluster = root.get("cluster")) {
     if (const toml::table* table = cluster->as_table()) {
       check.only_keys(*table, {"key_file"}, "[cluster]");
@@ -241,8 +355,29 @@ Result<ConfigFile> parse(std::string_view text, const std::string& path) {
       }
     }
   }
+  if (const toml::node* cache = root.get("cache"); cache != nullptr && !check.failed()) {
+    file.cache.emplace();
+    read_cache(check, *cache, &*file.cache);
+  }
   // Names and ids are unique: `--id` and `--name` must pick one entry.
   std::set<std::string> names, ids;
+  if (file.cache && !check.failed()) {
+    std::set<std::string> types;
+    for (const auto& server : file.cache->servers) {
+      if (!ids.insert(server.id).second) {
+        return Status(Code::kInvalidArgument, path + ": server id '" + server.id + "' twice");
+      }
+      for (const auto& type : server.types) {
+        if (!types.insert(type).second) {
+          return Status(Code::kInvalidArgument, path + ": type '" + type + "' has two owners (" +
+                                                    server.id + " and another)");
+        }
+      }
+    }
+    if (file.cache->servers.size() > 64) {
+      return Status(Code::kInvalidArgument, path + ": at most 64 data servers");
+    }
+  }
   for (const auto& service : file.services) {
     if (check.failed()) break;
     if (!names.insert(service.name).second) {
@@ -259,6 +394,13 @@ Result<ConfigFile> parse(std::string_view text, const std::string& path) {
   if (!file.key_file.empty() && std::filesystem::path(file.key_file).is_relative()) {
     file.key_file =
         (std::filesystem::path(path).parent_path() / file.key_file).lexically_normal().string();
+  }
+  if (file.cache && file.cache->database.rfind("sqlite:", 0) == 0) {
+    std::string db = file.cache->database.substr(7);
+    if (!db.empty() && std::filesystem::path(db).is_relative()) {
+      file.cache->database =
+          "sqlite:" + (std::filesystem::path(path).parent_path() / db).lexically_normal().string();
+    }
   }
   return file;
 }
@@ -284,6 +426,12 @@ Status apply_tunables(const ConfigFile& file, const ServerEntry* instance) {
   VIADUCT_RETURN_IF_ERROR(apply(file.tunables));
   if (instance != nullptr) VIADUCT_RETURN_IF_ERROR(apply(instance->tunables));
   return Status::ok();
+}
+
+Status apply_tunables(const ConfigFile& file, const CacheServerEntry* instance) {
+  ServerEntry as_server;
+  if (instance != nullptr) as_server.tunables = instance->tunables;
+  return apply_tunables(file, instance != nullptr ? &as_server : nullptr);
 }
 
 }  // namespace viaduct::config

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,11 +47,42 @@ struct ServiceEntry {
   std::vector<ServerEntry> servers;  // one, or an active/passive pair
 };
 
+// The cache cluster ([cache]): the database, the master, the failover groups of data servers.
+//   [cache]
+//   database = "sqlite:cache.db"        # or "postgresql://HOST/DB"; relative to this file
+//   [cache.master]
+//   id = "master"
+//   control = "127.0.0.1:7600"          # UDP: reports, leases, the map
+//   [[cache.group]]
+//   name = "g1"
+//   [[cache.group.server]]
+//   id = "s1"                           # `viaduct cache-server --config FILE --id s1`
+//   listen = "ofi+tcp://127.0.0.1:7610"
+//   control = "127.0.0.1:7611"
+//   types = ["users", "orders"]
+struct CacheServerEntry {
+  std::string id;
+  std::string group;
+  std::string listen;
+  std::string control;
+  std::vector<std::string> types;
+  std::map<std::string, std::int64_t> tunables;
+};
+
+struct CacheEntry {
+  std::string database;
+  std::string master_id;
+  std::string master_control;
+  std::vector<CacheServerEntry> servers;
+  [[nodiscard]] const CacheServerEntry* server(const std::string& id) const;
+};
+
 struct ConfigFile {
   std::string path;
   std::string key_file;  // relative paths are taken from the file's directory
   std::map<std::string, std::int64_t> tunables;
   std::vector<ServiceEntry> services;
+  std::optional<CacheEntry> cache;
 
   // The service named `name`, or nullptr.
   [[nodiscard]] const ServiceEntry* service(const std::string& name) const;
@@ -69,5 +101,7 @@ Result<ConfigFile> parse(std::string_view text, const std::string& path);
 // Sets the file's tunables, then the instance's (an error names the tunable). A tunable set in
 // the environment (VIADUCT_*) keeps that value; --set, applied after, overrides both.
 Status apply_tunables(const ConfigFile& file, const ServerEntry* instance);
+// The same for a data server of the cache cluster.
+Status apply_tunables(const ConfigFile& file, const CacheServerEntry* instance);
 
 }  // namespace viaduct::config

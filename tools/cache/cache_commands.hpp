@@ -1,0 +1,40 @@
+// `viaduct master`, `viaduct cache-server` and `viaduct cache get|put|del|map`: the cache
+// cluster's daemons and client, each run from the configuration file ([cache], see
+// tools/config/config_file.hpp).
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/config/config_file.hpp"
+
+namespace viaduct::tools {
+
+struct CacheCommands {
+  CLI::App* master = nullptr;
+  CLI::App* server = nullptr;
+  CLI::App* cache = nullptr;
+  CLI::App* get = nullptr;
+  CLI::App* put = nullptr;
+  CLI::App* del = nullptr;
+  CLI::App* map = nullptr;
+  CLI::App* key_client = nullptr;
+  std::string config_path;
+  std::string id;
+  std::string type, key, value;
+  std::string cluster_key_file, out_file;
+  bool json = false;
+  [[nodiscard]] bool parsed() const;
+};
+
+void add_cache_commands(CLI::App& app, CacheCommands& commands);
+// The data server's entry, to apply its tunables (nullptr for the other commands); an error
+// when --id names no data server.
+Result<const config::CacheServerEntry*> cache_instance(const config::ConfigFile& file,
+                                                       const CacheCommands& commands);
+int run_cache_command(const CacheCommands& commands, const config::ConfigFile* file,
+                      const std::atomic<bool>& stop);
+
+}  // namespace viaduct::tools
