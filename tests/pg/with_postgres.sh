@@ -70,7 +70,7 @@ started=1
 if ! "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 \
   -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=off" start >/dev/null; then
   cat "$DIR/server.log" >&2 || true
-  echo "with_postgres: the server did not start within 30 s" >&2
+  echo "with_postgres: the server did not start (its log above; pg_ctl waits 30 s at most)" >&2
   exit 1
 fi
 "${AS[@]}" "$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U "$PG_USER" viaduct_test || {
