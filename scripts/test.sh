@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds, runs every CTest suite on this host
 # (unit, ofi, lookup, failover, faults, and rdma — which says "skipped: no RDMA device" where
-# there is none), then the same rdma suite for real inside the Soft-RoCE guest (tests/rxe), then
-# the examples against the installed package, then
+# there is none) beside a throwaway PostgreSQL for the record store's tests, then the same rdma
+# suite for real inside the Soft-RoCE guest (tests/rxe), then the examples against the installed
+# package, then
 # the hardening stages: the randomised fault run beside a CPU hog, ASan+UBSan, TSan, and a short
 # run of every fuzz target; and, measured but not yet counted, false takeovers beside the hog.
 # Ends with one summary line; exit status non-zero on any failure.
@@ -30,10 +31,15 @@ stage() {  # name command...
   fi
 }
 
-echo "=== host: ctest (labels unit, ofi, lookup, failover, faults, rdma)"
-(cd "$BUILD" && timeout 1800 ctest --output-on-failure --timeout 300 -j2) 2>&1 |
+# Beside a throwaway PostgreSQL (tests/pg/with_postgres.sh), so that the record store's PostgreSQL
+# tests run instead of skipping. A server that cannot start fails the stage (with_postgres.sh
+# exits 1 before ctest runs, saying why): PostgreSQL must not go untested silently.
+echo "=== host: ctest (labels unit, ofi, lookup, failover, faults, rdma; PostgreSQL beside it)"
+timeout 1800 tests/pg/with_postgres.sh \
+  bash -c 'cd "$1" && ctest --output-on-failure --timeout 300 -j2' host-ctest "$BUILD" 2>&1 |
   tee "$LOGS/host.log"
 host_rc=${PIPESTATUS[0]}
+[ "$host_rc" -eq 0 ] || echo "host ctest: FAILED (exit $host_rc; see above, with_postgres: lines included)"
 
 echo "=== Soft-RoCE guest: ctest -L rdma on rdma_rxe, once per topology (dummy, pair)"
 timeout 600 tests/rxe/rxevm.sh -t 520 -- sh tests/rxe/run-verbs-tests.sh "$BUILD" 2>&1 |

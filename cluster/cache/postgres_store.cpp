@@ -1,0 +1,231 @@
+#include "cluster/cache/postgres_store.hpp"
+
+#include <algorithm>
+
+#include "cluster/cache/record_checks.hpp"
+#include "cluster/cache/record_sql.hpp"
+
+namespace viaduct::cluster::cache {
+
+namespace {
+
+// Type OIDs of the parameters (pg_type.h): with them the server reads binary parameters without
+// guessing.
+constexpr Oid kTextOid = 25;
+constexpr Oid kByteaOid = 17;
+constexpr Oid kInt8Oid = 20;
+
+constexpr std::string_view kDefaultConnectTimeout = "connect_timeout=5";
+
+// SQLSTATEs after which CREATE TABLE IF NOT EXISTS still leaves the table there: another store
+// created it at the same moment (the catalog's unique index caught the race).
+constexpr std::string_view kUniqueViolation = "23505";
+constexpr std::string_view kDuplicateTable = "42P07";
+
+const char* statement_name(int statement) {
+  static constexpr std::array<const char*, 8> kNames = {
+      "viaduct_get",     "viaduct_version", "viaduct_put",       "viaduct_put_if",
+      "viaduct_put_new", "viaduct_remove",  "viaduct_remove_if", "viaduct_remove_new"};
+  return kNames.at(static_cast<std::size_t>(statement));
+}
+
+// libpq's messages end with a newline (and sometimes span lines): one line for a Status.
+std::string one_line(const char* message) {
+  std::string text = message ? message : "";
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  for (char& c : text) {
+    if (c == '\n') c = ' ';
+  }
+  return text;
+}
+
+std::array<char, 8> big_endian(std::uint64_t value) {
+  std::array<char, 8> out{};
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>(value & 0xff);
+    value >>= 8;
+  }
+  return out;
+}
+
+std::uint64_t from_big_endian(const char* data) {
+  std::uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value = (value << 8) | static_cast<unsigned char>(data[i]);
+  return value;
+}
+
+std::uint64_t version_at(const PGresult* result, int column) {
+  if (PQgetlength(result, 0, column) != 8) return 0;  // the column is BIGINT: cannot happen
+  return from_big_endian(PQgetvalue(result, 0, column));
+}
+
+// Where an empty value points: libpq sends a null pointer as SQL NULL, and the column is NOT NULL.
+constexpr char kNoBytes[] = "";
+
+void ignore_notice(void* /*arg*/, const char* /*message*/) {
+  // "relation already exists, skipping" on every open: not worth a line on stderr.
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const std::string& uri) {
+  std::string conninfo = uri;
+  if (conninfo.find("connect_timeout") == std::string::npos) {
+    conninfo += conninfo.find('?') == std::string::npos ? '?' : '&';
+    conninfo += kDefaultConnectTimeout;
+  }
+  Connection connection(PQconnectdb(conninfo.c_str()));
+  if (!connection) return Status{Code::kResource, "postgresql: connect: out of memory"};
+  if (PQstatus(connection.get()) != CONNECTION_OK) {
+    // Not the URI itself in the message: it may hold a password.
+    return Status{Code::kRejected,
+                  "postgresql: connect: " + one_line(PQerrorMessage(connection.get()))};
+  }
+  PQsetNoticeProcessor(connection.get(), ignore_notice, nullptr);
+  std::unique_ptr<PostgresStore> store(new PostgresStore(std::move(connection)));
+  VIADUCT_RETURN_IF_ERROR(store->set_up());
+  return store;
+}
+
+Status PostgresStore::connection_error(const std::string& doing) const {
+  return {Code::kConnLost,
+          "postgresql: " + doing + ": " + one_line(PQerrorMessage(connection_.get())),
+          ConnLostCause::kDisconnected};
+}
+
+Status PostgresStore::set_up() {
+  PGconn* c = connection_.get();
+  {
+    QueryResult created(PQexec(c, create_table_sql(kPostgresDialect).c_str()));
+    if (PQresultStatus(created.get()) != PGRES_COMMAND_OK) {
+      const char* state = PQresultErrorField(created.get(), PG_DIAG_SQLSTATE);
+      const std::string_view sqlstate = state ? state : "";
+      if (PQstatus(c) == CONNECTION_BAD) return connection_error("create table");
+      if (sqlstate != kUniqueViolation && sqlstate != kDuplicateTable) {
+        return {Code::kInternal,
+                "postgresql: create table: " + one_line(PQresultErrorMessage(created.get()))};
+      }
+    }
+  }
+  const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid};             // get, version, remove
+  const Oid put_types[] = {kTextOid, kByteaOid, kByteaOid, kInt8Oid};  // put
+  for (int statement = 0; statement < kStatementCount; ++statement) {
+    std::string sql;
+    const bool is_put = statement >= kPut && statement <= kPutIfNeverWritten;
+    if (statement == kGet) {
+      sql = get_sql(kPostgresDialect);
+    } else if (statement == kVersion) {
+      sql = version_sql(kPostgresDialect);
+    } else {
+      const int first = is_put ? kPut : kRemove;
+      sql = write_sql(kPostgresDialect, !is_put, static_cast<WriteCondition>(statement - first));
+    }
+    // The statements hold '$' only as parameter markers.
+    const int parameter_count = static_cast<int>(std::count(sql.begin(), sql.end(), '$'));
+    QueryResult prepared(PQprepare(c, statement_name(statement), sql.c_str(), parameter_count,
+                                   is_put ? put_types : key_types));
+    if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
+      if (PQstatus(c) == CONNECTION_BAD) return connection_error("prepare");
+      return {Code::kInternal, std::string("postgresql: prepare ") + statement_name(statement) +
+                                   ": " + one_line(PQresultErrorMessage(prepared.get()))};
+    }
+  }
+  return Status::ok();
+}
+
+Status PostgresStore::reconnect_if_broken() {
+  if (PQstatus(connection_.get()) != CONNECTION_BAD) return Status::ok();
+  PQreset(connection_.get());
+  if (PQstatus(connection_.get()) != CONNECTION_OK) return connection_error("reconnect");
+  // A new session: the prepared statements of the old one are gone.
+  return set_up();
+}
+
+Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
+                                                          std::span<const Parameter> parameters) {
+  VIADUCT_RETURN_IF_ERROR(reconnect_if_broken());
+  std::array<const char*, 4> values{};
+  std::array<int, 4> lengths{};
+  std::array<int, 4> formats{};
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    values.at(i) = parameters[i].data;
+    lengths.at(i) = parameters[i].length;
+    formats.at(i) = 1;  // binary
+  }
+  ++queries_;
+  QueryResult result(PQexecPrepared(connection_.get(), statement_name(statement),
+                                    static_cast<int>(parameters.size()), values.data(),
+                                    lengths.data(), formats.data(), /*resultFormat=*/1));
+  const ExecStatusType status = PQresultStatus(result.get());
+  if (status == PGRES_TUPLES_OK) return result;
+  if (PQstatus(connection_.get()) == CONNECTION_BAD) return connection_error("query");
+  return Status{Code::kInternal, "postgresql: " + one_line(PQresultErrorMessage(result.get()))};
+}
+
+Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
+                          StoredRecord& out) {
+  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+  const Parameter parameters[] = {
+      {type.data(), static_cast<int>(type.size())},
+      {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())}};
+  auto result = execute(kGet, parameters);
+  if (!result) return result.status();
+  const PGresult* rows = result->get();
+  out.value.clear();
+  if (PQntuples(rows) == 0) {
+    out.found = false;
+    out.version = 0;
+    return Status::ok();
+  }
+  const auto* data = reinterpret_cast<const std::byte*>(PQgetvalue(rows, 0, 0));
+  const auto size = static_cast<std::size_t>(PQgetlength(rows, 0, 0));
+  out.value.assign(data, data + size);
+  out.version = version_at(rows, 1);
+  out.found = PQgetlength(rows, 0, 2) == 1 && PQgetvalue(rows, 0, 2)[0] == 0;
+  return Status::ok();
+}
+
+Result<WriteResult> PostgresStore::put(std::string_view type, std::span<const std::byte> key,
+                                       std::span<const std::byte> value,
+                                       std::optional<std::uint64_t> expected_version) {
+  VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
+  return write(kPut, type, key, &value, expected_version);
+}
+
+Result<WriteResult> PostgresStore::remove(std::string_view type, std::span<const std::byte> key,
+                                          std::optional<std::uint64_t> expected_version) {
+  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+  return write(kRemove, type, key, nullptr, expected_version);
+}
+
+Result<WriteResult> PostgresStore::write(Statement always, std::string_view type,
+                                         std::span<const std::byte> key,
+                                         const std::span<const std::byte>* value,
+                                         std::optional<std::uint64_t> expected_version) {
+  auto statement = always;
+  if (expected_version) {
+    statement = static_cast<Statement>(always + (*expected_version == 0 ? 2 : 1));
+  }
+  const auto expected = big_endian(expected_version.value_or(0));
+  std::array<Parameter, 4> parameters{};
+  std::size_t count = 0;
+  parameters[count++] = {type.data(), static_cast<int>(type.size())};
+  parameters[count++] = {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())};
+  if (value) {
+    const char* data = value->empty() ? kNoBytes : reinterpret_cast<const char*>(value->data());
+    parameters[count++] = {data, static_cast<int>(value->size())};
+  }
+  if (expected_version && *expected_version != 0) parameters[count++] = {expected.data(), 8};
+  auto result = execute(statement, std::span(parameters.data(), count));
+  if (!result) return result.status();
+  if (PQntuples(result->get()) == 1) {
+    return WriteResult{.applied = true, .version = version_at(result->get(), 0)};
+  }
+  // The condition did not hold: the caller needs the version it lost to.
+  auto current = execute(kVersion, std::span(parameters.data(), 2));
+  if (!current) return current.status();
+  const std::uint64_t version = PQntuples(current->get()) == 1 ? version_at(current->get(), 0) : 0;
+  return WriteResult{.applied = false, .version = version};
+}
+
+}  // namespace viaduct::cluster::cache

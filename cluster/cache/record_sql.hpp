@@ -1,0 +1,42 @@
+// The record store's SQL, written once for both databases. SQLite and PostgreSQL agree on the
+// statements (upsert with ON CONFLICT, UPDATE ... RETURNING) and differ only in spelling:
+// parameter markers, column types, boolean and empty-blob literals.
+//
+// Every write is one statement, so that it is atomic without an explicit transaction and several
+// stores (threads, processes, machines) may write the same record: the database serialises them.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace viaduct::cluster::cache {
+
+struct SqlDialect {
+  char parameter_marker;  // '?' (SQLite: ?1) or '$' (PostgreSQL: $1)
+  std::string_view blob_type;
+  std::string_view integer_type;
+  std::string_view boolean_type;
+  std::string_view false_literal;
+  std::string_view true_literal;
+  std::string_view empty_blob_literal;
+  std::string_view table_options;  // after the closing parenthesis of CREATE TABLE
+};
+
+inline constexpr SqlDialect kSqliteDialect{'?', "BLOB", "INTEGER", "INTEGER",
+                                           "0", "1",    "x''",     " WITHOUT ROWID"};
+inline constexpr SqlDialect kPostgresDialect{'$',     "BYTEA", "BIGINT",    "BOOLEAN",
+                                             "false", "true",  "''::bytea", ""};
+
+// When a write applies: always, only over the stored version given as a parameter, or only when
+// the record was never written (expected version 0).
+enum class WriteCondition { kAlways, kIfVersion, kIfNeverWritten };
+
+// Parameters, in order: every statement takes (type, key); a put then its value; a conditional
+// write then the expected version. Reads return (value, version, deleted) or (version); writes
+// return the new version, and no row when the condition did not hold.
+std::string create_table_sql(const SqlDialect& dialect);
+std::string get_sql(const SqlDialect& dialect);
+std::string version_sql(const SqlDialect& dialect);
+std::string write_sql(const SqlDialect& dialect, bool tombstone, WriteCondition condition);
+
+}  // namespace viaduct::cluster::cache

@@ -1,0 +1,62 @@
+// The record store in one SQLite file: the embedded default, for the data servers of one machine.
+// Many processes may open the same file: WAL lets readers run beside the one writer, and a writer
+// that finds the file locked waits its turn (busy timeout) instead of failing.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <memory>
+
+#include "cluster/cache/record_store.hpp"
+
+namespace viaduct::cluster::cache {
+
+class SqliteStore final : public RecordStore {
+ public:
+  // "PATH" or "PATH?sync=full" (sync=normal is the default): the part after "sqlite:".
+  static Result<std::unique_ptr<SqliteStore>> open(std::string_view path_and_options);
+
+  Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
+  Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
+                          std::span<const std::byte> value,
+                          std::optional<std::uint64_t> expected_version) override;
+  Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
+                             std::optional<std::uint64_t> expected_version) override;
+  [[nodiscard]] std::uint64_t queries() const override { return queries_; }
+  [[nodiscard]] std::string_view kind() const override { return "sqlite"; }
+
+ private:
+  struct DatabaseCloser {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  };
+  struct StatementFinalizer {
+    void operator()(sqlite3_stmt* statement) const { sqlite3_finalize(statement); }
+  };
+  using Database = std::unique_ptr<sqlite3, DatabaseCloser>;
+  using Statement = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
+
+  // One prepared statement per (operation, condition): put or remove, each always / if version /
+  // if never written (WriteCondition's order).
+  struct Writes {
+    Statement always;
+    Statement if_version;
+    Statement if_never_written;
+  };
+
+  explicit SqliteStore(Database db) : db_(std::move(db)) {}
+  Status prepare_statements();
+  Result<WriteResult> write(Writes& writes, std::string_view type, std::span<const std::byte> key,
+                            const std::span<const std::byte>* value,
+                            std::optional<std::uint64_t> expected_version);
+  Status error(const char* doing) const;
+
+  // Declared first: destroyed last, after the statements prepared on it.
+  Database db_;
+  Statement get_;
+  Statement version_;
+  Writes puts_;
+  Writes removes_;
+  std::uint64_t queries_ = 0;
+};
+
+}  // namespace viaduct::cluster::cache
