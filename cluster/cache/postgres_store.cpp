@@ -107,8 +107,9 @@ Status PostgresStore::set_up() {
       }
     }
   }
-  const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid};             // get, version, remove
-  const Oid put_types[] = {kTextOid, kByteaOid, kByteaOid, kInt8Oid};  // put
+  // get, version, remove: (type, key[, expected], client, seq); put: (type, key, value, ...).
+  const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid};
+  const Oid put_types[] = {kTextOid, kByteaOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid};
   for (int statement = 0; statement < kStatementCount; ++statement) {
     std::string sql;
     const bool is_put = statement >= kPut && statement <= kPutIfNeverWritten;
@@ -144,9 +145,9 @@ Status PostgresStore::reconnect_if_broken() {
 Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
                                                           std::span<const Parameter> parameters) {
   VIADUCT_RETURN_IF_ERROR(reconnect_if_broken());
-  std::array<const char*, 4> values{};
-  std::array<int, 4> lengths{};
-  std::array<int, 4> formats{};
+  std::array<const char*, 6> values{};
+  std::array<int, 6> lengths{};
+  std::array<int, 6> formats{};
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     values.at(i) = parameters[i].data;
     lengths.at(i) = parameters[i].length;
@@ -187,27 +188,32 @@ Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
 
 Result<WriteResult> PostgresStore::put(std::string_view type, std::span<const std::byte> key,
                                        std::span<const std::byte> value,
-                                       std::optional<std::uint64_t> expected_version) {
+                                       std::optional<std::uint64_t> expected_version,
+                                       WriteTag tag) {
   VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(kPut, type, key, &value, expected_version);
+  return write(kPut, type, key, &value, expected_version, tag);
 }
 
 Result<WriteResult> PostgresStore::remove(std::string_view type, std::span<const std::byte> key,
-                                          std::optional<std::uint64_t> expected_version) {
+                                          std::optional<std::uint64_t> expected_version,
+                                          WriteTag tag) {
   VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(kRemove, type, key, nullptr, expected_version);
+  return write(kRemove, type, key, nullptr, expected_version, tag);
 }
 
 Result<WriteResult> PostgresStore::write(Statement always, std::string_view type,
                                          std::span<const std::byte> key,
                                          const std::span<const std::byte>* value,
-                                         std::optional<std::uint64_t> expected_version) {
+                                         std::optional<std::uint64_t> expected_version,
+                                         WriteTag tag) {
   auto statement = always;
   if (expected_version) {
     statement = static_cast<Statement>(always + (*expected_version == 0 ? 2 : 1));
   }
   const auto expected = big_endian(expected_version.value_or(0));
-  std::array<Parameter, 4> parameters{};
+  const auto client = big_endian(tag.client_id);
+  const auto seq = big_endian(tag.seq);
+  std::array<Parameter, 6> parameters{};
   std::size_t count = 0;
   parameters[count++] = {type.data(), static_cast<int>(type.size())};
   parameters[count++] = {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())};
@@ -216,6 +222,8 @@ Result<WriteResult> PostgresStore::write(Statement always, std::string_view type
     parameters[count++] = {data, static_cast<int>(value->size())};
   }
   if (expected_version && *expected_version != 0) parameters[count++] = {expected.data(), 8};
+  parameters[count++] = {client.data(), 8};
+  parameters[count++] = {seq.data(), 8};
   auto result = execute(statement, std::span(parameters.data(), count));
   if (!result) return result.status();
   if (PQntuples(result->get()) == 1) {
@@ -224,8 +232,12 @@ Result<WriteResult> PostgresStore::write(Statement always, std::string_view type
   // The condition did not hold: the caller needs the version it lost to.
   auto current = execute(kVersion, std::span(parameters.data(), 2));
   if (!current) return current.status();
-  const std::uint64_t version = PQntuples(current->get()) == 1 ? version_at(current->get(), 0) : 0;
-  return WriteResult{.applied = false, .version = version};
+  const bool found = PQntuples(current->get()) == 1;
+  const std::uint64_t version = found ? version_at(current->get(), 0) : 0;
+  // Our own tag on the row: this write applied before (a retry whose first answer was lost).
+  const bool ours = found && !tag.empty() && version_at(current->get(), 1) == tag.client_id &&
+                    version_at(current->get(), 2) == tag.seq;
+  return WriteResult{.applied = ours, .version = version};
 }
 
 }  // namespace viaduct::cluster::cache

@@ -26,9 +26,9 @@ class PostgresStore final : public RecordStore {
   Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
   Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
                           std::span<const std::byte> value,
-                          std::optional<std::uint64_t> expected_version) override;
+                          std::optional<std::uint64_t> expected_version, WriteTag tag) override;
   Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
-                             std::optional<std::uint64_t> expected_version) override;
+                             std::optional<std::uint64_t> expected_version, WriteTag tag) override;
   [[nodiscard]] std::uint64_t queries() const override { return queries_; }
   [[nodiscard]] std::string_view kind() const override { return "postgresql"; }
 
@@ -66,7 +66,7 @@ class PostgresStore final : public RecordStore {
   Result<QueryResult> execute(Statement statement, std::span<const Parameter> parameters);
   Result<WriteResult> write(Statement statement, std::string_view type,
                             std::span<const std::byte> key, const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version);
+                            std::optional<std::uint64_t> expected_version, WriteTag tag);
   Status connection_error(const std::string& doing) const;
 
   Connection connection_;

@@ -23,7 +23,11 @@ std::string create_table_sql(const SqlDialect& d) {
       .append(d.integer_type)
       .append(" NOT NULL, deleted ")
       .append(d.boolean_type)
-      .append(" NOT NULL, PRIMARY KEY (type, key))")
+      .append(" NOT NULL, writer_client ")
+      .append(d.integer_type)
+      .append(" NOT NULL DEFAULT 0, writer_seq ")
+      .append(d.integer_type)
+      .append(" NOT NULL DEFAULT 0, PRIMARY KEY (type, key))")
       .append(d.table_options);
 }
 
@@ -32,30 +36,43 @@ std::string get_sql(const SqlDialect& d) {
 }
 
 std::string version_sql(const SqlDialect& d) {
-  return "SELECT version FROM viaduct_records" + key_match(d);
+  return "SELECT version, writer_client, writer_seq FROM viaduct_records" + key_match(d);
 }
 
 std::string write_sql(const SqlDialect& d, bool tombstone, WriteCondition condition) {
   const std::string value = tombstone ? std::string(d.empty_blob_literal) : parameter(d, 3);
   const std::string_view deleted = tombstone ? d.true_literal : d.false_literal;
+  // The writer's tag (client id, seq) follows the other parameters.
+  const int next = tombstone ? 3 : 4;
+  const int tag = condition == WriteCondition::kIfVersion ? next + 1 : next;
+  const std::string client = parameter(d, tag);
+  const std::string seq = parameter(d, tag + 1);
   if (condition == WriteCondition::kIfVersion) {
     // An UPDATE, not an upsert: a record that is absent has version 0, which never equals an
-    // expected version here (0 is kIfNeverWritten), so nothing may be inserted.
-    const int expected = tombstone ? 3 : 4;
+    // expected version here (0 is kIfNeverWritten), so nothing may be inserted. A retry of a
+    // write that applied finds the version moved on, and the tag tells it was its own.
     return "UPDATE viaduct_records SET value = " + value +
-           ", version = version + 1, deleted = " + std::string(deleted) + key_match(d) +
-           " AND version = " + parameter(d, expected) + " RETURNING version";
+           ", version = version + 1, deleted = " + std::string(deleted) +
+           ", writer_client = " + client + ", writer_seq = " + seq + key_match(d) +
+           " AND version = " + parameter(d, next) + " RETURNING version";
   }
-  std::string sql = "INSERT INTO viaduct_records (type, key, value, version, deleted) VALUES (" +
-                    parameter(d, 1) + ", " + parameter(d, 2) + ", " + value + ", 1, " +
-                    std::string(deleted) + ") ON CONFLICT (type, key) DO ";
+  std::string sql =
+      "INSERT INTO viaduct_records (type, key, value, version, deleted, writer_client, "
+      "writer_seq) VALUES (" +
+      parameter(d, 1) + ", " + parameter(d, 2) + ", " + value + ", 1, " + std::string(deleted) +
+      ", " + client + ", " + seq + ") ON CONFLICT (type, key) DO ";
   if (condition == WriteCondition::kIfNeverWritten) {
     sql += "NOTHING";
   } else {
     // The table name qualifies the stored row's version (PostgreSQL requires it; SQLite allows
     // it); a tombstone's version counts, so versions never go back.
+    // A write whose tag is the row's last writer's was applied already (its answer was lost):
+    // not again.
     sql += "UPDATE SET value = excluded.value, version = viaduct_records.version + 1, deleted = " +
-           std::string(deleted);
+           std::string(deleted) +
+           ", writer_client = excluded.writer_client, writer_seq = excluded.writer_seq WHERE NOT "
+           "(excluded.writer_client <> 0 AND viaduct_records.writer_client = "
+           "excluded.writer_client AND viaduct_records.writer_seq = excluded.writer_seq)";
   }
   return sql + " RETURNING version";
 }

@@ -32,8 +32,10 @@ inline constexpr SqlDialect kPostgresDialect{'$',     "BYTEA", "BIGINT",    "BOO
 enum class WriteCondition { kAlways, kIfVersion, kIfNeverWritten };
 
 // Parameters, in order: every statement takes (type, key); a put then its value; a conditional
-// write then the expected version. Reads return (value, version, deleted) or (version); writes
-// return the new version, and no row when the condition did not hold.
+// write then the expected version; every write then the writer's tag (client id, seq: int64,
+// the bits of the u64). Reads return (value, version, deleted) or (version, writer client,
+// writer seq); writes return the new version, and no row when the condition did not hold or the
+// row's last writer has the same nonzero tag (a retry of a write that applied).
 std::string create_table_sql(const SqlDialect& dialect);
 std::string get_sql(const SqlDialect& dialect);
 std::string version_sql(const SqlDialect& dialect);

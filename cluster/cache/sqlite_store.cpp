@@ -151,21 +151,23 @@ Status SqliteStore::get(std::string_view type, std::span<const std::byte> key, S
 
 Result<WriteResult> SqliteStore::put(std::string_view type, std::span<const std::byte> key,
                                      std::span<const std::byte> value,
-                                     std::optional<std::uint64_t> expected_version) {
+                                     std::optional<std::uint64_t> expected_version, WriteTag tag) {
   VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(puts_, type, key, &value, expected_version);
+  return write(puts_, type, key, &value, expected_version, tag);
 }
 
 Result<WriteResult> SqliteStore::remove(std::string_view type, std::span<const std::byte> key,
-                                        std::optional<std::uint64_t> expected_version) {
+                                        std::optional<std::uint64_t> expected_version,
+                                        WriteTag tag) {
   VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(removes_, type, key, nullptr, expected_version);
+  return write(removes_, type, key, nullptr, expected_version, tag);
 }
 
 Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
                                        std::span<const std::byte> key,
                                        const std::span<const std::byte>* value,
-                                       std::optional<std::uint64_t> expected_version) {
+                                       std::optional<std::uint64_t> expected_version,
+                                       WriteTag tag) {
   sqlite3_stmt* statement = writes.always.get();
   if (expected_version) {
     statement = *expected_version == 0 ? writes.if_never_written.get() : writes.if_version.get();
@@ -173,11 +175,17 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
   {
     StatementUse use(statement);
     int rc = bind_record_key(statement, type, key);
-    const int next_parameter = value ? 4 : 3;
+    int next_parameter = value ? 4 : 3;
     if (rc == SQLITE_OK && value) rc = bind_bytes(statement, 3, *value);
     if (rc == SQLITE_OK && expected_version && *expected_version != 0) {
-      rc = sqlite3_bind_int64(statement, next_parameter,
+      rc = sqlite3_bind_int64(statement, next_parameter++,
                               static_cast<sqlite3_int64>(*expected_version));
+    }
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_bind_int64(statement, next_parameter, static_cast<sqlite3_int64>(tag.client_id));
+    }
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_bind_int64(statement, next_parameter + 1, static_cast<sqlite3_int64>(tag.seq));
     }
     if (rc != SQLITE_OK) return error("bind");
     ++queries_;
@@ -197,7 +205,12 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
   const int rc = sqlite3_step(use.get());
   if (rc == SQLITE_DONE) return WriteResult{.applied = false, .version = 0};
   if (rc != SQLITE_ROW) return error("read version");
-  return WriteResult{.applied = false,
+  // Our own tag on the row: this write applied before (a retry whose first answer was lost).
+  const bool ours =
+      !tag.empty() &&
+      static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 1)) == tag.client_id &&
+      static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 2)) == tag.seq;
+  return WriteResult{.applied = ours,
                      .version = static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 0))};
 }
 

@@ -19,9 +19,9 @@ class SqliteStore final : public RecordStore {
   Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
   Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
                           std::span<const std::byte> value,
-                          std::optional<std::uint64_t> expected_version) override;
+                          std::optional<std::uint64_t> expected_version, WriteTag tag) override;
   Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
-                             std::optional<std::uint64_t> expected_version) override;
+                             std::optional<std::uint64_t> expected_version, WriteTag tag) override;
   [[nodiscard]] std::uint64_t queries() const override { return queries_; }
   [[nodiscard]] std::string_view kind() const override { return "sqlite"; }
 
@@ -47,7 +47,7 @@ class SqliteStore final : public RecordStore {
   Status prepare_statements();
   Result<WriteResult> write(Writes& writes, std::string_view type, std::span<const std::byte> key,
                             const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version);
+                            std::optional<std::uint64_t> expected_version, WriteTag tag);
   Status error(const char* doing) const;
 
   // Declared first: destroyed last, after the statements prepared on it.
