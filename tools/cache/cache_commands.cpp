@@ -8,6 +8,7 @@
 #include "cluster/cache/cache_client.hpp"
 #include "cluster/cache/cache_server.hpp"
 #include "cluster/cache/master.hpp"
+#include "tools/cache/cache_workload.hpp"
 #include "tools/sd_notify.hpp"
 #include "transport/clock.hpp"
 
@@ -31,7 +32,21 @@ void add_cache_commands(CLI::App& app, CacheCommands& c) {
   c.put = c.cache->add_subcommand("put", "write a record: prints its new version");
   c.del = c.cache->add_subcommand("del", "delete a record: prints the tombstone's version");
   c.map = c.cache->add_subcommand("map", "print the master's cluster map");
-  for (CLI::App* sub : {c.get, c.put, c.del, c.map}) {
+  c.load = c.cache->add_subcommand(
+      "load", "a checked workload: every read against the last acknowledged write, every key "
+              "read back at the end (through the cluster and from the database); exit 1 if any "
+              "error, stale read or lost write");
+  c.load->add_option("--seconds", c.seconds, "how long")->capture_default_str();
+  c.load->add_option("--seed", c.seed, "the operations' random seed")->capture_default_str();
+  c.load->add_option("--write-percent", c.write_percent, "writes among the operations")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  c.load->add_option("--keys", c.keys, "keys per type")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  c.load->add_option("--samples", c.samples_path,
+                     "write each operation's time and latency to this file (for plots)");
+  for (CLI::App* sub : {c.get, c.put, c.del, c.map, c.load}) {
     sub->add_option("--config", c.config_path, "the configuration file")->required();
   }
   for (CLI::App* sub : {c.get, c.put, c.del}) {
@@ -120,8 +135,50 @@ std::string text_of(std::span<const std::byte> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
+int run_load(const CacheCommands& c, const config::ConfigFile& file, cc::CacheClient& client,
+             const std::atomic<bool>& stop) {
+  CacheWorkloadOptions options;
+  options.seconds = c.seconds;
+  options.seed = c.seed;
+  options.write_percent = c.write_percent;
+  options.keys_per_type = c.keys;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> samples(nullptr, &std::fclose);
+  std::int64_t start = steady_now_ns();
+  if (!c.samples_path.empty()) {
+    samples.reset(std::fopen(c.samples_path.c_str(), "w"));
+    if (!samples) return failed(Status(Code::kInvalidArgument, c.samples_path + ": cannot write"));
+    options.on_operation = [&samples, start](std::int64_t at, std::int64_t latency, bool write) {
+      std::fprintf(samples.get(), "%.3f %.1f %d\n", static_cast<double>(at - start) / 1e6,
+                   static_cast<double>(latency) / 1e3, write ? 1 : 0);
+    };
+  }
+  CacheWorkload workload(client, options);
+  std::cout << "client load-start at-ns " << start << std::endl;
+  workload.run(stop);
+  std::cout << "client load-end at-ns " << steady_now_ns() << std::endl;
+  workload.verify(file.cache->database);
+  const auto& r = workload.report();
+  nlohmann::json out = {{"operations", r.operations},
+                        {"reads", r.reads},
+                        {"writes", r.writes},
+                        {"errors", r.errors},
+                        {"stale_reads", r.stale_reads},
+                        {"wrong_values", r.wrong_values},
+                        {"lost_writes", r.lost_writes},
+                        {"lost_in_database", r.lost_in_database},
+                        {"p50_us", static_cast<double>(r.latency.quantile(0.5)) / 1e3},
+                        {"p99_us", static_cast<double>(r.latency.quantile(0.99)) / 1e3},
+                        {"max_ms", static_cast<double>(r.max_latency_ns) / 1e6},
+                        {"failover_entered", client.stats().failover_entered},
+                        {"failover_left", client.stats().failover_left},
+                        {"held", r.held()}};
+  if (!r.first_error.empty()) out["first_error"] = r.first_error;
+  std::cout << out.dump() << std::endl;
+  return r.held() ? 0 : 1;
+}
+
 int run_client(const CacheCommands& c, const config::ConfigFile& file,
-               const cluster::ClusterKey& key) {
+               const cluster::ClusterKey& key, const std::atomic<bool>& stop) {
   cc::CacheClientOptions options;
   options.master_control = file.cache->master_control;
   options.master_id = file.cache->master_id;
@@ -131,7 +188,14 @@ int run_client(const CacheCommands& c, const config::ConfigFile& file,
   auto client = cc::CacheClient::open(options);
   if (!client) return failed(client.status());
   auto& cl = *client.value();
+  // Events on stdout, one line each with the time, as the daemons print theirs: the demo merges
+  // them into one timeline.
+  cl.on_event = [](std::string_view what, std::string_view server) {
+    if (what.rfind("map ", 0) == 0) return;
+    std::cout << "client " << what << " " << server << " at-ns " << steady_now_ns() << std::endl;
+  };
   nlohmann::json out;
+  if (c.load->parsed()) return run_load(c, file, cl, stop);
   auto key_bytes = cc::as_bytes(c.key);
   if (c.get->parsed()) {
     auto r = cl.get(c.type, key_bytes);
@@ -182,7 +246,7 @@ int run_cache_command(const CacheCommands& c, const config::ConfigFile* file,
   if (!key) return failed(key.status());
   if (c.master->parsed()) return run_master(*file, key.value(), stop);
   if (c.server->parsed()) return run_server(*file, c.id, key.value(), stop);
-  return run_client(c, *file, key.value());
+  return run_client(c, *file, key.value(), stop);
 }
 
 }  // namespace viaduct::tools

@@ -21,6 +21,12 @@ struct CacheCommands {
   CLI::App* del = nullptr;
   CLI::App* map = nullptr;
   CLI::App* key_client = nullptr;
+  CLI::App* load = nullptr;
+  double seconds = 5;
+  std::uint64_t seed = 1;
+  std::uint32_t write_percent = 30;
+  std::uint32_t keys = 64;
+  std::string samples_path;  // load: one line per operation (ns since start, latency us, w)
   std::string config_path;
   std::string id;
   std::string type, key, value;
