@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "cluster/cache/record_checks.hpp"
 #include "cluster/cache/record_sql.hpp"
 
 namespace viaduct::cluster::cache {
@@ -152,7 +151,7 @@ Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
     lengths.at(i) = parameters[i].length;
     formats.at(i) = 1;  // binary
   }
-  ++queries_;
+  count_query();
   QueryResult result(PQexecPrepared(connection_.get(), statement_name(statement),
                                     static_cast<int>(parameters.size()), values.data(),
                                     lengths.data(), formats.data(), /*resultFormat=*/1));
@@ -162,9 +161,8 @@ Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
   return Status{Code::kInternal, "postgresql: " + one_line(PQresultErrorMessage(result.get()))};
 }
 
-Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
-                          StoredRecord& out) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+Status PostgresStore::read(std::string_view type, std::span<const std::byte> key,
+                           StoredRecord& out) {
   const Parameter parameters[] = {
       {type.data(), static_cast<int>(type.size())},
       {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())}};
@@ -185,24 +183,11 @@ Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
   return Status::ok();
 }
 
-Result<WriteResult> PostgresStore::put(std::string_view type, std::span<const std::byte> key,
-                                       std::span<const std::byte> value,
-                                       std::optional<std::uint64_t> expected_version) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(kPut, type, key, &value, expected_version);
-}
-
-Result<WriteResult> PostgresStore::remove(std::string_view type, std::span<const std::byte> key,
-                                          std::optional<std::uint64_t> expected_version) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(kRemove, type, key, nullptr, expected_version);
-}
-
-Result<WriteResult> PostgresStore::write(Statement always, std::string_view type,
-                                         std::span<const std::byte> key,
+Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const std::byte> key,
                                          const std::span<const std::byte>* value,
                                          std::optional<std::uint64_t> expected_version) {
-  auto statement = always;
+  const Statement always = value ? kPut : kRemove;
+  Statement statement = always;
   if (expected_version) {
     statement = static_cast<Statement>(always + (*expected_version == 0 ? 2 : 1));
   }

@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "cluster/cache/record_checks.hpp"
 #include "cluster/cache/record_sql.hpp"
 
 namespace viaduct::cluster::cache {
@@ -128,11 +127,10 @@ Status SqliteStore::error(const char* doing) const {
           std::string("sqlite: ") + doing + ": " + sqlite3_errmsg(db_.get())};
 }
 
-Status SqliteStore::get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+Status SqliteStore::read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) {
   StatementUse use(get_.get());
   if (bind_record_key(use.get(), type, key) != SQLITE_OK) return error("bind");
-  ++queries_;
+  count_query();
   const int rc = sqlite3_step(use.get());
   out.value.clear();
   if (rc == SQLITE_DONE) {
@@ -149,23 +147,10 @@ Status SqliteStore::get(std::string_view type, std::span<const std::byte> key, S
   return Status::ok();
 }
 
-Result<WriteResult> SqliteStore::put(std::string_view type, std::span<const std::byte> key,
-                                     std::span<const std::byte> value,
-                                     std::optional<std::uint64_t> expected_version) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(puts_, type, key, &value, expected_version);
-}
-
-Result<WriteResult> SqliteStore::remove(std::string_view type, std::span<const std::byte> key,
-                                        std::optional<std::uint64_t> expected_version) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(removes_, type, key, nullptr, expected_version);
-}
-
-Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
-                                       std::span<const std::byte> key,
+Result<WriteResult> SqliteStore::write(std::string_view type, std::span<const std::byte> key,
                                        const std::span<const std::byte>* value,
                                        std::optional<std::uint64_t> expected_version) {
+  Writes& writes = value ? puts_ : removes_;
   sqlite3_stmt* statement = writes.always.get();
   if (expected_version) {
     statement = *expected_version == 0 ? writes.if_never_written.get() : writes.if_version.get();
@@ -180,7 +165,7 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
                               static_cast<sqlite3_int64>(*expected_version));
     }
     if (rc != SQLITE_OK) return error("bind");
-    ++queries_;
+    count_query();
     rc = sqlite3_step(statement);
     if (rc == SQLITE_ROW) {
       const auto version = static_cast<std::uint64_t>(sqlite3_column_int64(statement, 0));
@@ -193,7 +178,7 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
   // The condition did not hold: the caller needs the version it lost to.
   StatementUse use(version_.get());
   if (bind_record_key(use.get(), type, key) != SQLITE_OK) return error("bind");
-  ++queries_;
+  count_query();
   const int rc = sqlite3_step(use.get());
   if (rc == SQLITE_DONE) return WriteResult{.applied = false, .version = 0};
   if (rc != SQLITE_ROW) return error("read version");
