@@ -35,6 +35,7 @@ stage() {  # name command...
 # tests run instead of skipping. A server that cannot start fails the stage (with_postgres.sh
 # exits 1 before ctest runs, saying why): PostgreSQL must not go untested silently.
 echo "=== host: ctest (labels unit, ofi, lookup, failover, faults, rdma; PostgreSQL beside it)"
+# shellcheck disable=SC2016  # $1: the argument of bash -c, expanded there
 timeout 1800 tests/pg/with_postgres.sh \
   bash -c 'cd "$1" && ctest --output-on-failure --timeout 300 -j2' host-ctest "$BUILD" 2>&1 |
   tee "$LOGS/host.log"

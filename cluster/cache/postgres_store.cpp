@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "cluster/cache/record_checks.hpp"
 #include "cluster/cache/record_sql.hpp"
 
 namespace viaduct::cluster::cache {
@@ -153,7 +152,7 @@ Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
     lengths.at(i) = parameters[i].length;
     formats.at(i) = 1;  // binary
   }
-  ++queries_;
+  count_query();
   QueryResult result(PQexecPrepared(connection_.get(), statement_name(statement),
                                     static_cast<int>(parameters.size()), values.data(),
                                     lengths.data(), formats.data(), /*resultFormat=*/1));
@@ -163,9 +162,8 @@ Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
   return Status{Code::kInternal, "postgresql: " + one_line(PQresultErrorMessage(result.get()))};
 }
 
-Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
-                          StoredRecord& out) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+Status PostgresStore::read(std::string_view type, std::span<const std::byte> key,
+                           StoredRecord& out) {
   const Parameter parameters[] = {
       {type.data(), static_cast<int>(type.size())},
       {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())}};
@@ -186,27 +184,12 @@ Status PostgresStore::get(std::string_view type, std::span<const std::byte> key,
   return Status::ok();
 }
 
-Result<WriteResult> PostgresStore::put(std::string_view type, std::span<const std::byte> key,
-                                       std::span<const std::byte> value,
-                                       std::optional<std::uint64_t> expected_version,
-                                       WriteTag tag) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(kPut, type, key, &value, expected_version, tag);
-}
-
-Result<WriteResult> PostgresStore::remove(std::string_view type, std::span<const std::byte> key,
-                                          std::optional<std::uint64_t> expected_version,
-                                          WriteTag tag) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(kRemove, type, key, nullptr, expected_version, tag);
-}
-
-Result<WriteResult> PostgresStore::write(Statement always, std::string_view type,
-                                         std::span<const std::byte> key,
+Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const std::byte> key,
                                          const std::span<const std::byte>* value,
                                          std::optional<std::uint64_t> expected_version,
                                          WriteTag tag) {
-  auto statement = always;
+  const Statement always = value ? kPut : kRemove;
+  Statement statement = always;
   if (expected_version) {
     statement = static_cast<Statement>(always + (*expected_version == 0 ? 2 : 1));
   }
@@ -229,12 +212,12 @@ Result<WriteResult> PostgresStore::write(Statement always, std::string_view type
   if (PQntuples(result->get()) == 1) {
     return WriteResult{.applied = true, .version = version_at(result->get(), 0)};
   }
-  // The condition did not hold: the caller needs the version it lost to.
+  // The condition did not hold, or the row's last writer is this write (a retry): the caller
+  // needs the version, and whose.
   auto current = execute(kVersion, std::span(parameters.data(), 2));
   if (!current) return current.status();
   const bool found = PQntuples(current->get()) == 1;
   const std::uint64_t version = found ? version_at(current->get(), 0) : 0;
-  // Our own tag on the row: this write applied before (a retry whose first answer was lost).
   const bool ours = found && !tag.empty() && version_at(current->get(), 1) == tag.client_id &&
                     version_at(current->get(), 2) == tag.seq;
   return WriteResult{.applied = ours, .version = version};

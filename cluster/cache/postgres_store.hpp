@@ -13,24 +13,23 @@
 #include <array>
 #include <memory>
 
-#include "cluster/cache/record_store.hpp"
+#include "cluster/cache/sql_record_store.hpp"
 
 namespace viaduct::cluster::cache {
 
-class PostgresStore final : public RecordStore {
+class PostgresStore final : public SqlRecordStore {
  public:
   // A libpq URI, "postgresql://..." or "postgres://...". Without a connect_timeout in it, 5 s:
   // an unreachable server fails the open instead of hanging it.
   static Result<std::unique_ptr<PostgresStore>> open(const std::string& uri);
 
-  Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
-  Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
-                          std::span<const std::byte> value,
-                          std::optional<std::uint64_t> expected_version, WriteTag tag) override;
-  Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
-                             std::optional<std::uint64_t> expected_version, WriteTag tag) override;
-  [[nodiscard]] std::uint64_t queries() const override { return queries_; }
   [[nodiscard]] std::string_view kind() const override { return "postgresql"; }
+
+ protected:
+  Status read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
+  Result<WriteResult> write(std::string_view type, std::span<const std::byte> key,
+                            const std::span<const std::byte>* value,
+                            std::optional<std::uint64_t> expected_version, WriteTag tag) override;
 
  private:
   struct ConnectionCloser {
@@ -64,13 +63,9 @@ class PostgresStore final : public RecordStore {
   Status set_up();  // the table when missing, then the prepared statements
   Status reconnect_if_broken();
   Result<QueryResult> execute(Statement statement, std::span<const Parameter> parameters);
-  Result<WriteResult> write(Statement statement, std::string_view type,
-                            std::span<const std::byte> key, const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version, WriteTag tag);
   Status connection_error(const std::string& doing) const;
 
   Connection connection_;
-  std::uint64_t queries_ = 0;
 };
 
 }  // namespace viaduct::cluster::cache

@@ -1,7 +1,7 @@
 #include "cluster/cache/record_store.hpp"
 
 #include "cluster/cache/postgres_store.hpp"
-#include "cluster/cache/record_checks.hpp"
+#include "cluster/cache/sql_record_store.hpp"
 #include "cluster/cache/sqlite_store.hpp"
 
 namespace viaduct::cluster::cache {

@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "cluster/cache/record_checks.hpp"
 #include "cluster/cache/record_sql.hpp"
 
 namespace viaduct::cluster::cache {
@@ -128,11 +127,10 @@ Status SqliteStore::error(const char* doing) const {
           std::string("sqlite: ") + doing + ": " + sqlite3_errmsg(db_.get())};
 }
 
-Status SqliteStore::get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
+Status SqliteStore::read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) {
   StatementUse use(get_.get());
   if (bind_record_key(use.get(), type, key) != SQLITE_OK) return error("bind");
-  ++queries_;
+  count_query();
   const int rc = sqlite3_step(use.get());
   out.value.clear();
   if (rc == SQLITE_DONE) {
@@ -149,25 +147,11 @@ Status SqliteStore::get(std::string_view type, std::span<const std::byte> key, S
   return Status::ok();
 }
 
-Result<WriteResult> SqliteStore::put(std::string_view type, std::span<const std::byte> key,
-                                     std::span<const std::byte> value,
-                                     std::optional<std::uint64_t> expected_version, WriteTag tag) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key, value));
-  return write(puts_, type, key, &value, expected_version, tag);
-}
-
-Result<WriteResult> SqliteStore::remove(std::string_view type, std::span<const std::byte> key,
-                                        std::optional<std::uint64_t> expected_version,
-                                        WriteTag tag) {
-  VIADUCT_RETURN_IF_ERROR(check_record(type, key));
-  return write(removes_, type, key, nullptr, expected_version, tag);
-}
-
-Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
-                                       std::span<const std::byte> key,
+Result<WriteResult> SqliteStore::write(std::string_view type, std::span<const std::byte> key,
                                        const std::span<const std::byte>* value,
                                        std::optional<std::uint64_t> expected_version,
                                        WriteTag tag) {
+  Writes& writes = value ? puts_ : removes_;
   sqlite3_stmt* statement = writes.always.get();
   if (expected_version) {
     statement = *expected_version == 0 ? writes.if_never_written.get() : writes.if_version.get();
@@ -181,6 +165,7 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
       rc = sqlite3_bind_int64(statement, next_parameter++,
                               static_cast<sqlite3_int64>(*expected_version));
     }
+    // The writer's tag: the bits of the u64s.
     if (rc == SQLITE_OK) {
       rc = sqlite3_bind_int64(statement, next_parameter, static_cast<sqlite3_int64>(tag.client_id));
     }
@@ -188,7 +173,7 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
       rc = sqlite3_bind_int64(statement, next_parameter + 1, static_cast<sqlite3_int64>(tag.seq));
     }
     if (rc != SQLITE_OK) return error("bind");
-    ++queries_;
+    count_query();
     rc = sqlite3_step(statement);
     if (rc == SQLITE_ROW) {
       const auto version = static_cast<std::uint64_t>(sqlite3_column_int64(statement, 0));
@@ -198,14 +183,14 @@ Result<WriteResult> SqliteStore::write(Writes& writes, std::string_view type,
     }
     if (rc != SQLITE_DONE) return error(value ? "put" : "remove");
   }
-  // The condition did not hold: the caller needs the version it lost to.
+  // The condition did not hold, or the row's last writer is this write (a retry): the caller
+  // needs the version, and whose.
   StatementUse use(version_.get());
   if (bind_record_key(use.get(), type, key) != SQLITE_OK) return error("bind");
-  ++queries_;
+  count_query();
   const int rc = sqlite3_step(use.get());
   if (rc == SQLITE_DONE) return WriteResult{.applied = false, .version = 0};
   if (rc != SQLITE_ROW) return error("read version");
-  // Our own tag on the row: this write applied before (a retry whose first answer was lost).
   const bool ours =
       !tag.empty() &&
       static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 1)) == tag.client_id &&

@@ -7,23 +7,22 @@
 
 #include <memory>
 
-#include "cluster/cache/record_store.hpp"
+#include "cluster/cache/sql_record_store.hpp"
 
 namespace viaduct::cluster::cache {
 
-class SqliteStore final : public RecordStore {
+class SqliteStore final : public SqlRecordStore {
  public:
   // "PATH" or "PATH?sync=full" (sync=normal is the default): the part after "sqlite:".
   static Result<std::unique_ptr<SqliteStore>> open(std::string_view path_and_options);
 
-  Status get(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
-  Result<WriteResult> put(std::string_view type, std::span<const std::byte> key,
-                          std::span<const std::byte> value,
-                          std::optional<std::uint64_t> expected_version, WriteTag tag) override;
-  Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
-                             std::optional<std::uint64_t> expected_version, WriteTag tag) override;
-  [[nodiscard]] std::uint64_t queries() const override { return queries_; }
   [[nodiscard]] std::string_view kind() const override { return "sqlite"; }
+
+ protected:
+  Status read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
+  Result<WriteResult> write(std::string_view type, std::span<const std::byte> key,
+                            const std::span<const std::byte>* value,
+                            std::optional<std::uint64_t> expected_version, WriteTag tag) override;
 
  private:
   struct DatabaseCloser {
@@ -45,9 +44,6 @@ class SqliteStore final : public RecordStore {
 
   explicit SqliteStore(Database db) : db_(std::move(db)) {}
   Status prepare_statements();
-  Result<WriteResult> write(Writes& writes, std::string_view type, std::span<const std::byte> key,
-                            const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version, WriteTag tag);
   Status error(const char* doing) const;
 
   // Declared first: destroyed last, after the statements prepared on it.
@@ -56,7 +52,6 @@ class SqliteStore final : public RecordStore {
   Statement version_;
   Writes puts_;
   Writes removes_;
-  std::uint64_t queries_ = 0;
 };
 
 }  // namespace viaduct::cluster::cache

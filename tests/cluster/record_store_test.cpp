@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +22,13 @@ namespace viaduct::cluster::cache {
 namespace {
 
 enum class Backend { kSqlite, kPostgres };
+
+std::string_view backend_name(Backend backend) {
+  return backend == Backend::kSqlite ? "sqlite" : "postgresql";
+}
+void PrintTo(Backend backend, std::ostream* out) {
+  *out << backend_name(backend);
+}
 
 constexpr const char* kNoPostgres =
     "skipped: no PostgreSQL (VIADUCT_TEST_POSTGRES_URI unset; tests/pg/with_postgres.sh starts "
@@ -51,6 +59,18 @@ std::uint64_t decode_counter(const std::vector<std::byte>& value) {
   std::uint64_t n = 0;
   if (value.size() == sizeof n) std::memcpy(&n, value.data(), sizeof n);
   return n;
+}
+
+// A write's outcome in one assertion: it succeeded, applied or not, at this version.
+::testing::AssertionResult wrote(const Result<WriteResult>& result, bool applied,
+                                 std::uint64_t version) {
+  if (!result.is_ok()) return ::testing::AssertionFailure() << result.status().to_string();
+  if (result.value().applied != applied || result.value().version != version) {
+    return ::testing::AssertionFailure()
+           << "applied " << result.value().applied << " at version " << result.value().version
+           << ", expected applied " << applied << " at version " << version;
+  }
+  return ::testing::AssertionSuccess();
 }
 
 class RecordStoreTest : public ::testing::TestWithParam<Backend> {
@@ -102,16 +122,13 @@ TEST_P(RecordStoreTest, GetOfMissingKey_NotFoundVersionZero) {
 }
 
 TEST_P(RecordStoreTest, PutThenGet_ReturnsValueAtVersionOne) {
-  auto written = store_->put(type_, bytes("k"), bytes("hello"));
-  ASSERT_TRUE(written.is_ok()) << written.status().to_string();
-  EXPECT_TRUE(written->applied);
-  EXPECT_EQ(written->version, 1u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("hello")), true, 1u));
   StoredRecord record;
   ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
   EXPECT_TRUE(record.found);
   EXPECT_EQ(record.version, 1u);
   EXPECT_EQ(text(record.value), "hello");
-  EXPECT_EQ(store_->kind(), GetParam() == Backend::kSqlite ? "sqlite" : "postgresql");
+  EXPECT_EQ(store_->kind(), backend_name(GetParam()));
 }
 
 TEST_P(RecordStoreTest, EveryWrite_VersionGrowsByOne) {
@@ -131,18 +148,13 @@ TEST_P(RecordStoreTest, EveryWrite_VersionGrowsByOne) {
 
 TEST_P(RecordStoreTest, Delete_LeavesTombstoneWithHigherVersion_LaterPutContinues) {
   ASSERT_EQ(store_->put(type_, bytes("k"), bytes("v"))->version, 1u);
-  auto removed = store_->remove(type_, bytes("k"));
-  ASSERT_TRUE(removed.is_ok()) << removed.status().to_string();
-  EXPECT_TRUE(removed->applied);
-  EXPECT_EQ(removed->version, 2u);
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k")), true, 2u));
   StoredRecord record;
   ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
   EXPECT_FALSE(record.found);
   EXPECT_EQ(record.version, 2u);
   EXPECT_TRUE(record.value.empty());
-  auto again = store_->put(type_, bytes("k"), bytes("back"));
-  ASSERT_TRUE(again.is_ok());
-  EXPECT_EQ(again->version, 3u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("back")), true, 3u));
   ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
   EXPECT_TRUE(record.found);
   EXPECT_EQ(text(record.value), "back");
@@ -160,65 +172,66 @@ TEST_P(RecordStoreTest, DeleteOfAbsentKey_WritesTombstoneVersions) {
 TEST_P(RecordStoreTest, PutIfVersion_AppliedOnMatch_OtherwiseReturnsCurrentAndWritesNothing) {
   ASSERT_EQ(store_->put(type_, bytes("k"), bytes("one"))->version, 1u);
   ASSERT_EQ(store_->put(type_, bytes("k"), bytes("two"))->version, 2u);
-  auto stale = store_->put(type_, bytes("k"), bytes("lost"), 1);
-  ASSERT_TRUE(stale.is_ok()) << stale.status().to_string();
-  EXPECT_FALSE(stale->applied);
-  EXPECT_EQ(stale->version, 2u);
-  auto current = store_->put(type_, bytes("k"), bytes("three"), 2);
-  ASSERT_TRUE(current.is_ok());
-  EXPECT_TRUE(current->applied);
-  EXPECT_EQ(current->version, 3u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("lost"), 1), false, 2u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("three"), 2), true, 3u));
   StoredRecord record;
   ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
   EXPECT_EQ(text(record.value), "three");
   EXPECT_EQ(record.version, 3u);
   // An expected version on a record that does not exist: nothing is created.
-  auto absent = store_->put(type_, bytes("absent"), bytes("x"), 4);
-  ASSERT_TRUE(absent.is_ok());
-  EXPECT_FALSE(absent->applied);
-  EXPECT_EQ(absent->version, 0u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("absent"), bytes("x"), 4), false, 0u));
   ASSERT_TRUE(store_->get(type_, bytes("absent"), record).is_ok());
   EXPECT_FALSE(record.found);
   EXPECT_EQ(record.version, 0u);
 }
 
+// A write retried after its answer was lost (same client id and seq) is not applied twice,
+// whichever kind of write it is; another writer's tag, or none, writes as usual.
+TEST_P(RecordStoreTest, RetriedWriteWithSameTag_NotAppliedTwice_ReportedApplied) {
+  const WriteTag tag{77, 1};
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("a"), std::nullopt, tag), true, 1u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("a"), std::nullopt, tag), true, 1u));
+  StoredRecord record;
+  ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
+  EXPECT_EQ(record.version, 1u);
+  // Conditional: applied the first time; the retry finds another version but its own tag.
+  const WriteTag cas{77, 2};
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("b"), 1, cas), true, 2u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("b"), 1, cas), true, 2u));
+  // A create retried.
+  const WriteTag create{77, 3};
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("new"), bytes("c"), 0, create), true, 1u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("new"), bytes("c"), 0, create), true, 1u));
+  // A delete retried.
+  const WriteTag del{77, 4};
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k"), std::nullopt, del), true, 3u));
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k"), std::nullopt, del), true, 3u));
+  // Another client's write, and an untagged one, apply.
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("d"), std::nullopt, {78, 4}), true, 4u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("e")), true, 5u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("e")), true, 6u));
+  // A conditional write that lost to another writer is still refused.
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("f"), 1, {77, 5}), false, 6u));
+}
+
 TEST_P(RecordStoreTest, ExpectedZero_AppliesOnlyToNeverWrittenKey) {
-  auto fresh = store_->put(type_, bytes("k"), bytes("first"), 0);
-  ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
-  EXPECT_TRUE(fresh->applied);
-  EXPECT_EQ(fresh->version, 1u);
-  auto existing = store_->put(type_, bytes("k"), bytes("second"), 0);
-  ASSERT_TRUE(existing.is_ok());
-  EXPECT_FALSE(existing->applied);
-  EXPECT_EQ(existing->version, 1u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("first"), 0), true, 1u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("second"), 0), false, 1u));
   StoredRecord record;
   ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
   EXPECT_EQ(text(record.value), "first");
   // A deleted record was written: its tombstone's version is not 0.
   ASSERT_EQ(store_->remove(type_, bytes("k"))->version, 2u);
-  auto tombstone = store_->put(type_, bytes("k"), bytes("third"), 0);
-  ASSERT_TRUE(tombstone.is_ok());
-  EXPECT_FALSE(tombstone->applied);
-  EXPECT_EQ(tombstone->version, 2u);
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("third"), 0), false, 2u));
 }
 
 TEST_P(RecordStoreTest, RemoveIfVersion_AppliedOnMatchOnly) {
   ASSERT_EQ(store_->put(type_, bytes("k"), bytes("v"))->version, 1u);
-  auto stale = store_->remove(type_, bytes("k"), 7);
-  ASSERT_TRUE(stale.is_ok()) << stale.status().to_string();
-  EXPECT_FALSE(stale->applied);
-  EXPECT_EQ(stale->version, 1u);
-  auto never = store_->remove(type_, bytes("k"), 0);
-  ASSERT_TRUE(never.is_ok());
-  EXPECT_FALSE(never->applied);
-  auto current = store_->remove(type_, bytes("k"), 1);
-  ASSERT_TRUE(current.is_ok());
-  EXPECT_TRUE(current->applied);
-  EXPECT_EQ(current->version, 2u);
-  auto absent = store_->remove(type_, bytes("absent"), 0);  // a tombstone as the first write
-  ASSERT_TRUE(absent.is_ok());
-  EXPECT_TRUE(absent->applied);
-  EXPECT_EQ(absent->version, 1u);
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k"), 7), false, 1u));
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k"), 0), false, 1u));
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("k"), 1), true, 2u));
+  // A tombstone as the first write of a key.
+  EXPECT_TRUE(wrote(store_->remove(type_, bytes("absent"), 0), true, 1u));
 }
 
 TEST_P(RecordStoreTest, BinaryKeysWithNulBytes_AreDistinctRecords) {
@@ -356,7 +369,7 @@ TEST_P(RecordStoreTest, Queries_CountsEveryStatement) {
 INSTANTIATE_TEST_SUITE_P(Databases, RecordStoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          [](const ::testing::TestParamInfo<Backend>& param) {
-                           return param.param == Backend::kSqlite ? "sqlite" : "postgresql";
+                           return std::string(backend_name(param.param));
                          });
 
 // An open that cannot succeed fails with an error saying why, and soon.

@@ -30,6 +30,7 @@ if [ "$(id -u)" -eq 0 ]; then
   chown postgres: "$DIR"
 fi
 started=0
+# shellcheck disable=SC2317  # run by the trap
 cleanup() {
   if [ "$started" = 1 ]; then
     "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
