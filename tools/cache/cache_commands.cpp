@@ -33,9 +33,10 @@ void add_cache_commands(CLI::App& app, CacheCommands& c) {
   c.del = c.cache->add_subcommand("del", "delete a record: prints the tombstone's version");
   c.map = c.cache->add_subcommand("map", "print the master's cluster map");
   c.load = c.cache->add_subcommand(
-      "load", "a checked workload: every read against the last acknowledged write, every key "
-              "read back at the end (through the cluster and from the database); exit 1 if any "
-              "error, stale read or lost write");
+      "load",
+      "a checked workload: every read against the last acknowledged write, every key "
+      "read back at the end (through the cluster and from the database); exit 1 if any "
+      "error, stale read or lost write");
   c.load->add_option("--seconds", c.seconds, "how long")->capture_default_str();
   c.load->add_option("--seed", c.seed, "the operations' random seed")->capture_default_str();
   c.load->add_option("--write-percent", c.write_percent, "writes among the operations")

@@ -10,7 +10,9 @@ namespace viaduct::tools {
 namespace cc = viaduct::cluster::cache;
 
 namespace {
-std::string key_name(std::uint32_t k) { return "k" + std::to_string(k); }
+std::string key_name(std::uint32_t k) {
+  return "k" + std::to_string(k);
+}
 
 std::string text_of(std::span<const std::byte> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -54,8 +56,8 @@ void CacheWorkload::check_read(const Acked& acked, const cc::CacheRecord& got,
 
 void CacheWorkload::run(const std::atomic<bool>& stop) {
   std::mt19937_64 rng(options_.seed);
-  std::uniform_int_distribution<std::uint32_t> pick_type(0,
-                                                         static_cast<std::uint32_t>(types_.size()) - 1);
+  std::uniform_int_distribution<std::uint32_t> pick_type(
+      0, static_cast<std::uint32_t>(types_.size()) - 1);
   std::uniform_int_distribution<std::uint32_t> pick_key(0, options_.keys_per_type - 1);
   std::uniform_int_distribution<std::uint32_t> percent(0, 99);
   std::int64_t end = steady_now_ns() + static_cast<std::int64_t>(options_.seconds * 1e9);
@@ -130,8 +132,10 @@ void CacheWorkload::verify(const std::string& database) {
       if (!same) {
         ++report_.lost_writes;
         if (report_.first_error.empty()) {
-          report_.first_error = "final read of " + types_[t] + "/" + key + ": not the last "
-                                "acknowledged write (version " + std::to_string(acked.version) + ")";
+          report_.first_error = "final read of " + types_[t] + "/" + key +
+                                ": not the last "
+                                "acknowledged write (version " +
+                                std::to_string(acked.version) + ")";
         }
       }
       if (store) {

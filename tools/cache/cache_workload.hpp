@@ -37,10 +37,10 @@ struct CacheWorkloadReport {
   std::uint64_t operations = 0;
   std::uint64_t reads = 0;
   std::uint64_t writes = 0;
-  std::uint64_t errors = 0;        // an operation the application saw fail
-  std::uint64_t stale_reads = 0;   // older than the last acknowledged write
-  std::uint64_t wrong_values = 0;  // the acknowledged version with another value
-  std::uint64_t lost_writes = 0;   // at the end: a key that is not its last acknowledged write
+  std::uint64_t errors = 0;            // an operation the application saw fail
+  std::uint64_t stale_reads = 0;       // older than the last acknowledged write
+  std::uint64_t wrong_values = 0;      // the acknowledged version with another value
+  std::uint64_t lost_writes = 0;       // at the end: a key that is not its last acknowledged write
   std::uint64_t lost_in_database = 0;  // the same, read from the database directly
   std::int64_t max_latency_ns = 0;
   std::string first_error;

@@ -1,0 +1,71 @@
+// A cache cluster on this machine, as real processes: a master and data servers (`viaduct
+// master`, `viaduct cache-server`), each started from one generated configuration file, on
+// 127.0.0.1 (or the addresses given). Kill, freeze, thaw and restart any of them. Used by the
+// cluster demo, the process tests and the cluster benchmarks.
+//
+// Ports: base_port is the master's control port; data server i (0-based) listens on
+// base + 2 + 2i and takes its control datagrams on base + 3 + 2i.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tools/bench/child_process.hpp"
+#include "transport/status.hpp"
+
+namespace viaduct::tools {
+
+struct LocalClusterOptions {
+  std::string tool;  // the viaduct executable
+  std::string dir;   // where the key, the configuration and the SQLite file go (must exist)
+  std::uint16_t base_port = 27600;
+  std::string host = "127.0.0.1";
+  std::string provider = "ofi+tcp";
+  std::uint32_t groups = 2;
+  std::uint32_t servers_per_group = 2;
+  std::uint32_t types_per_server = 1;            // server "s1" owns "t1a", "t1b", ...
+  std::string database;                          // empty: sqlite in `dir`
+  std::map<std::string, std::int64_t> tunables;  // [tunables] of the file
+};
+
+class LocalCluster {
+ public:
+  // Writes the key and the configuration file; starts nothing.
+  static Result<std::unique_ptr<LocalCluster>> create(const LocalClusterOptions& options);
+  ~LocalCluster();
+
+  // Starts the master and every data server; waits until each server holds its lease.
+  Status start(int timeout_ms = 15000);
+  Status start_master();
+  Status start_server(const std::string& id, int timeout_ms = 15000);
+  void kill(const std::string& id);    // SIGKILL, reaped
+  void freeze(const std::string& id);  // SIGSTOP
+  void thaw(const std::string& id);    // SIGCONT
+  // The process still runs (not exited, not killed by us).
+  bool alive(const std::string& id);
+
+  [[nodiscard]] const std::string& config_path() const { return config_path_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] const std::string& key_path() const { return key_path_; }
+  [[nodiscard]] std::vector<std::string> server_ids() const;
+  // The types `id` owns.
+  [[nodiscard]] std::vector<std::string> types_of(const std::string& id) const;
+  bench::ChildProcess* process(const std::string& id);  // "master" or a server id
+  // Every line the processes printed so far, each prefixed by nothing (the daemons' lines name
+  // themselves), in no particular order across processes.
+  std::vector<std::string> lines();
+
+ private:
+  LocalCluster() = default;
+  std::vector<std::string> argv_for(const std::string& id) const;
+  LocalClusterOptions options_;
+  std::string config_path_, key_path_, database_;
+  std::vector<std::string> ids_;
+  std::map<std::string, std::unique_ptr<bench::ChildProcess>> processes_;
+  std::vector<std::string> finished_output_;  // of processes killed or restarted
+};
+
+}  // namespace viaduct::tools
