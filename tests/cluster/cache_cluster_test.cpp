@@ -1,0 +1,450 @@
+// The cache cluster as real processes: a master and four data servers (`viaduct master`,
+// `viaduct cache-server`, two failover groups) over ofi+tcp on 127.0.0.1, a real SQLite file
+// (and a real PostgreSQL when VIADUCT_TEST_POSTGRES_URI is set: tests/pg/with_postgres.sh), and
+// clients in this process. Servers are SIGKILLed and SIGSTOPped for real; every read of the
+// checked workload is held against the last acknowledged write, and every key is read back at
+// the end through the cluster and from the database.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "cluster/cache/cache_client.hpp"
+#include "cluster/cache/cache_protocol.hpp"
+#include "cluster/cache/control_protocol.hpp"
+#include "cluster/member_auth.hpp"
+#include "failover/udp_socket.hpp"
+#include "tests/scoped_tunable.hpp"
+#include "tests/test_ports.hpp"
+#include "tools/cache/cache_workload.hpp"
+#include "tools/cache/local_cluster.hpp"
+#include "transport/channel.hpp"
+#include "transport/clock.hpp"
+
+namespace viaduct::cluster::cache {
+namespace {
+
+using tools::CacheWorkload;
+using tools::CacheWorkloadOptions;
+using tools::LocalCluster;
+
+enum class Database { kSqlite, kPostgres };
+
+std::string name_of(const ::testing::TestParamInfo<Database>& info) {
+  return info.param == Database::kSqlite ? "sqlite" : "postgresql";
+}
+
+std::vector<std::byte> bytes(std::string_view text) {
+  auto s = as_bytes(text);
+  return {s.begin(), s.end()};
+}
+
+std::string text(const std::vector<std::byte>& value) {
+  return std::string(reinterpret_cast<const char*>(value.data()), value.size());
+}
+
+class CacheClusterTest : public ::testing::TestWithParam<Database> {
+ protected:
+  void SetUp() override {
+    std::string database;
+    if (GetParam() == Database::kPostgres) {
+      const char* uri = std::getenv("VIADUCT_TEST_POSTGRES_URI");
+      if (uri == nullptr || *uri == '\0') {
+        GTEST_SKIP() << "skipped: no PostgreSQL (VIADUCT_TEST_POSTGRES_URI unset; "
+                        "tests/pg/with_postgres.sh starts one)";
+      }
+      database = uri;
+    }
+    std::string pattern = ::testing::TempDir() + "cache-cluster-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    tools::LocalClusterOptions options;
+    options.tool = VIADUCT_TOOL;
+    options.dir = dir_;
+    options.base_port = testing::test_port_block();
+    options.database = database;
+    // A short failover window: the tests wait for clients to come back.
+    options.tunables = {{"cache_failover_window_ms", 200}};
+    base_port_ = options.base_port;
+    auto cluster = LocalCluster::create(options);
+    ASSERT_TRUE(cluster.is_ok()) << cluster.status().to_string();
+    cluster_ = std::move(cluster.value());
+    auto started = cluster_->start();
+    ASSERT_TRUE(started.is_ok()) << started.to_string();
+    client_ = open_client("test-client");
+  }
+
+  std::unique_ptr<CacheClient> open_client(const std::string& name) {
+    auto key = ClusterKey::load(cluster_->key_path());
+    EXPECT_TRUE(key.is_ok());
+    CacheClientOptions options;
+    options.master_control = "127.0.0.1:" + std::to_string(base_port_);
+    options.master_id = "master";
+    options.master_key = key->service_public_key(master_key_name("master"));
+    options.client_key = key->derive("clients");
+    options.name = name;
+    auto client = CacheClient::open(options);
+    EXPECT_TRUE(client.is_ok()) << client.status().to_string();
+    return client ? std::move(client.value()) : nullptr;
+  }
+
+  // True once a line containing every one of `parts` was printed by any process.
+  bool saw(std::initializer_list<std::string_view> parts) {
+    for (const auto& line : cluster_->lines()) {
+      bool all = true;
+      for (auto p : parts) all = all && line.find(p) != std::string::npos;
+      if (all) return true;
+    }
+    return false;
+  }
+  bool wait_for(std::initializer_list<std::string_view> parts, int timeout_ms) {
+    std::int64_t end = steady_now_ns() + std::int64_t{timeout_ms} * 1'000'000;
+    while (steady_now_ns() < end) {
+      if (saw(parts)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return saw(parts);
+  }
+  void expect_all_alive() {
+    EXPECT_TRUE(cluster_->alive("master")) << "the master died";
+    for (const auto& id : cluster_->server_ids()) EXPECT_TRUE(cluster_->alive(id)) << id << " died";
+  }
+  std::string type_of(const std::string& id) { return cluster_->types_of(id).front(); }
+  // Keeps the client busy on `type` until `done` (or the deadline): what brings it back out of
+  // failover mode, which it leaves on its own next request after the window.
+  void exercise_until(CacheClient& client, const std::string& type,
+                      const std::function<bool()>& done, int timeout_ms) {
+    std::int64_t end = steady_now_ns() + std::int64_t{timeout_ms} * 1'000'000;
+    while (!done() && steady_now_ns() < end) {
+      auto r = client.get(type, as_bytes("probe"));
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  // A checked workload on its own thread, until stopped.
+  struct Load {
+    std::unique_ptr<CacheClient> client;
+    std::unique_ptr<CacheWorkload> workload;
+    std::atomic<bool> stop{false};
+    std::thread thread;
+  };
+  std::unique_ptr<Load> start_load(std::uint64_t seed) {
+    auto load = std::make_unique<Load>();
+    load->client = open_client("load");
+    CacheWorkloadOptions options;
+    options.seconds = 3600;
+    options.seed = seed;
+    options.keys_per_type = 32;
+    load->workload = std::make_unique<CacheWorkload>(*load->client, options);
+    load->thread = std::thread([raw = load.get()] { raw->workload->run(raw->stop); });
+    return load;
+  }
+  void finish(Load& load) {
+    load.stop = true;
+    load.thread.join();
+    load.workload->verify(cluster_->database());
+    const auto& r = load.workload->report();
+    EXPECT_GT(r.operations, 100u);
+    EXPECT_EQ(r.errors, 0u) << r.first_error;
+    EXPECT_EQ(r.stale_reads, 0u) << r.first_error;
+    EXPECT_EQ(r.wrong_values, 0u) << r.first_error;
+    EXPECT_EQ(r.lost_writes, 0u) << r.first_error;
+    EXPECT_EQ(r.lost_in_database, 0u) << r.first_error;
+  }
+
+  // The clients in this process use the same short window as the daemons' file says.
+  testing::ScopedTunable window_{tunables::cache_failover_window_ms, 200};
+  std::string dir_;
+  std::uint16_t base_port_ = 0;
+  std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<CacheClient> client_;
+};
+
+TEST_P(CacheClusterTest, PutGetDeleteCas_TypesOfBothGroups_VersionsGrow) {
+  for (const auto& id : cluster_->server_ids()) {
+    std::string type = type_of(id);
+    auto v1 = client_->put(type, as_bytes("k"), as_bytes("one"));
+    ASSERT_TRUE(v1.is_ok()) << v1.status().to_string();
+    auto got = client_->get(type, as_bytes("k"));
+    ASSERT_TRUE(got.is_ok());
+    EXPECT_TRUE(got->found);
+    EXPECT_EQ(text(got->value), "one");
+    EXPECT_EQ(got->version, v1.value());
+    auto lost = client_->put_if_version(type, as_bytes("k"), as_bytes("x"), v1.value() + 5);
+    ASSERT_TRUE(lost.is_ok());
+    EXPECT_FALSE(lost->applied);
+    EXPECT_EQ(lost->version, v1.value());
+    auto won = client_->put_if_version(type, as_bytes("k"), as_bytes("two"), v1.value());
+    ASSERT_TRUE(won.is_ok());
+    EXPECT_TRUE(won->applied);
+    EXPECT_EQ(won->version, v1.value() + 1);
+    auto gone = client_->remove(type, as_bytes("k"));
+    ASSERT_TRUE(gone.is_ok());
+    EXPECT_EQ(gone.value(), v1.value() + 2);
+    got = client_->get(type, as_bytes("k"));
+    ASSERT_TRUE(got.is_ok());
+    EXPECT_FALSE(got->found);
+    EXPECT_EQ(got->version, v1.value() + 2);
+  }
+  expect_all_alive();
+}
+
+TEST_P(CacheClusterTest, BadInput_UnknownTypeOversizedValue_ClearErrors_ServersKeepServing) {
+  auto unknown = client_->get("no-such-type", as_bytes("k"));
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_EQ(unknown.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("unknown type"), std::string::npos);
+  std::vector<std::byte> huge(kMaxValueBytes + 1, std::byte{'x'});
+  auto oversized = client_->put(type_of("s1"), as_bytes("k"), huge);
+  ASSERT_FALSE(oversized.is_ok());
+  EXPECT_NE(oversized.status().message().find("1 MiB"), std::string::npos);
+  // A value of exactly 1 MiB goes (by the channel's rendezvous) and comes back whole.
+  std::vector<std::byte> big(kMaxValueBytes, std::byte{'y'});
+  big[12345] = std::byte{'z'};
+  ASSERT_TRUE(client_->put(type_of("s1"), as_bytes("big"), big).is_ok());
+  auto back = client_->get(type_of("s1"), as_bytes("big"));
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->value, big);
+  ASSERT_TRUE(client_->put(type_of("s2"), as_bytes("k"), as_bytes("v")).is_ok());
+  expect_all_alive();
+}
+
+TEST_P(CacheClusterTest, MalformedRequests_AnsweredInvalid_SameConnectionKeepsServing) {
+  auto address = transport::Address::parse(client_->map().find("s1")->listen);
+  ASSERT_TRUE(address.is_ok());
+  auto domain = transport::Domain::open(address.value());
+  ASSERT_TRUE(domain.is_ok());
+  auto channel = transport::Channel::connect(*domain.value(), address.value(), {}, 5000);
+  ASSERT_TRUE(channel.is_ok()) << channel.status().to_string();
+  std::vector<std::byte> answer(4096);
+  for (std::string garbage : {std::string("x"), std::string(48, '\0'), std::string(200, '\x01')}) {
+    std::uint32_t status = 0;
+    auto n = channel.value()->call(as_bytes(garbage), answer, 5000, &status);
+    ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+    EXPECT_EQ(status, static_cast<std::uint32_t>(CacheStatus::kInvalid));
+    auto decoded = decode_cache_answer(std::span(answer.data(), n.value()));
+    ASSERT_TRUE(decoded.is_ok());
+    EXPECT_FALSE(decoded->value.empty()) << "an invalid request is told why";
+  }
+  CacheRequest get;
+  get.op = CacheOp::kGet;
+  get.type = type_of("s1");
+  auto key = bytes("k");
+  get.key = key;
+  std::vector<std::byte> wire;
+  ASSERT_TRUE(encode_cache_request(get, wire).is_ok());
+  std::uint32_t status = 99;
+  auto n = channel.value()->call(wire, answer, 5000, &status);
+  ASSERT_TRUE(n.is_ok());
+  EXPECT_TRUE(status == static_cast<std::uint32_t>(CacheStatus::kNotFound) ||
+              status == static_cast<std::uint32_t>(CacheStatus::kOk));
+  expect_all_alive();
+}
+
+TEST_P(CacheClusterTest, ForgedDatagrams_RefusedByMasterAndServers_NothingChanges) {
+  auto master = failover::UdpEndpoint::parse("127.0.0.1:" + std::to_string(base_port_));
+  auto s1_control = failover::UdpEndpoint::parse(client_->map().find("s1")->control);
+  ASSERT_TRUE(master.is_ok() && s1_control.is_ok());
+  auto socket = failover::UdpSocket::bind(failover::UdpEndpoint::from("127.0.0.1", 0).value());
+  ASSERT_TRUE(socket.is_ok());
+  std::array<std::byte, kClusterKeyBytes> wrong_bytes{};
+  wrong_bytes.fill(std::byte{7});
+  ClusterKey wrong = ClusterKey::from_bytes(wrong_bytes);
+  auto real = ClusterKey::load(cluster_->key_path());
+  ASSERT_TRUE(real.is_ok());
+  ClusterKey clients = real->derive("clients");
+  std::vector<std::byte> wire;
+  auto send = [&](const ControlMessage& m, const ClusterKey& key, const failover::UdpEndpoint& to) {
+    ASSERT_TRUE(encode_control(m, key, wire).is_ok());
+    ASSERT_TRUE(socket->send_to(wire, to).is_ok());
+  };
+  ControlMessage report;
+  report.kind = ControlKind::kReport;
+  report.subject = "s1";
+  report.sender = "forger";
+  for (int i = 0; i < 50; ++i) {
+    report.nonce = static_cast<std::uint64_t>(i);
+    send(report, wrong, master.value());  // no key: refused
+  }
+  // A client (holding the clients' key) cannot act as a member: no lease, no notice ack.
+  ControlMessage lease;
+  lease.kind = ControlKind::kLease;
+  lease.flags = kFlagFromClient;
+  lease.subject = "s1";
+  lease.sender = "s1";
+  send(lease, clients, master.value());
+  // A forged map notice to a data server: not signed by the master.
+  ControlMessage notice;
+  notice.kind = ControlKind::kNotice;
+  ClusterMap fake = client_->map();
+  fake.epoch += 100;
+  fake.find("s1")->state = ServerState::kOffline;
+  notice.body = encode_signed_map(fake, wrong, "master");
+  send(notice, real.value(), s1_control.value());
+  // Garbage of every length.
+  for (std::size_t n : {0, 1, 31, 64, 600, 9000}) {
+    std::vector<std::byte> junk(n, std::byte{0x5a});
+    (void)socket->send_to(junk, master.value());
+    (void)socket->send_to(junk, s1_control.value());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(saw({"master report s1"})) << "a report without the key was acted on";
+  EXPECT_FALSE(saw({"offline"})) << "something was marked offline";
+  EXPECT_FALSE(saw({"map 101"}));
+  // Everybody still serves, the map is the master's.
+  auto fresh = open_client("after-forgery");
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_EQ(fresh->map().find("s1")->state, ServerState::kOnline);
+  ASSERT_TRUE(fresh->put(type_of("s1"), as_bytes("k"), as_bytes("v")).is_ok());
+  expect_all_alive();
+}
+
+// A client that reports a healthy server again and again (it holds the clients' key: a real
+// client, lying or confused): the master verifies each burst by probing the server itself, and
+// never marks it offline. Meanwhile a checked load sees nothing.
+TEST_P(CacheClusterTest, LyingClient_HealthyServerReported_VerifiedAliveNeverOffline) {
+  auto load = start_load(11);
+  auto real = ClusterKey::load(cluster_->key_path());
+  ASSERT_TRUE(real.is_ok());
+  ClusterKey clients = real->derive("clients");
+  auto socket = failover::UdpSocket::bind(failover::UdpEndpoint::from("127.0.0.1", 0).value());
+  auto master = failover::UdpEndpoint::parse("127.0.0.1:" + std::to_string(base_port_));
+  ASSERT_TRUE(socket.is_ok() && master.is_ok());
+  std::vector<std::byte> wire;
+  std::int64_t end = steady_now_ns() + 2'000'000'000;
+  for (std::uint64_t i = 0; steady_now_ns() < end; ++i) {
+    ControlMessage lie;
+    lie.kind = ControlKind::kReport;
+    lie.flags = kFlagFromClient;
+    lie.nonce = i;
+    lie.subject = i % 2 == 0 ? "s1" : "s3";
+    lie.sender = "liar";
+    ASSERT_TRUE(encode_control(lie, clients, wire).is_ok());
+    (void)socket->send_to(wire, master.value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  finish(*load);
+  EXPECT_TRUE(saw({"master verified-alive s1"}));
+  EXPECT_TRUE(saw({"master verified-alive s3"}));
+  EXPECT_FALSE(saw({"master offline"})) << "a reachable server was marked offline";
+  expect_all_alive();
+}
+
+// SIGKILL of a data server under a checked load: the master hears of it, finds its port dead,
+// marks it offline and tells its group; the load never sees an error; the server restarts,
+// comes back online through the returning barrier, and the clients leave failover mode.
+TEST_P(CacheClusterTest, KilledServer_LoadSeesNoError_BackOnlineAfterRestart_NothingLost) {
+  auto load = start_load(21);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster_->kill("s1");
+  ASSERT_TRUE(wait_for({"master group-notified s1"}, 5000)) << "no verdict";
+  EXPECT_TRUE(saw({"master verdict-offline s1", "refused"}));
+  EXPECT_TRUE(saw({"cache-server s2 map", "s1 offline"}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(cluster_->start_server("s1").is_ok());
+  ASSERT_TRUE(wait_for({"master online s1"}, 5000));
+  EXPECT_TRUE(saw({"master returning s1"}));
+  exercise_until(
+      *client_, type_of("s1"), [&] { return !client_->in_failover_mode("s1"); }, 3000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  finish(*load);
+  EXPECT_GE(load->client->stats().failover_entered, 1u);
+  EXPECT_FALSE(load->client->in_failover_mode("s1")) << "the load's client stayed away from s1";
+  expect_all_alive();
+}
+
+// SIGSTOP: the master's probes go unanswered; it marks the server offline only once the lease it
+// granted ran out; after SIGCONT the server learns it was offline before serving anything from
+// its cache, a re-check brings it back, the clients leave failover mode.
+TEST_P(CacheClusterTest, FrozenServer_OfflineAfterItsLease_ThawedBackOnline_NothingLost) {
+  auto load = start_load(31);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster_->freeze("s3");
+  ASSERT_TRUE(wait_for({"master offline s3"}, 5000)) << "no verdict";
+  EXPECT_TRUE(saw({"master verdict-offline s3", "silent"}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster_->thaw("s3");
+  ASSERT_TRUE(wait_for({"master online s3"}, 5000));
+  EXPECT_TRUE(wait_for({"cache-server s3", "marked offline meanwhile"}, 2000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  finish(*load);
+  EXPECT_FALSE(load->client->in_failover_mode("s3"));
+  expect_all_alive();
+}
+
+// facebook/mcrouter#202: a delete and a set went to the failover server while the owner was
+// out; once the owner came back, reads returned the old value. Here the owner is frozen (its
+// cache survives, unlike a restart), the key is deleted and written again meanwhile; after the
+// owner is back, every read — through a client that followed the map, through a fresh client,
+// and straight at the owner's port by a client with an old map — returns the last write.
+TEST_P(CacheClusterTest, Mcrouter202_DeleteAndPutWhileOwnerFrozen_NoStaleReadAfterItReturns) {
+  const std::string type = type_of("s1");
+  ASSERT_TRUE(client_->put(type, as_bytes("k"), as_bytes("old")).is_ok());
+  auto cached = client_->get(type, as_bytes("k"));  // s1 caches "old"
+  ASSERT_TRUE(cached.is_ok());
+  ASSERT_EQ(text(cached->value), "old");
+  // A connection straight to s1, as a client with an old map would hold.
+  auto address = transport::Address::parse(client_->map().find("s1")->listen);
+  auto domain = transport::Domain::open(address.value());
+  ASSERT_TRUE(domain.is_ok());
+  auto direct = transport::Channel::connect(*domain.value(), address.value(), {}, 5000);
+  ASSERT_TRUE(direct.is_ok());
+
+  cluster_->freeze("s1");
+  auto deleted = client_->remove(type, as_bytes("k"));
+  ASSERT_TRUE(deleted.is_ok()) << deleted.status().to_string();
+  auto written = client_->put(type, as_bytes("k"), as_bytes("new"));
+  ASSERT_TRUE(written.is_ok()) << written.status().to_string();
+  EXPECT_TRUE(saw({"master offline s1"}));
+  auto during = client_->get(type, as_bytes("k"));
+  ASSERT_TRUE(during.is_ok());
+  EXPECT_EQ(text(during->value), "new");
+
+  // The old map's client asks s1 the moment it wakes: never "old".
+  CacheRequest get;
+  get.op = CacheOp::kGet;
+  get.type = type;
+  auto key = bytes("k");
+  get.key = key;
+  std::vector<std::byte> wire;
+  ASSERT_TRUE(encode_cache_request(get, wire).is_ok());
+  cluster_->thaw("s1");
+  std::vector<std::byte> answer(4096);
+  std::uint32_t status = 0;
+  auto n = direct.value()->call(wire, answer, 5000, &status);
+  ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+  auto decoded = decode_cache_answer(std::span(answer.data(), n.value()));
+  ASSERT_TRUE(decoded.is_ok());
+  if (status == static_cast<std::uint32_t>(CacheStatus::kOk)) {
+    EXPECT_EQ(text({decoded->value.begin(), decoded->value.end()}), "new")
+        << "the woken owner served its stale cache";
+    EXPECT_EQ(decoded->record_version, written.value());
+  } else {
+    EXPECT_EQ(status, static_cast<std::uint32_t>(CacheStatus::kNotServing));
+  }
+
+  ASSERT_TRUE(wait_for({"master online s1"}, 5000));
+  exercise_until(
+      *client_, type, [&] { return !client_->in_failover_mode("s1"); }, 3000);
+  ASSERT_FALSE(client_->in_failover_mode("s1"));
+  auto after = client_->get(type, as_bytes("k"));
+  ASSERT_TRUE(after.is_ok());
+  EXPECT_EQ(text(after->value), "new");
+  EXPECT_EQ(after->version, written.value());
+  auto fresh = open_client("fresh");
+  auto fresh_read = fresh->get(type, as_bytes("k"));
+  ASSERT_TRUE(fresh_read.is_ok());
+  EXPECT_EQ(text(fresh_read->value), "new");
+  EXPECT_EQ(fresh_read->version, written.value());
+  expect_all_alive();
+}
+
+INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterTest,
+                         ::testing::Values(Database::kSqlite, Database::kPostgres), name_of);
+
+}  // namespace
+}  // namespace viaduct::cluster::cache
