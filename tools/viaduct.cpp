@@ -794,6 +794,7 @@ int main(int argc, char** argv) {
     }
     if (config_check->parsed()) return cmd_config_check(*config_file);
     if (cache_cmds.parsed()) {
+      cache_cmds.tool = own_executable();
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
       return viaduct::tools::run_cache_command(cache_cmds, config_file ? &*config_file : nullptr,

@@ -110,6 +110,7 @@ Result<std::unique_ptr<CacheServer>> CacheServer::start(const CacheServerConfig&
   s->server_->add_wake_fd(s->control_.fd());
   s->peers_.resize(s->map_.servers.size());
   s->reported_ns_.assign(s->map_.servers.size(), 0);
+  s->serving_for_.assign(s->map_.servers.size(), false);
   auto held = static_cast<std::size_t>(tunables::cache_max_held_requests.get());
   s->slots_.resize(held);
   for (std::size_t i = held; i-- > 0;) {
@@ -251,7 +252,14 @@ CacheServer::Decision CacheServer::decide(const MapServer& owner, std::uint32_t*
 
 void CacheServer::serve(transport::Channel& channel, std::uint64_t request_id,
                         const CacheRequest& request, std::uint32_t owner, bool direct_only) {
-  if (owner != self_) ++stats_.served_temporarily;
+  if (owner != self_ && !direct_only) {
+    ++stats_.served_temporarily;
+    if (!serving_for_[owner]) {
+      serving_for_[owner] = true;
+      notice("temporary: serving the types of " + map_.servers[owner].id + " (offline), caching " +
+             "them until it is back");
+    }
+  }
   if (request.op == CacheOp::kGet) {
     if (!direct_only) {
       if (const CachedRecord* hit = cache_->find(request.type, request.key)) {
@@ -568,11 +576,18 @@ void CacheServer::adopt_map(ClusterMap map) {
   for (std::uint32_t i = 0; i < map_.servers.size(); ++i) {
     if (i == self_) continue;
     const MapServer& owner = map_.servers[i];
-    std::uint32_t target = 0;
-    bool ours = owner.state == ServerState::kOffline && map_.failover_for(owner) != nullptr &&
-                map_.failover_for(owner) == &map_.servers[self_];
-    (void)target;
-    if (!ours) stats_.dropped_temporary += cache_->drop_owner(i);
+    bool ours =
+        owner.state == ServerState::kOffline && map_.failover_for(owner) == &map_.servers[self_];
+    if (!ours) {
+      std::size_t dropped = cache_->drop_owner(i);
+      stats_.dropped_temporary += dropped;
+      if (serving_for_[i]) {
+        serving_for_[i] = false;
+        notice("temporary: stopped serving the types of " + owner.id + " (" +
+               std::string(server_state_name(owner.state)) + "), dropped " +
+               std::to_string(dropped) + " cached records");
+      }
+    }
   }
   // Marked offline since our cache of our own types was filled: others may have written them.
   const MapServer& self = map_.servers[self_];

@@ -138,6 +138,7 @@ class CacheServer {
   std::vector<Slot> slots_;                   // requests forwarded or waiting for a verdict
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::int64_t> reported_ns_;  // by map index: our last report about it
+  std::vector<bool> serving_for_;          // by map index: we serve its types (it is offline)
   // The lease: valid until lease_until_ns_; renewals carry a fresh nonce.
   std::int64_t lease_until_ns_ = 0;
   std::int64_t lease_sent_ns_ = 0;

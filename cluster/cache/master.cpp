@@ -234,6 +234,11 @@ void Master::on_message(const ControlMessage& m, bool from_client,
       // is never earlier than the server's.
       t.lease_end_ns = now + lease * kMs;
       t.acked_epoch = std::max(t.acked_epoch, m.epoch);
+      // An offline server asking for a lease is running again (restarted, or woken): check it
+      // now rather than at the next re-check of the backoff.
+      if (subject->state == ServerState::kOffline && !t.rechecking && t.next_recheck_ns > now) {
+        t.next_recheck_ns = now;
+      }
       ControlMessage grant;
       grant.kind = ControlKind::kLeaseGrant;
       grant.nonce = m.nonce;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "cluster/cache/cache_client.hpp"
@@ -443,8 +444,65 @@ TEST_P(CacheClusterTest, Mcrouter202_DeleteAndPutWhileOwnerFrozen_NoStaleReadAft
   expect_all_alive();
 }
 
+// Both servers of a group die: the cascade guard keeps the second one online in the map (it
+// never takes more than half a group offline at once) and logs the verdict it withheld.
+TEST_P(CacheClusterTest, CascadeGuard_BothServersOfAGroupKilled_OnlyOneMarkedOffline) {
+  cluster_->kill("s1");
+  cluster_->kill("s2");
+  // Reports, as clients would send them.
+  auto real = ClusterKey::load(cluster_->key_path());
+  ASSERT_TRUE(real.is_ok());
+  ClusterKey clients = real->derive("clients");
+  auto socket = failover::UdpSocket::bind(failover::UdpEndpoint::from("127.0.0.1", 0).value());
+  auto master = failover::UdpEndpoint::parse("127.0.0.1:" + std::to_string(base_port_));
+  std::vector<std::byte> wire;
+  for (int round = 0; round < 20; ++round) {
+    for (const char* id : {"s1", "s2"}) {
+      ControlMessage report;
+      report.kind = ControlKind::kReport;
+      report.flags = kFlagFromClient;
+      report.subject = id;
+      report.sender = "test";
+      ASSERT_TRUE(encode_control(report, clients, wire).is_ok());
+      (void)socket->send_to(wire, master.value());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(wait_for({"master verdict-deferred"}, 3000));
+  int offline = 0;
+  for (const auto& line : cluster_->lines()) {
+    if (line.rfind("master offline ", 0) == 0) ++offline;
+  }
+  EXPECT_EQ(offline, 1) << "the guard let a whole group go offline";
+  EXPECT_TRUE(cluster_->alive("master"));
+  // The other group serves on.
+  ASSERT_TRUE(client_->put(type_of("s3"), as_bytes("k"), as_bytes("v")).is_ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterTest,
                          ::testing::Values(Database::kSqlite, Database::kPostgres), name_of);
+
+// The README's main command: the demo runs its story to the end and says it held.
+TEST(CacheDemo, KilledAndRestartedUnderLoad_Held_TimelineAndPlot) {
+  std::string png = ::testing::TempDir() + "demo-" + std::to_string(::getpid()) + ".png";
+  std::string json = png + ".json";
+  std::string command = std::string(VIADUCT_TOOL) + " demo --base-port " +
+                        std::to_string(testing::test_port_block()) + " --png " + png + " --json " +
+                        json + " > " + png + ".out 2>&1";
+  int status = std::system(command.c_str());
+  std::ifstream out(png + ".out");
+  std::string text((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(status, 0) << text;
+  for (const char* step : {"failover-enter s1", "verdict-offline s1", "group-notified s1",
+                           "temporary: serving the types of s1", "returning s1", "online s1",
+                           "failover-leave s1", "errors 0, stale reads 0", "=== held"}) {
+    EXPECT_NE(text.find(step), std::string::npos) << "no '" << step << "' in:\n" << text;
+  }
+  EXPECT_TRUE(std::ifstream(png).good()) << "no plot";
+  std::remove(png.c_str());
+  std::remove(json.c_str());
+  std::remove((png + ".out").c_str());
+}
 
 }  // namespace
 }  // namespace viaduct::cluster::cache

@@ -9,6 +9,7 @@
 #include "cluster/cache/cache_server.hpp"
 #include "cluster/cache/master.hpp"
 #include "tools/cache/cache_workload.hpp"
+#include "tools/cache/cluster_demo.hpp"
 #include "tools/sd_notify.hpp"
 #include "transport/clock.hpp"
 
@@ -17,7 +18,8 @@ namespace viaduct::tools {
 namespace cc = viaduct::cluster::cache;
 
 bool CacheCommands::parsed() const {
-  return master->parsed() || server->parsed() || cache->parsed() || key_client->parsed();
+  return master->parsed() || server->parsed() || cache->parsed() || key_client->parsed() ||
+         demo->parsed();
 }
 
 void add_cache_commands(CLI::App& app, CacheCommands& c) {
@@ -55,6 +57,16 @@ void add_cache_commands(CLI::App& app, CacheCommands& c) {
     sub->add_option("key", c.key, "the record's key")->required();
   }
   c.put->add_option("value", c.value, "the value")->required();
+  c.demo = app.add_subcommand(
+      "demo",
+      "the cache cluster at work: a master, two groups of two data servers, a checked "
+      "load; a data server killed and restarted; the timeline and its plot");
+  c.demo->add_option("--png", c.png, "draw the timeline here (gnuplot)");
+  c.demo->add_option("--json", c.json_path, "the summary as JSON");
+  c.demo
+      ->add_option("--base-port", c.demo_base_port,
+                   "the master's UDP port; the data servers take the 8 ports after it")
+      ->capture_default_str();
   c.key_client = app.add_subcommand(
       "key-client", "write the cache clients' key (derived from the cluster secret) to FILE");
   c.key_client->add_option("--cluster-key", c.cluster_key_file, "the cluster secret")->required();
@@ -229,6 +241,14 @@ int run_client(const CacheCommands& c, const config::ConfigFile& file,
 
 int run_cache_command(const CacheCommands& c, const config::ConfigFile* file,
                       const std::atomic<bool>& stop) {
+  if (c.demo->parsed()) {
+    ClusterDemoOptions options;
+    options.tool = c.tool;
+    options.png = c.png;
+    options.json = c.json_path;
+    options.base_port = c.demo_base_port;
+    return run_cluster_demo(options);
+  }
   if (c.key_client->parsed()) {
     auto key = cluster::ClusterKey::load(c.cluster_key_file);
     if (!key) return failed(key.status());

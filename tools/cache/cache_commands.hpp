@@ -22,6 +22,10 @@ struct CacheCommands {
   CLI::App* map = nullptr;
   CLI::App* key_client = nullptr;
   CLI::App* load = nullptr;
+  CLI::App* demo = nullptr;
+  std::string png, json_path;
+  std::uint16_t demo_base_port = 26600;
+  std::string tool;  // this executable (the demo starts its daemons with it)
   double seconds = 5;
   std::uint64_t seed = 1;
   std::uint32_t write_percent = 30;
