@@ -33,9 +33,15 @@ std::string_view cache_status_name(CacheStatus status) {
 
 namespace {
 Status check_sizes(CacheOp op, std::size_t type, std::size_t key, std::size_t value) {
-  if (op == CacheOp::kPing) return Status::ok();
-  if (op == CacheOp::kProve) {
-    return value == 16 ? Status::ok() : Status(Code::kMalformed, "prove: the nonce is 16 bytes");
+  if (op == CacheOp::kPing || op == CacheOp::kProve) {
+    // No record: neither type nor key; a prove carries its 16-byte nonce as the value.
+    std::size_t nonce = op == CacheOp::kProve ? 16 : 0;
+    if (type != 0 || key != 0 || value != nonce) {
+      return Status(Code::kMalformed, op == CacheOp::kPing
+                                          ? "ping: no type, key or value"
+                                          : "prove: no type or key; the nonce is 16 bytes");
+    }
+    return Status::ok();
   }
   if (type == 0 || type > kMaxTypeBytes) {
     return Status(Code::kInvalidArgument, "type: 1 to 63 bytes");
@@ -97,6 +103,10 @@ Result<CacheRequest> decode_cache_request(std::span<const std::byte> bytes) {
   r.flags = std::to_integer<std::uint8_t>(p[2]);
   if ((r.flags & ~(kCacheFlagExpected | kCacheFlagForwarded)) != 0) {
     return Status(Code::kMalformed, "unknown flags");
+  }
+  // Padding is zero: one request has one encoding (what a MAC or a log compares is what was meant).
+  if (load_le<std::uint16_t>(p + 6) != 0 || load_le<std::uint32_t>(p + 12) != 0) {
+    return Status(Code::kMalformed, "request padding is not zero");
   }
   std::size_t type_len = std::to_integer<std::size_t>(p[3]);
   std::size_t key_len = load_le<std::uint16_t>(p + 4);

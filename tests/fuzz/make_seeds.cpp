@@ -10,6 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster/cache/cache_protocol.hpp"
+#include "cluster/cache/cluster_map.hpp"
+#include "cluster/cache/control_protocol.hpp"
 #include "cluster/member_auth.hpp"
 #include "cluster/partner_ping.hpp"
 #include "cluster/partner_protocol.hpp"
@@ -234,6 +237,57 @@ void reply_caches() {
   write(t, "many", out);
 }
 
+void cache_cluster() {
+  namespace cc = cluster::cache;
+  std::vector<std::byte> out;
+  auto key = bytes("key");
+  auto value = bytes("a value");
+  cc::CacheRequest get{cc::CacheOp::kGet, 0, 3, 0, 1, 0, "users", key, {}};
+  (void)cc::encode_cache_request(get, out);
+  write("fuzz_decode_cache_request", "get", out);
+  cc::CacheRequest put{cc::CacheOp::kPut, cc::kCacheFlagExpected, 3, 2, 1, 9, "users", key, value};
+  (void)cc::encode_cache_request(put, out);
+  write("fuzz_decode_cache_request", "cas", out);
+  cc::encode_cache_answer(3, 4, value, out);
+  write("fuzz_decode_cache_request", "answer", out);
+  const auto& members = fuzz::fixed_cluster_key();
+  cc::ControlMessage report{cc::ControlKind::kReport, 0, 5, 2, "s1", "s2", {}};
+  (void)cc::encode_control(report, members, out);
+  write("fuzz_decode_control", "report", out);
+  cc::ControlMessage grant{cc::ControlKind::kLeaseGrant, 0, 6, 2, "s1", "master",
+                           bytes("\x64\0\0\0")};
+  (void)cc::encode_control(grant, members, out);
+  write("fuzz_decode_control", "grant", out);
+  cc::ControlMessage ask{
+      cc::ControlKind::kMapRequest, cc::kFlagFromClient | cc::kFlagWatch, 7, 0, "", "client", {}};
+  (void)cc::encode_control(ask, members.derive("clients"), out);
+  write("fuzz_decode_control", "map_request_client", out);
+  cc::ClusterMap map;
+  map.epoch = 4;
+  for (int i = 1; i <= 4; ++i) {
+    cc::MapServer s;
+    s.id = "s" + std::to_string(i);
+    s.group = i <= 2 ? "g1" : "g2";
+    s.listen = "ofi+tcp://127.0.0.1:" + std::to_string(7600 + i);
+    s.control = "127.0.0.1:" + std::to_string(7700 + i);
+    s.types = {"t" + std::to_string(i), "u" + std::to_string(i)};
+    s.state = i == 2 ? cc::ServerState::kOffline : cc::ServerState::kOnline;
+    s.generation = i == 2 ? 1 : 0;
+    s.key = members.service_public_key(cc::server_key_name(s.id));
+    map.servers.push_back(s);
+  }
+  write("fuzz_decode_cluster_map", "four", cc::encode_signed_map(map, members, "master"));
+  cc::ControlMessage notice{cc::ControlKind::kNotice,
+                            0,
+                            8,
+                            4,
+                            "",
+                            "master",
+                            cc::encode_signed_map(map, members, "master")};
+  (void)cc::encode_control(notice, members, out);
+  write("fuzz_decode_control", "notice", out);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -255,5 +309,6 @@ int main(int argc, char** argv) {
   member_auth();
   server_proofs();
   reply_caches();
+  cache_cluster();
   return 0;
 }
