@@ -83,7 +83,11 @@ void CacheClient::take(const ControlMessage& m) {
     VIADUCT_LOG(kWarn, "cache client: map refused: " << map.status().message());
     return;
   }
-  if (map.value().epoch <= map_.epoch && !map_.servers.empty()) return;
+  if (map.value().epoch <= map_.epoch && !map_.servers.empty()) {
+    // The master's answer to our request says our map is current: stop asking.
+    if (m.kind == ControlKind::kMap) map_stale_ = false;
+    return;
+  }
   if (!map_.servers.empty() && map.value().servers.size() != map_.servers.size()) return;
   map_ = std::move(map.value());
   conns_.resize(map_.servers.size());

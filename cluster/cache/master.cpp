@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "transport/clock.hpp"
@@ -106,7 +107,16 @@ Result<std::unique_ptr<Master>> Master::start(const MasterConfig& config) {
   m->config_ = config;
   m->client_key_ = config.cluster_key->derive("clients");
   m->map_ = config.map;
-  m->map_.epoch = 1;
+  // A restarted master must publish maps newer than its predecessor's, which it does not know:
+  // its first epoch is the wall clock's milliseconds (and it jumps above any epoch a member
+  // shows it). Epochs then grow by one per change, far slower than the clock.
+  m->map_.epoch =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  // Leases granted by a predecessor may still run: grant none, and give no verdict, for one
+  // lease, so that none of them is alive when this master's map starts to count.
+  m->quiet_until_ns_ = steady_now_ns() + tunables::cache_lease_ms.get() * kMs;
   for (auto& s : m->map_.servers) {
     s.key = config.cluster_key->service_public_key(server_key_name(s.id));
   }
@@ -194,6 +204,13 @@ void Master::on_message(const ControlMessage& m, bool from_client,
                         const failover::UdpEndpoint& from, std::int64_t now) {
   const MapServer* subject = map_.find(m.subject);
   auto index = subject ? static_cast<std::uint32_t>(subject - map_.servers.data()) : 0u;
+  if (now < quiet_until_ns_ && m.kind != ControlKind::kMapRequest) return;  // just started
+  // A member on a newer map than ours (we restarted since): ours must overtake it.
+  if (!from_client && m.epoch > map_.epoch &&
+      (m.kind == ControlKind::kLease || m.kind == ControlKind::kNoticeAck)) {
+    map_.epoch = m.epoch;
+    publish(now);
+  }
   switch (m.kind) {
     case ControlKind::kReport: {
       if (subject == nullptr) {
@@ -438,6 +455,8 @@ void Master::tend(std::int64_t now) {
         probe(i, now);
       }
     }
+    // A verdict waiting for the lease to run out: keep probing, an answer cancels it.
+    if (t.offline_at_ns != 0 && now < t.offline_at_ns && now >= t.next_probe_ns) probe(i, now);
     if (t.offline_at_ns != 0 && now >= t.offline_at_ns) {
       // One more look before the mark: a slow server that answered meanwhile stays.
       mark_offline(i, now);

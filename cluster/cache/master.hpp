@@ -127,6 +127,7 @@ class Master {
   std::vector<Watcher> watchers_;
   std::vector<std::byte> datagram_;
   std::mt19937_64 jitter_{std::random_device{}()};
+  std::int64_t quiet_until_ns_ = 0;  // just started: no lease, no verdict before this
   MasterStats stats_;
 };
 

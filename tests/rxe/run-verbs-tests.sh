@@ -40,5 +40,5 @@ VIADUCT_TEST_VERBS_HOST=10.77.1.1 VIADUCT_TEST_VERBS_CLIENT_HOST=10.77.1.2 \
   VIADUCT_TEST_VERBS_SILENT_HOST= VIADUCT_TEST_VERBS_NETEM_DEV=va \
   VIADUCT_TEST_VERBS_SERVER_DEV=va VIADUCT_TEST_VERBS_CLIENT_DEV=vb \
   VIADUCT_TEST_VERBS_REWIRE="sh $here/guest-rxe-up.sh pair-rewire" \
-  run_ctest -E 'ChannelOnBackend|64MiB|ConnectToSilentAddress|Failover'
+  run_ctest -E 'ChannelOnBackend|64MiB|ConnectToSilentAddress|Failover|CacheCluster'
 exit $rc
