@@ -609,6 +609,7 @@ int main(int argc, char** argv) {
 
   auto* bench = app.add_subcommand("bench", "benchmarks that drive real processes");
   bench->require_subcommand(1);
+  viaduct::tools::add_cache_bench_commands(*bench, cache_cmds);
   bench->fallthrough();
   auto* bench_failover = bench->add_subcommand(
       "failover", "active/passive pair, steady stream, active killed or frozen; N trials");

@@ -98,6 +98,9 @@ Result<std::unique_ptr<CacheServer>> CacheServer::start(const CacheServerConfig&
   s->dispatcher_ = std::make_unique<Dispatcher>(s.get());
   transport::ChannelServerOptions options;
   options.busy_poll = tunables::cache_server_busy_poll.get() != 0;
+  // The channels too: a busy-polling channel has no wait object, and a blocking server would
+  // then find its requests only when its round times out.
+  options.channel.busy_poll = options.busy_poll;
   options.before_destroy = [raw = s.get()](const transport::Channel& gone) {
     for (auto& slot : raw->slots_) {
       if (slot.client == &gone) slot.client = nullptr;

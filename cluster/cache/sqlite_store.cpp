@@ -1,6 +1,8 @@
 #include "cluster/cache/sqlite_store.hpp"
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "cluster/cache/record_sql.hpp"
 
@@ -92,8 +94,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(std::string_view path_and
   const std::string setup =
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = " + std::string(synchronous) + "; " +
       create_table_sql(kSqliteDialect);
-  if (sqlite3_exec(store->db_.get(), setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return store->error(("set up " + path_string).c_str());
+  // Several processes opening a fresh file at once race to switch it to WAL, and SQLite answers
+  // that race with SQLITE_BUSY at once, without its busy handler: try again for the same 10 s.
+  for (int waited_ms = 0;; waited_ms += 10) {
+    int rc = sqlite3_exec(store->db_.get(), setup.c_str(), nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    int primary = sqlite3_extended_errcode(store->db_.get()) & 0xff;
+    if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) || waited_ms >= kBusyTimeoutMs) {
+      return store->error(("set up " + path_string).c_str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   VIADUCT_RETURN_IF_ERROR(store->prepare_statements());
   return store;

@@ -10,6 +10,7 @@
 #include "cluster/cache/master.hpp"
 #include "tools/cache/cache_workload.hpp"
 #include "tools/cache/cluster_demo.hpp"
+#include "tools/cache/liar_run.hpp"
 #include "tools/sd_notify.hpp"
 #include "transport/clock.hpp"
 
@@ -19,7 +20,7 @@ namespace cc = viaduct::cluster::cache;
 
 bool CacheCommands::parsed() const {
   return master->parsed() || server->parsed() || cache->parsed() || key_client->parsed() ||
-         demo->parsed();
+         demo->parsed() || (liar != nullptr && liar->parsed());
 }
 
 void add_cache_commands(CLI::App& app, CacheCommands& c) {
@@ -71,6 +72,19 @@ void add_cache_commands(CLI::App& app, CacheCommands& c) {
       "key-client", "write the cache clients' key (derived from the cluster secret) to FILE");
   c.key_client->add_option("--cluster-key", c.cluster_key_file, "the cluster secret")->required();
   c.key_client->add_option("file", c.out_file, "where to write it (must not exist)")->required();
+}
+
+void add_cache_bench_commands(CLI::App& bench, CacheCommands& c) {
+  c.liar =
+      bench.add_subcommand("cache-liar",
+                           "a checked load on a local cache cluster while a client keeps reporting "
+                           "healthy servers offline: 0 offline marks, 0 errors expected");
+  c.liar->add_option("--seconds", c.seconds, "how long")->capture_default_str();
+  c.liar->add_option("--every-ms", c.liar_every_ms, "one false report per period")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  c.liar->add_option("--base-port", c.demo_base_port, "the master's UDP port (8 more after it)");
+  c.liar->add_option("--json", c.json_path, "the counts as JSON");
 }
 
 Result<const config::CacheServerEntry*> cache_instance(const config::ConfigFile& file,
@@ -248,6 +262,15 @@ int run_cache_command(const CacheCommands& c, const config::ConfigFile* file,
     options.json = c.json_path;
     options.base_port = c.demo_base_port;
     return run_cluster_demo(options);
+  }
+  if (c.liar != nullptr && c.liar->parsed()) {
+    LiarRunOptions options;
+    options.tool = c.tool;
+    options.seconds = c.seconds;
+    options.report_every_ms = c.liar_every_ms;
+    options.base_port = c.demo_base_port;
+    options.json = c.json_path;
+    return run_liar_run(options);
   }
   if (c.key_client->parsed()) {
     auto key = cluster::ClusterKey::load(c.cluster_key_file);

@@ -23,6 +23,8 @@ struct CacheCommands {
   CLI::App* key_client = nullptr;
   CLI::App* load = nullptr;
   CLI::App* demo = nullptr;
+  CLI::App* liar = nullptr;
+  int liar_every_ms = 5;
   std::string png, json_path;
   std::uint16_t demo_base_port = 26600;
   std::string tool;  // this executable (the demo starts its daemons with it)
@@ -40,6 +42,8 @@ struct CacheCommands {
 };
 
 void add_cache_commands(CLI::App& app, CacheCommands& commands);
+// `viaduct bench cache-liar`, under `bench`.
+void add_cache_bench_commands(CLI::App& bench, CacheCommands& commands);
 // The data server's entry, to apply its tunables (nullptr for the other commands); an error
 // when --id names no data server.
 Result<const config::CacheServerEntry*> cache_instance(const config::ConfigFile& file,

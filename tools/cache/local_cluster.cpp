@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -47,7 +48,22 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::create(const LocalClusterOpt
   return c;
 }
 
-LocalCluster::~LocalCluster() = default;
+LocalCluster::~LocalCluster() {
+  stop_ = true;
+  if (drainer_.joinable()) drainer_.join();
+}
+
+void LocalCluster::drain_loop() {
+  while (!stop_.load()) {
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [id, p] : processes_) {
+        if (p) (void)p->output();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 std::vector<std::string> LocalCluster::server_ids() const {
   return ids_;
@@ -66,47 +82,65 @@ std::vector<std::string> LocalCluster::argv_for(const std::string& id) const {
   return {options_.tool, "cache-server", "--config", config_path_, "--id", id};
 }
 
-Status LocalCluster::start_master() {
-  auto& p = processes_["master"];
-  if (p) finished_output_.push_back(p->output());
-  p = std::make_unique<bench::ChildProcess>(argv_for("master"), options_.dir + "/master.err");
-  if (!p->wait_for("master master control", 10000)) {
-    return Status(Code::kTimeout, "the master did not start: " + p->output());
+Status LocalCluster::launch(const std::string& id, const std::string& ready, int timeout_ms) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!drainer_.joinable()) drainer_ = std::thread([this] { drain_loop(); });
+    auto& p = processes_[id];
+    if (p) finished_output_.push_back(p->output());
+    p = std::make_unique<bench::ChildProcess>(argv_for(id), options_.dir + "/" + id + ".err");
   }
-  return Status::ok();
+  return ready.empty() ? Status::ok() : wait_ready(id, ready, timeout_ms);
+}
+
+// Waits in slices, so that the other pipes keep being read meanwhile.
+Status LocalCluster::wait_ready(const std::string& id, const std::string& ready, int timeout_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      auto& p = processes_[id];
+      const std::string& out = p->output();
+      if (out.find(ready) != std::string::npos) return Status::ok();
+      if (p->wait_exit(0).has_value() || std::chrono::steady_clock::now() > end) {
+        return Status(Code::kTimeout, id + " did not print '" + ready + "' (see " + options_.dir +
+                                          "/" + id + ".err): " + out);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+Status LocalCluster::start_master() {
+  return launch("master", "master master control", 10000);
 }
 
 Status LocalCluster::start_server(const std::string& id, int timeout_ms) {
-  auto& p = processes_[id];
-  if (p) finished_output_.push_back(p->output());
-  p = std::make_unique<bench::ChildProcess>(argv_for(id), options_.dir + "/" + id + ".err");
-  if (!p->wait_for("lease held", timeout_ms)) {
-    return Status(Code::kTimeout, id + " did not get its lease: " + p->output());
-  }
-  return Status::ok();
+  return launch(id, "lease held", timeout_ms);
 }
 
 Status LocalCluster::start(int timeout_ms) {
   if (Status s = start_master(); !s) return s;
   for (const auto& id : ids_) {
-    processes_[id] =
-        std::make_unique<bench::ChildProcess>(argv_for(id), options_.dir + "/" + id + ".err");
+    if (Status s = launch(id, "", 0); !s) return s;
   }
   for (const auto& id : ids_) {
-    if (!processes_[id]->wait_for("lease held", timeout_ms)) {
-      return Status(Code::kTimeout, id + " did not get its lease: " + processes_[id]->output());
-    }
+    if (Status s = wait_ready(id, "lease held", timeout_ms); !s) return s;
   }
   return Status::ok();
 }
 
 bench::ChildProcess* LocalCluster::process(const std::string& id) {
+  std::lock_guard lock(mutex_);
   auto it = processes_.find(id);
   return it == processes_.end() ? nullptr : it->second.get();
 }
 
 void LocalCluster::kill(const std::string& id) {
-  if (auto* p = process(id)) p->kill_hard();
+  std::lock_guard lock(mutex_);
+  if (auto it = processes_.find(id); it != processes_.end() && it->second) {
+    it->second->kill_hard();
+  }
 }
 
 void LocalCluster::freeze(const std::string& id) {
@@ -118,8 +152,9 @@ void LocalCluster::thaw(const std::string& id) {
 }
 
 bool LocalCluster::alive(const std::string& id) {
-  auto* p = process(id);
-  return p != nullptr && !p->wait_exit(0).has_value();
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(id);
+  return it != processes_.end() && it->second && !it->second->wait_exit(0).has_value();
 }
 
 std::vector<std::string> LocalCluster::lines() {
@@ -128,6 +163,7 @@ std::vector<std::string> LocalCluster::lines() {
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) all.push_back(line);
   };
+  std::lock_guard lock(mutex_);
   for (const auto& text : finished_output_) split(text);
   for (auto& [id, p] : processes_) {
     if (p) split(p->output());

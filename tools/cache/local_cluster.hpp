@@ -5,12 +5,19 @@
 //
 // Ports: base_port is the master's control port; data server i (0-based) listens on
 // base + 2 + 2i and takes its control datagrams on base + 3 + 2i.
+//
+// The daemons print a line per event on stdout, a pipe to this process: a thread reads every pipe
+// all the time, since a daemon whose pipe is full blocks in write() and stops serving (a master
+// answering a flood of reports prints a line per verification). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tools/bench/child_process.hpp"
@@ -53,7 +60,8 @@ class LocalCluster {
   [[nodiscard]] std::vector<std::string> server_ids() const;
   // The types `id` owns.
   [[nodiscard]] std::vector<std::string> types_of(const std::string& id) const;
-  bench::ChildProcess* process(const std::string& id);  // "master" or a server id
+  // "master" or a server id; signals only: its output belongs to the reading thread (lines()).
+  bench::ChildProcess* process(const std::string& id);
   // Every line the processes printed so far, each prefixed by nothing (the daemons' lines name
   // themselves), in no particular order across processes.
   std::vector<std::string> lines();
@@ -61,11 +69,18 @@ class LocalCluster {
  private:
   LocalCluster() = default;
   std::vector<std::string> argv_for(const std::string& id) const;
+  // Starts `id` and waits until its output holds `ready` (or it exits, or timeout_ms passes).
+  Status launch(const std::string& id, const std::string& ready, int timeout_ms);
+  Status wait_ready(const std::string& id, const std::string& ready, int timeout_ms);
+  void drain_loop();
   LocalClusterOptions options_;
   std::string config_path_, key_path_, database_;
   std::vector<std::string> ids_;
   std::map<std::string, std::unique_ptr<bench::ChildProcess>> processes_;
   std::vector<std::string> finished_output_;  // of processes killed or restarted
+  std::mutex mutex_;                          // processes_, finished_output_
+  std::atomic<bool> stop_{false};
+  std::thread drainer_;
 };
 
 }  // namespace viaduct::tools
