@@ -20,6 +20,8 @@
 
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
+#include "tools/bench/cache_fault_run.hpp"
+#include "tools/bench/cluster_failover_bench.hpp"
 #include "tools/bench/crowd_bench.hpp"
 #include "tools/bench/failover_bench.hpp"
 #include "tools/bench/fault_run.hpp"
@@ -674,6 +676,43 @@ int main(int argc, char** argv) {
   bench_faults->add_option("--log-dir", fr.log_dir, "servers' stderr (default: a new /tmp dir)");
   bench_faults->add_option("--json", fr.json_path, "write the verdicts as JSON to this file");
 
+  auto* bench_cluster = bench->add_subcommand(
+      "cluster-failover",
+      "a local cache cluster under a checked load, a data server killed or frozen N times: the "
+      "client's stall, the master's verdict and notices, the return, the failover server's "
+      "database reads");
+  viaduct::bench::ClusterFailoverOptions cf;
+  bench_cluster
+      ->add_option("--kind", cf.kind,
+                   "kill (SIGKILL, then restart) | freeze (SIGSTOP, "
+                   "then SIGCONT)")
+      ->check(CLI::IsMember({"kill", "freeze"}))
+      ->capture_default_str();
+  bench_cluster->add_option("--trials", cf.trials, "number of faults")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  bench_cluster->add_option("--base-port", cf.base_port, "the master's port; servers above it")
+      ->capture_default_str();
+  bench_cluster->add_option("--json", cf.json_path, "write results as JSON to this file");
+  bench_cluster->add_option("--plot", cf.plot_path, "write a PNG plot (gnuplot) to this file");
+  auto* bench_cache_faults = bench->add_subcommand(
+      "cache-faults",
+      "randomised fault run (seeded) of a local cache cluster under a checked load: kills, "
+      "freezes, double faults, restarts; checks that nothing acknowledged is lost or stale");
+  viaduct::bench::CacheFaultRunOptions cfr;
+  std::uint64_t cfr_seed = 0;
+  auto* cfr_seed_opt =
+      bench_cache_faults->add_option("--seed", cfr_seed, "PRNG seed (default: random, printed)");
+  bench_cache_faults->add_option("--faults", cfr.faults, "number of faults")->capture_default_str();
+  bench_cache_faults->add_option("--hog", cfr.hog_cpus, "run stress-ng --cpu N beside (0: none)")
+      ->capture_default_str();
+  bench_cache_faults->add_option("--max-seconds", cfr.max_seconds, "time cap of the whole run")
+      ->capture_default_str();
+  bench_cache_faults->add_option("--base-port", cfr.base_port, "the master's port; servers above")
+      ->capture_default_str();
+  bench_cache_faults->add_option("--json", cfr.json_path,
+                                 "write the verdicts as JSON to this file");
+
   auto* bench_crowd = bench->add_subcommand(
       "crowd",
       "a working client alone, then beside N idle heartbeating clients and a stream of raw TCP "
@@ -772,6 +811,8 @@ int main(int argc, char** argv) {
   if (bench_failover->parsed()) g_json.path = fb.json_path;
   if (bench_faults->parsed()) g_json.path = fr.json_path;
   if (bench_crowd->parsed()) g_json.path = cb.json_path;
+  if (bench_cluster->parsed()) g_json.path = cf.json_path;
+  if (bench_cache_faults->parsed()) g_json.path = cfr.json_path;
   load_options.print_json = print_json;
   // A file left by an earlier run must not pass for this run's partial results.
   if (!g_json.path.empty()) std::remove(g_json.path.c_str());
@@ -780,6 +821,17 @@ int main(int argc, char** argv) {
     if (bench_failover->parsed()) {
       fb.tool = own_executable();
       return viaduct::bench::run_failover_bench(fb);
+    }
+    if (bench_cluster->parsed()) {
+      cf.tool = own_executable();
+      return viaduct::bench::run_cluster_failover_bench(cf);
+    }
+    if (bench_cache_faults->parsed()) {
+      cfr.tool = own_executable();
+      if (cfr_seed_opt->count() > 0) cfr.seed = cfr_seed;
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return viaduct::bench::run_cache_fault_run(cfr, g_stop);
     }
     if (bench_crowd->parsed()) {
       cb.tool = own_executable();

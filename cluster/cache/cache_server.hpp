@@ -47,6 +47,7 @@ extern Tunable cache_lease_ms;
 extern Tunable cache_forward_timeout_ms;
 extern Tunable cache_max_held_requests;
 extern Tunable cache_server_busy_poll;
+extern Tunable cache_stats_interval_ms;
 }  // namespace tunables
 
 struct CacheServerConfig {
@@ -121,6 +122,7 @@ class CacheServer {
   void send_control(const ControlMessage& m, const failover::UdpEndpoint& to);
   void recheck_waiting(std::int64_t now);
   void notice(const std::string& text);
+  void print_stats(std::int64_t now);
 
   CacheServerConfig config_;
   std::uint32_t self_ = 0;
@@ -145,6 +147,7 @@ class CacheServer {
   std::int64_t next_lease_ns_ = 0;
   std::uint64_t lease_nonce_ = 0;
   bool lease_lapsed_noticed_ = true;
+  std::int64_t next_stats_ns_ = 0;
   std::vector<std::byte> answer_buf_;
   std::vector<std::byte> datagram_;
   StoredRecord record_;

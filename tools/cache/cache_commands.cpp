@@ -174,9 +174,9 @@ int run_load(const CacheCommands& c, const config::ConfigFile& file, cc::CacheCl
   if (!c.samples_path.empty()) {
     samples.reset(std::fopen(c.samples_path.c_str(), "w"));
     if (!samples) return failed(Status(Code::kInvalidArgument, c.samples_path + ": cannot write"));
-    options.on_operation = [&samples, start](std::int64_t at, std::int64_t latency, bool write) {
-      std::fprintf(samples.get(), "%.3f %.1f %d\n", static_cast<double>(at - start) / 1e6,
-                   static_cast<double>(latency) / 1e3, write ? 1 : 0);
+    options.on_operation = [&samples, start](const CacheOperation& op) {
+      std::fprintf(samples.get(), "%.3f %.1f %d\n", static_cast<double>(op.at_ns - start) / 1e6,
+                   static_cast<double>(op.latency_ns) / 1e3, op.write ? 1 : 0);
     };
   }
   CacheWorkload workload(client, options);

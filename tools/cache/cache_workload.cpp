@@ -106,7 +106,7 @@ void CacheWorkload::run(const std::atomic<bool>& stop) {
     ++report_.operations;
     report_.latency.record(now - start);
     report_.max_latency_ns = std::max(report_.max_latency_ns, now - start);
-    if (options_.on_operation) options_.on_operation(now, now - start, write);
+    if (options_.on_operation) options_.on_operation({now, now - start, write, types_[t], k});
   }
 }
 

@@ -13,12 +13,22 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cluster/cache/cache_client.hpp"
 #include "tools/perf/latency_histogram.hpp"
 
 namespace viaduct::tools {
+
+// One operation of the workload, as on_operation sees it.
+struct CacheOperation {
+  std::int64_t at_ns = 0;  // when it completed (steady_now_ns)
+  std::int64_t latency_ns = 0;
+  bool write = false;
+  std::string_view type;
+  std::uint32_t key = 0;
+};
 
 struct CacheWorkloadOptions {
   std::vector<std::string> types;  // empty: every type of the map
@@ -29,8 +39,8 @@ struct CacheWorkloadOptions {
   std::uint64_t seed = 1;
   double seconds = 5;
   std::uint64_t operations = 0;  // 0: until `seconds` or the stop flag
-  // Called after each operation with its latency (the demo's plot); may be empty.
-  std::function<void(std::int64_t at_ns, std::int64_t latency_ns, bool write)> on_operation;
+  // Called after each operation (the demo's plot, the benches' stalls and keys); may be empty.
+  std::function<void(const CacheOperation& op)> on_operation;
 };
 
 struct CacheWorkloadReport {

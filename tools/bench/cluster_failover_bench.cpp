@@ -1,0 +1,294 @@
+#include "tools/bench/cluster_failover_bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/bench/cache_lab.hpp"
+#include "transport/clock.hpp"
+
+namespace viaduct::bench {
+namespace {
+
+constexpr std::int64_t kMs = 1'000'000;
+constexpr int kStepTimeoutMs = 15000;
+constexpr std::int64_t kStallWindowNs = 1000 * kMs;  // the stall counts from the fault to 1 s after
+
+struct ServerCounters {
+  std::int64_t at_ns = 0;
+  std::uint64_t misses = 0, direct_reads = 0, queries = 0;
+};
+
+// A data server's `stats` notices (cache_stats_interval_ms).
+std::vector<ServerCounters> counters_of(const std::string& output, const std::string& id) {
+  std::vector<ServerCounters> found;
+  for (const auto& line : timed_lines(output, "cache-server " + id + " stats ")) {
+    ServerCounters c;
+    c.at_ns = line.at_ns;
+    unsigned long long requests = 0, hits = 0, misses = 0, direct = 0, temporarily = 0, queries = 0;
+    if (std::sscanf(line.text.c_str() + line.text.find(" stats ") + 1,
+                    "stats requests %llu hits %llu misses %llu direct-reads %llu temporarily %llu "
+                    "queries %llu",
+                    &requests, &hits, &misses, &direct, &temporarily, &queries) == 6) {
+      c.misses = misses;
+      c.direct_reads = direct;
+      c.queries = queries;
+      found.push_back(c);
+    }
+  }
+  return found;
+}
+
+struct Trial {
+  std::string victim, failover_server;
+  std::int64_t fault_ns = 0;
+  bool complete = false;
+  std::string failure;
+  double stall_ms = 0, fault_to_report_ms = 0, report_to_verdict_ms = 0, report_to_notified_ms = 0;
+  double restart_to_leave_ms = 0, restart_to_online_ms = 0;
+  std::uint64_t db_reads = 0, db_queries = 0, distinct_keys = 0;
+  [[nodiscard]] double read_ratio() const {
+    return distinct_keys == 0 ? 0.0
+                              : static_cast<double>(db_reads) / static_cast<double>(distinct_keys);
+  }
+};
+
+double ms(std::int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
+
+void sleep_until_ns(std::int64_t t) {
+  std::int64_t now = steady_now_ns();
+  if (t > now) std::this_thread::sleep_for(std::chrono::nanoseconds(t - now));
+}
+
+// The failover server of `id`: the other member of its group (2 per group, in map order).
+std::string partner_of(const std::vector<std::string>& ids, const std::string& id) {
+  auto i = static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  return ids[i ^ 1U];
+}
+
+bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const std::string& victim, Trial* t,
+               std::vector<std::pair<double, double>>* timeline) {
+  tools::LocalCluster& cluster = lab.cluster();
+  t->victim = victim;
+  t->failover_server = partner_of(cluster.server_ids(), victim);
+  auto fail = [t](const std::string& why) {
+    t->failure = why;
+    return false;
+  };
+  std::int64_t fault = steady_now_ns();
+  t->fault_ns = fault;
+  if (o.kind == "kill") {
+    cluster.kill(victim);
+  } else {
+    cluster.freeze(victim);
+  }
+  auto report = lab.wait_master("master report " + victim + " ", fault, kStepTimeoutMs);
+  auto verdict = lab.wait_master("master verdict-offline " + victim + " ", fault, kStepTimeoutMs);
+  auto notified = lab.wait_master("master group-notified " + victim + " ", fault, kStepTimeoutMs);
+  // Back 1 s after the fault at the earliest: the stall window is the fault's alone.
+  sleep_until_ns(fault + kStallWindowNs);
+  std::int64_t back = steady_now_ns();
+  if (o.kind == "kill") {
+    if (Status s = cluster.start_server(victim); !s) return fail("restart: " + s.to_string());
+  } else {
+    cluster.thaw(victim);
+  }
+  if (!report || !verdict || !notified) {
+    return fail(std::string("no ") +
+                (!report    ? "report"
+                 : !verdict ? "verdict"
+                            : "group-notified") +
+                " line from the master");
+  }
+  auto online = lab.wait_master("master online " + victim + " ", back, kStepTimeoutMs);
+  if (!online) return fail("the master did not bring it back online");
+  auto leave = lab.wait_client("failover-leave", victim, back, kStepTimeoutMs);
+  if (!leave) return fail("the client did not leave failover mode");
+  t->fault_to_report_ms = ms(*report - fault);
+  t->report_to_verdict_ms = ms(*verdict - *report);
+  t->report_to_notified_ms = ms(*notified - *report);
+  t->restart_to_online_ms = ms(*online - back);
+  t->restart_to_leave_ms = ms(*leave - back);
+  // The stall: every operation that was running in [fault, fault + 1 s].
+  for (const auto& op : lab.operations(fault, fault + kStallWindowNs + 60'000 * kMs)) {
+    if (op.at_ns - op.latency_ns <= fault + kStallWindowNs) {
+      t->stall_ms = std::max(t->stall_ms, ms(op.latency_ns));
+    }
+  }
+  if (timeline != nullptr) {
+    for (const auto& op : lab.operations(fault - 200 * kMs, fault + kStallWindowNs)) {
+      timeline->emplace_back(ms(op.at_ns - fault), ms(op.latency_ns));
+    }
+  }
+  // Keys of the victim's types the failover server had to read: first touched by a read in the
+  // window (a write fills its cache without a read).
+  auto types = cluster.types_of(victim);
+  std::set<std::pair<std::string_view, std::uint32_t>> seen;
+  for (const auto& op : lab.operations(fault, *online)) {
+    if (std::find(types.begin(), types.end(), op.type) == types.end()) continue;
+    if (seen.insert({op.type, op.key}).second && !op.write) ++t->distinct_keys;
+  }
+  // The failover server's counters around the window (its stats lines, every few ms).
+  sleep_until_ns(*online + 50 * kMs);
+  auto* p = cluster.process(t->failover_server);
+  auto counters = counters_of(p != nullptr ? p->output() : std::string(), t->failover_server);
+  const ServerCounters* before = nullptr;
+  const ServerCounters* after = nullptr;
+  for (const auto& c : counters) {
+    if (c.at_ns <= fault) before = &c;
+    if (c.at_ns >= *online && after == nullptr) after = &c;
+  }
+  t->complete = true;
+  if (before == nullptr || after == nullptr) {
+    // The failover server printed nothing for a while (stuck): say so, the times still count.
+    t->failure = "no stats lines of " + t->failover_server + " around the window";
+    return true;
+  }
+  t->db_reads = (after->misses + after->direct_reads) - (before->misses + before->direct_reads);
+  t->db_queries = after->queries - before->queries;
+  return true;
+}
+
+}  // namespace
+
+int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
+  CacheLabOptions lo;
+  lo.tool = o.tool;
+  lo.base_port = o.base_port;
+  lo.tunables["cache_stats_interval_ms"] = 10;
+  auto started = CacheLab::start(lo);
+  if (!started) {
+    std::fprintf(stderr, "cluster-failover: %s\n", started.status().to_string().c_str());
+    return 1;
+  }
+  CacheLab& lab = *started.value();
+  std::printf("cluster-failover kind=%s trials=%d dir=%s\n", o.kind.c_str(), o.trials,
+              lab.dir().c_str());
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::milliseconds(o.warmup_ms));
+  std::vector<Trial> trials;
+  std::vector<std::pair<double, double>> timeline;
+  auto ids = lab.cluster().server_ids();
+  bool all_complete = true;
+  for (int i = 0; i < o.trials; ++i) {
+    Trial t;
+    bool ok = run_trial(o, lab, ids[static_cast<std::size_t>(i) % ids.size()], &t,
+                        i == 0 ? &timeline : nullptr);
+    std::printf(
+        "trial %d %s: stall %.2f ms, report->verdict %.2f ms, report->notified %.2f ms, "
+        "back->leave %.1f ms, back->online %.1f ms, db reads %llu (queries %llu) for %llu "
+        "keys%s%s\n",
+        i + 1, t.victim.c_str(), t.stall_ms, t.report_to_verdict_ms, t.report_to_notified_ms,
+        t.restart_to_leave_ms, t.restart_to_online_ms, static_cast<unsigned long long>(t.db_reads),
+        static_cast<unsigned long long>(t.db_queries),
+        static_cast<unsigned long long>(t.distinct_keys),
+        ok ? "" : "; FAILED: ", t.failure.c_str());
+    std::fflush(stdout);
+    trials.push_back(t);
+    if (!ok) {
+      std::printf("%s", lab.describe_since(t.fault_ns).c_str());
+      all_complete = false;
+      break;  // the cluster's state is unknown: no further trial would measure what it says
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(o.settle_ms));
+  }
+  const auto& r = lab.stop_and_verify();
+  std::vector<double> stall, to_verdict, to_notified, to_leave, to_online, ratio;
+  for (const auto& t : trials) {
+    if (!t.complete) continue;
+    stall.push_back(t.stall_ms);
+    to_verdict.push_back(t.report_to_verdict_ms);
+    to_notified.push_back(t.report_to_notified_ms);
+    to_leave.push_back(t.restart_to_leave_ms);
+    to_online.push_back(t.restart_to_online_ms);
+    if (t.failure.empty()) ratio.push_back(t.read_ratio());
+  }
+  nlohmann::json j{{"kind", o.kind},
+                   {"trials", trials.size()},
+                   {"trials_requested", o.trials},
+                   {"all_complete", all_complete},
+                   {"stall_ms", summary_json(stall)},
+                   {"report_to_verdict_ms", summary_json(to_verdict)},
+                   {"report_to_notified_ms", summary_json(to_notified)},
+                   {"back_to_client_leave_ms", summary_json(to_leave)},
+                   {"back_to_online_ms", summary_json(to_online)},
+                   {"db_reads_per_key", summary_json(ratio)},
+                   {"timeline_first_trial", timeline},
+                   {"operations", r.operations},
+                   {"errors", r.errors},
+                   {"stale_reads", r.stale_reads},
+                   {"wrong_values", r.wrong_values},
+                   {"lost_writes", r.lost_writes},
+                   {"lost_in_database", r.lost_in_database},
+                   {"held", r.held()}};
+  if (!r.first_error.empty()) j["first_error"] = r.first_error;
+  for (const auto& t : trials) {
+    j["trial_reports"].push_back({{"victim", t.victim},
+                                  {"failover_server", t.failover_server},
+                                  {"complete", t.complete},
+                                  {"failure", t.failure},
+                                  {"stall_ms", t.stall_ms},
+                                  {"fault_to_report_ms", t.fault_to_report_ms},
+                                  {"report_to_verdict_ms", t.report_to_verdict_ms},
+                                  {"report_to_notified_ms", t.report_to_notified_ms},
+                                  {"back_to_client_leave_ms", t.restart_to_leave_ms},
+                                  {"back_to_online_ms", t.restart_to_online_ms},
+                                  {"db_reads", t.db_reads},
+                                  {"db_queries", t.db_queries},
+                                  {"distinct_keys_read", t.distinct_keys}});
+  }
+  // The targets, as measured (they decide nothing: the exit status is about correctness).
+  double notified_p99 = j["report_to_notified_ms"]["p99"];
+  double stall_p99 = j["stall_ms"]["p99"];
+  double ratio_max = j["db_reads_per_key"]["max"];
+  j["targets"] = {{"report_to_notified_p99_le_10ms", notified_p99 <= 10},
+                  {"stall_p99_le_5ms", stall_p99 <= 5},
+                  {"db_reads_per_key_max_le_1.2", ratio_max <= 1.2}};
+  auto line = [&j](const char* name, const char* key) {
+    std::printf("%-26s p50 %8.2f  p99 %8.2f  max %8.2f\n", name, j[key]["p50"].get<double>(),
+                j[key]["p99"].get<double>(), j[key]["max"].get<double>());
+  };
+  line("stall ms", "stall_ms");
+  line("report->verdict ms", "report_to_verdict_ms");
+  line("report->notified ms", "report_to_notified_ms");
+  line("back->client leave ms", "back_to_client_leave_ms");
+  line("back->online ms", "back_to_online_ms");
+  line("db reads per key", "db_reads_per_key");
+  std::printf(
+      "targets (%s): report->notified p99 <= 10 ms %s, stall p99 <= 5 ms %s, db reads "
+      "per key <= 1.2 %s\n",
+      o.kind.c_str(), notified_p99 <= 10 ? "met" : "MISSED", stall_p99 <= 5 ? "met" : "MISSED",
+      ratio_max <= 1.2 ? "met" : "MISSED");
+  std::printf(
+      "workload: %llu operations, %llu errors, %llu stale, %llu wrong, %llu lost, %llu lost "
+      "in the database%s%s\n",
+      static_cast<unsigned long long>(r.operations), static_cast<unsigned long long>(r.errors),
+      static_cast<unsigned long long>(r.stale_reads),
+      static_cast<unsigned long long>(r.wrong_values),
+      static_cast<unsigned long long>(r.lost_writes),
+      static_cast<unsigned long long>(r.lost_in_database),
+      r.first_error.empty() ? "" : "; first: ", r.first_error.c_str());
+  bool pass = all_complete && r.held();
+  j["verdict"] = pass ? "PASS" : "FAIL";
+  std::printf("cluster-failover verdict=%s\n", pass ? "PASS" : "FAIL");
+  std::string json_path = o.json_path;
+  if (json_path.empty() && !o.plot_path.empty()) json_path = o.plot_path + ".json";
+  if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
+  if (!o.plot_path.empty()) {
+    plot_with(o.tool, "plot_cluster_failover.sh", json_path, o.plot_path);
+    std::printf("plot: %s\n", o.plot_path.c_str());
+  }
+  if (!pass) lab.keep_dir();
+  return pass ? 0 : 1;
+}
+
+}  // namespace viaduct::bench
