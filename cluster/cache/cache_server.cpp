@@ -174,7 +174,6 @@ std::size_t CacheServer::run_once(int timeout_ms) {
   for (auto& peer : peers_) {
     if (peer && peer->channel && (peer->broken || !peer->channel->healthy())) {
       peer->channel.reset();
-      peer->domain.reset();
       peer->broken = false;
       peer->retry_after_ns = now + 5 * kMs;
     }
@@ -340,19 +339,24 @@ CacheServer::Peer* CacheServer::connect_peer(std::uint32_t target) {
   if (now < peer->retry_after_ns) return nullptr;
   auto address = transport::Address::parse(map_.servers[target].listen);
   if (!address) return nullptr;
-  auto domain = transport::Domain::open(address.value());
-  if (!domain) return nullptr;
+  // The peer's Domain is opened once and kept across connects: opening one costs milliseconds
+  // (provider discovery), which a failover must not pay per attempt.
+  if (!peer->domain) {
+    auto domain = transport::Domain::open(address.value());
+    if (!domain) return nullptr;
+    peer->domain = std::move(domain.value());
+  }
   transport::ChannelOptions options;
+  options.busy_poll = tunables::cache_server_busy_poll.get() != 0;
   // A blocking connect stalls this loop: keep it short. A frozen owner costs one such wait per
   // retry interval, then the request is handled as a failed forward.
   auto channel =
-      transport::Channel::connect(*domain.value(), address.value(), options,
+      transport::Channel::connect(*peer->domain, address.value(), options,
                                   static_cast<int>(tunables::cache_forward_timeout_ms.get()));
   if (!channel) {
     peer->retry_after_ns = steady_now_ns() + 5 * kMs;
     return nullptr;
   }
-  peer->domain = std::move(domain.value());
   peer->channel = std::move(channel.value());
   peer->broken = false;
   return peer.get();

@@ -74,9 +74,7 @@ class CacheFaultRun {
 };
 
 void CacheFaultRun::follow_master() {
-  auto* master = lab_->cluster().process("master");
-  if (master == nullptr) return;
-  const std::string& out = master->output();
+  const std::string out = lab_->cluster().output_of("master");
   for (;;) {
     std::size_t end = out.find('\n', master_offset_);
     if (end == std::string::npos) return;

@@ -118,10 +118,8 @@ std::optional<std::int64_t> CacheLab::wait_master(const std::string& prefix, std
                                                   int timeout_ms) {
   std::int64_t end = steady_now_ns() + timeout_ms * 1'000'000LL;
   for (;;) {
-    if (auto* master = cluster_->process("master")) {
-      for (const auto& line : timed_lines(master->output(), prefix)) {
-        if (line.at_ns >= since) return line.at_ns;
-      }
+    for (const auto& line : timed_lines(cluster_->output_of("master"), prefix)) {
+      if (line.at_ns >= since) return line.at_ns;
     }
     if (steady_now_ns() > end) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -160,8 +158,8 @@ std::uint64_t CacheLab::operation_count() {
 
 std::string CacheLab::describe_since(std::int64_t since) {
   std::ostringstream out;
-  if (auto* master = cluster_->process("master")) {
-    for (const auto& line : timed_lines(master->output(), "master ")) {
+  {
+    for (const auto& line : timed_lines(cluster_->output_of("master"), "master ")) {
       if (line.at_ns >= since) out << "  " << line.text << "\n";
     }
   }

@@ -114,8 +114,8 @@ int run_cluster_demo(const ClusterDemoOptions& options) {
   CacheWorkloadOptions load;
   load.seconds = options.seconds;
   load.keys_per_type = 64;
-  load.on_operation = [&samples](std::int64_t at, std::int64_t latency, bool) {
-    samples.push_back({at, latency});
+  load.on_operation = [&samples](const CacheOperation& op) {
+    samples.push_back({op.at_ns, op.latency_ns});
   };
   CacheWorkload workload(*client.value(), load);
   std::atomic<bool> stop{false};

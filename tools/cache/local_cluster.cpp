@@ -136,6 +136,12 @@ bench::ChildProcess* LocalCluster::process(const std::string& id) {
   return it == processes_.end() ? nullptr : it->second.get();
 }
 
+std::string LocalCluster::output_of(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(id);
+  return it != processes_.end() && it->second ? it->second->output() : std::string();
+}
+
 void LocalCluster::kill(const std::string& id) {
   std::lock_guard lock(mutex_);
   if (auto it = processes_.find(id); it != processes_.end() && it->second) {

@@ -60,8 +60,11 @@ class LocalCluster {
   [[nodiscard]] std::vector<std::string> server_ids() const;
   // The types `id` owns.
   [[nodiscard]] std::vector<std::string> types_of(const std::string& id) const;
-  // "master" or a server id; signals only: its output belongs to the reading thread (lines()).
+  // "master" or a server id; signals only: its output belongs to the reading thread (lines(),
+  // output_of()).
   bench::ChildProcess* process(const std::string& id);
+  // What the current process `id` printed so far (a copy; empty when there is none).
+  std::string output_of(const std::string& id);
   // Every line the processes printed so far, each prefixed by nothing (the daemons' lines name
   // themselves), in no particular order across processes.
   std::vector<std::string> lines();
