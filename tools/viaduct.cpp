@@ -725,8 +725,10 @@ int main(int argc, char** argv) {
   bench_cache->add_option("--seconds", kb.seconds, "length of each measurement")
       ->check(CLI::Range(0.01, 3600.0))
       ->capture_default_str();
-  bench_cache->add_option("--servers", kb.servers, "data servers in the cluster's one group")
-      ->check(CLI::Range(1, 8))
+  bench_cache
+      ->add_option("--servers", kb.servers,
+                   "data servers in the cluster's one group (2 at least: one is s1's failover)")
+      ->check(CLI::Range(2, 8))
       ->capture_default_str();
   bench_cache->add_option("--busy-poll", kb.busy_poll, "cache_server_busy_poll of the servers")
       ->check(CLI::Range(0, 1))
