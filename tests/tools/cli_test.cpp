@@ -202,8 +202,6 @@ TEST(Cli, JsonFailure_ValidJsonWithError_OnStdoutOrInTheFile) {
       {"bench", "failover", "--trials", "1", "--base-port", port},
       {"bench", "faults", "--faults", "1", "--base-port", port, "--max-seconds", "20"},
       {"bench", "crowd", "--port", port, "--rounds", "1"},
-      // The master cannot bind its control port: the cluster does not start.
-      {"bench", "cache", "--base-port", port, "--seconds", "0.1", "--records", "10"},
   };
   for (auto args : file_rows) {
     std::string cmd = "viaduct";
