@@ -10,7 +10,7 @@ PACKAGES=(
   libsodium-dev                                          # member HMACs, Ed25519 server proofs
   libtomlplusplus-dev                                    # the configuration file (TOML)
   libsqlite3-dev libpq-dev postgresql                    # the record store: SQLite embedded default, PostgreSQL for a multi-machine cluster
-  redis-server                                           # the baseline of `viaduct bench cache`
+  redis-server libhiredis-dev                            # the baseline of `viaduct bench cache` and its client (hiredis)
   help2man jq                                            # the man page; JSON in shell scripts
   stress-ng                                              # CPU hog beside fault and failover runs
   clang-14 libclang-rt-14-dev                            # libFuzzer targets (scripts/fuzz.sh)

@@ -20,6 +20,7 @@
 
 #include "cluster/service_server.hpp"
 #include "failover/lookup_client.hpp"
+#include "tools/bench/cache_bench.hpp"
 #include "tools/bench/cache_fault_run.hpp"
 #include "tools/bench/cluster_failover_bench.hpp"
 #include "tools/bench/crowd_bench.hpp"
@@ -745,6 +746,38 @@ int main(int argc, char** argv) {
                         "crowd the active of a `viaduct serve` pair (ports --port..--port+3) "
                         "and count takeovers, instead of a perf server");
 
+  auto* bench_cache = bench->add_subcommand(
+      "cache",
+      "YCSB-style workloads A (50/50), B (95/5) and C (reads) with Zipfian keys against a local "
+      "cache cluster, with SQLite, PostgreSQL and Redis as baselines in the same run; p50/p99 "
+      "and ops/s at depth 1 and 32 (exit 0 whether or not viaduct beats Redis)");
+  viaduct::bench::CacheBenchOptions kb;
+  bench_cache->add_option("--base-port", kb.base_port, "the cluster's first port on 127.0.0.1")
+      ->capture_default_str();
+  bench_cache->add_option("--redis-port", kb.redis_port, "the first port tried for redis-server")
+      ->capture_default_str();
+  bench_cache->add_option("--records", kb.records, "records loaded")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  bench_cache->add_option("--value-bytes", kb.value_bytes, "bytes per value")
+      ->check(CLI::Range(8, 1 << 20))
+      ->capture_default_str();
+  bench_cache->add_option("--seconds", kb.seconds, "length of each measurement")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
+  bench_cache
+      ->add_option("--servers", kb.servers,
+                   "data servers in the cluster's one group (2 at least: one is s1's failover)")
+      ->check(CLI::Range(2, 8))
+      ->capture_default_str();
+  bench_cache->add_option("--busy-poll", kb.busy_poll, "cache_server_busy_poll of the servers")
+      ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  bench_cache->add_option("--seed", kb.seed, "the key sequence's seed")->capture_default_str();
+  bench_cache->add_option("--postgres", kb.postgres,
+                          "a PostgreSQL URI for the baseline (default: VIADUCT_TEST_POSTGRES_URI)");
+  bench_cache->add_option("--json", kb.json_path, "write the results as JSON to this file");
+
   // Exit codes: 0 ok (and --help, --version), 1 a runtime failure, 2 bad usage (CLI11 prints
   // its message on stderr; it would exit 104-109 by itself).
   try {
@@ -813,6 +846,7 @@ int main(int argc, char** argv) {
   if (bench_crowd->parsed()) g_json.path = cb.json_path;
   if (bench_cluster->parsed()) g_json.path = cf.json_path;
   if (bench_cache_faults->parsed()) g_json.path = cfr.json_path;
+  if (bench_cache->parsed()) g_json.path = kb.json_path;
   load_options.print_json = print_json;
   // A file left by an earlier run must not pass for this run's partial results.
   if (!g_json.path.empty()) std::remove(g_json.path.c_str());
@@ -836,6 +870,10 @@ int main(int argc, char** argv) {
     if (bench_crowd->parsed()) {
       cb.tool = own_executable();
       return viaduct::bench::run_crowd_bench(cb);
+    }
+    if (bench_cache->parsed()) {
+      kb.tool = own_executable();
+      return viaduct::bench::run_cache_bench(kb);
     }
     if (bench_faults->parsed()) {
       fr.tool = own_executable();

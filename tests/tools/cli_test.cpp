@@ -220,6 +220,50 @@ TEST(Cli, JsonFailure_ValidJsonWithError_OnStdoutOrInTheFile) {
   std::remove(json_path.c_str());
 }
 
+// `viaduct bench cache` runs every system briefly and its --json file has an entry for each
+// (system, workload, depth), the ratios to Redis and no error.
+TEST(Cli, BenchCache_Smoke_JsonHasEveryEntry) {
+  std::uint16_t base = testing::test_port_block();
+  std::string json_path = ::testing::TempDir() + "viaduct-bench-cache-" + std::to_string(getpid());
+  std::remove(json_path.c_str());
+  ToolRun r = run_tool({"bench", "cache", "--seconds", "0.3", "--records", "200", "--base-port",
+                        std::to_string(base), "--redis-port", std::to_string(base + 10), "--json",
+                        json_path});
+  EXPECT_EQ(r.exit_code, 0) << "stderr: " << r.err << "\nstdout: " << r.out;
+  std::ifstream in(json_path);
+  ASSERT_TRUE(in.good()) << "no --json file; stdout: " << r.out;
+  auto doc = nlohmann::json::parse(in, nullptr, false);
+  std::remove(json_path.c_str());
+  ASSERT_FALSE(doc.is_discarded()) << "the --json file is not JSON";
+  EXPECT_FALSE(doc.contains("error")) << doc.dump(2);
+  auto has = [&](const std::string& system, const std::string& workload, int depth) {
+    for (const auto& e : doc["results"]) {
+      if (e.value("system", "") == system && e.value("workload", "") == workload &&
+          e.value("depth", 0) == depth) {
+        return e.value("ops", 0) > 0 && e.value("errors", 1) == 0 && e.value("p50_us", 0.0) > 0;
+      }
+    }
+    return false;
+  };
+  bool redis_skipped = false;
+  for (const auto& e : doc["results"]) {
+    if (e.value("system", "") == "redis" && e.contains("skipped")) redis_skipped = true;
+  }
+  std::vector<std::string> systems = {"viaduct", "sqlite"};
+  if (!redis_skipped) systems.push_back("redis");
+  for (const auto& system : systems) {
+    for (const char* workload : {"A", "B", "C"}) {
+      EXPECT_TRUE(has(system, workload, 1)) << system << " " << workload << " depth 1";
+    }
+    for (const char* workload : {"A", "B"}) {
+      EXPECT_TRUE(has(system, workload, 32)) << system << " " << workload << " depth 32";
+    }
+  }
+  if (redis_skipped) GTEST_SKIP() << "skipped: no redis-server for the baseline";
+  EXPECT_TRUE(doc["viaduct_over_redis_get_p50_depth1"].contains("C")) << doc.dump(2);
+  EXPECT_GT(doc["read_only_get_p50_depth1"].value("redis_get_p50_us", 0.0), 0) << doc.dump(2);
+}
+
 // The children of `pid` and theirs, from /proc.
 std::set<pid_t> descendants_of(pid_t pid) {
   std::set<pid_t> found{pid};
