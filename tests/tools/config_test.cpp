@@ -120,5 +120,53 @@ TEST(ConfigFile, Mistakes_RefusedNamingKeyAndLine) {
   }
 }
 
+// The cache cluster's section: read whole, and each mistake named with its key and line.
+TEST(ConfigFile, CacheCluster_ReadAndMistakesNamed) {
+  const std::string head =
+      "[cache]\ndatabase = \"sqlite:c.db\"\n[cache.master]\nid = \"m\"\n"
+      "control = \"127.0.0.1:7600\"\n[[cache.group]]\nname = \"g1\"\n";
+  auto server = [](const std::string& id, const std::string& type) {
+    return "[[cache.group.server]]\nid = \"" + id + "\"\nlisten = \"ofi+tcp://127.0.0.1:7" + id +
+           "\"\ncontrol = \"127.0.0.1:8" + id + "\"\ntypes = [\"" + type + "\"]\n";
+  };
+  auto good = parse(head + server("1", "a") + server("2", "b"), "/etc/v/c.toml");
+  ASSERT_TRUE(good.is_ok()) << good.status().to_string();
+  ASSERT_TRUE(good->cache.has_value());
+  EXPECT_EQ(good->cache->database, "sqlite:/etc/v/c.db");  // next to the file
+  EXPECT_EQ(good->cache->master_control, "127.0.0.1:7600");
+  ASSERT_EQ(good->cache->servers.size(), 2u);
+  EXPECT_EQ(good->cache->servers[1].group, "g1");
+  EXPECT_EQ(good->cache->servers[1].types, std::vector<std::string>{"b"});
+  struct Row {
+    std::string text;
+    std::string says;
+  };
+  const Row rows[] = {
+      {head + server("1", "a"), "needs two or more [[cache.group.server]]"},
+      {head + server("1", "a") + server("2", "a"), "type 'a' has two owners"},
+      {head + server("1", "a") + server("1", "b"), "server id '1' twice"},
+      {head + server("1", "a") + server("2", "b") + "colour = 1\n", "unknown key 'colour'"},
+      {"[cache]\ndatabase = \"mysql://x\"\n", "database must be"},
+      {"[cache]\ndatabase = \"sqlite:c.db\"\n", "needs a [cache.master]"},
+      {head +
+           "[[cache.group.server]]\nid = \"1\"\nlisten = \"ofi+tcp://127.0.0.1:1\"\n"
+           "types = [\"a\"]\n" +
+           server("2", "b"),
+       "needs 'control'"},
+      {head +
+           "[[cache.group.server]]\nid = \"1\"\nlisten = \"ofi+tcp://127.0.0.1:1\"\n"
+           "control = \"127.0.0.1:2\"\ntypes = []\n" +
+           server("2", "b"),
+       "needs 'types'"},
+  };
+  for (const Row& row : rows) {
+    auto file = parse(row.text, "f.toml");
+    ASSERT_FALSE(file.is_ok()) << row.text;
+    EXPECT_NE(file.status().message().find(row.says), std::string::npos)
+        << "for:\n"
+        << row.text << "\ngot: " << file.status().message() << "\nwanted: " << row.says;
+  }
+}
+
 }  // namespace
 }  // namespace viaduct::config
