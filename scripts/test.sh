@@ -61,6 +61,10 @@ if [ "${VIADUCT_TEST_QUICK:-0}" != 1 ]; then
   # the hog beside it (the run without the hog is the ctest label faults).
   stage fault-run-hog timeout 400 "$BUILD/tools/viaduct" bench faults --seed 1 --faults 30 \
     --kinds kill,freeze --restart-percent 100 --hog 4 --base-port 31000 --max-seconds 300
+  # The cache cluster's randomised fault run beside the hog: kills, freezes, restarts, thaws of
+  # data servers under a checked load; 0 errors, 0 stale reads, 0 lost writes, every daemon alive.
+  stage cache-faults-hog timeout 400 "$BUILD/tools/viaduct" bench cache-faults --seed 1 \
+    --faults 20 --hog 4 --base-port 31400
   stage asan-ubsan env VIADUCT_SANITIZE_EXCLUDE='HundredThousandSmallRequests|Transfer64MiB' \
     timeout 1800 scripts/sanitize.sh address
   # TSan of the same labels, the same two bulk-transfer tests left out: under TSan and a loaded

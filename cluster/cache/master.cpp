@@ -253,7 +253,7 @@ void Master::on_message(const ControlMessage& m, bool from_client,
       t.acked_epoch = std::max(t.acked_epoch, m.epoch);
       // An offline server asking for a lease is running again (restarted, or woken): check it
       // now rather than at the next re-check of the backoff.
-      if (subject->state == ServerState::kOffline && !t.rechecking && t.next_recheck_ns > now) {
+      if (subject->state == ServerState::kOffline && t.next_recheck_ns > now) {
         t.next_recheck_ns = now;
       }
       ControlMessage grant;
