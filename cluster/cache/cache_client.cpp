@@ -62,7 +62,9 @@ Result<std::unique_ptr<CacheClient>> CacheClient::open(const CacheClientOptions&
 CacheClient::~CacheClient() = default;
 
 void CacheClient::emit(std::string_view what, std::uint32_t server) {
-  std::string_view id = server < map_.servers.size() ? map_.servers[server].id : "";
+  // Both arms a string_view: with a std::string in one, the result would be a temporary copy.
+  std::string_view id =
+      server < map_.servers.size() ? std::string_view(map_.servers[server].id) : std::string_view();
   VIADUCT_LOG(kInfo, "cache client: " << what << " " << id);
   if (on_event) on_event(what, id);
 }

@@ -255,7 +255,8 @@ TEST_P(CacheClusterTest, MalformedRequests_AnsweredInvalid_SameConnectionKeepsSe
   }
   CacheRequest get;
   get.op = CacheOp::kGet;
-  get.type = type_of("s1");
+  const std::string type = type_of("s1");  // the request's type is a view: keep it alive
+  get.type = type;
   auto key = bytes("k");
   get.key = key;
   std::vector<std::byte> wire;

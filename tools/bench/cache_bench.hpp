@@ -2,9 +2,10 @@
 // Redis as baselines measured in the same run on the same machine.
 //
 // A local cluster (tools/cache/local_cluster.hpp: a master and one group of data servers, SQLite
-// in a fresh temporary directory, the data servers sleeping in epoll when idle as redis-server does; --busy-poll 1 spins them) is loaded with `records` records of one type owned by s1. Then the workloads, each
-// for `seconds` at depth 1 and at depth 32, with Zipfian keys (YCSB's constant 0.99, scrambled,
-// seeded: every system sees the same key sequence):
+// in a fresh temporary directory, the data servers sleeping in epoll when idle as redis-server
+// does; --busy-poll 1 spins them) is loaded with `records` records of one type owned by s1. Then
+// the workloads, each for `seconds` at depth 1 and at depth 32, with Zipfian keys (YCSB's constant
+// 0.99, scrambled, seeded: every system sees the same key sequence):
 //   A: 50 % reads, 50 % updates;  B: 95 % reads, 5 % updates;  C: reads only (depth 1).
 // Systems:
 //   - viaduct, depth 1: a CacheClient (synchronous calls, through the client's failover layer);
