@@ -30,7 +30,7 @@ KINDS=("$@")
 # these skips the verbs suite and the benches.
 TARGETS=(transport_unit_test transport_ofi_test failover_unit_test lookup_test cluster_unit_test
          service_failover_test cli_test public_api_test config_test latency_histogram_test
-         record_store_test cache_cluster_test)
+         record_store_test)
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
@@ -62,7 +62,8 @@ for kind in "${KINDS[@]}"; do
         -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
         ${VIADUCT_SANITIZE_CXX:+-DCMAKE_CXX_COMPILER=$VIADUCT_SANITIZE_CXX} \
         -DVIADUCT_SANITIZE="$kind" -DVIADUCT_BUILD_BENCH=OFF >"$BUILD/configure.log" 2>&1 ||
-     ! cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >"$BUILD/build.log" 2>&1; then
+     ! cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" $([ "$kind" = address ] && echo cache_cluster_test) \
+       >"$BUILD/build.log" 2>&1; then
     tail -30 "$BUILD/configure.log" "$BUILD/build.log" 2>/dev/null
     echo "$kind: build failed"
     failed=$((failed + 1))
