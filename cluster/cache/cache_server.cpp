@@ -430,6 +430,7 @@ void CacheServer::answer_slot(std::uint32_t index, CacheStatus status, std::stri
 // Forwards that took too long count as failed; waiting writes are decided again when the map
 // changed, and given up (kNotServing: the client retries) after a lease's worth of waiting.
 void CacheServer::recheck_waiting(std::int64_t now) {
+  if (free_slots_.size() == slots_.size()) return;  // nothing held: the usual round
   std::int64_t forward_timeout = tunables::cache_forward_timeout_ms.get() * kMs;
   std::int64_t wait_limit = 4 * tunables::cache_lease_ms.get() * kMs + forward_timeout;
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {

@@ -158,10 +158,12 @@ void Master::run(const std::atomic<bool>& stop) {
 }
 
 void Master::run_once(int timeout_ms) {
-  std::vector<pollfd> fds;
-  fds.push_back({socket_.fd(), POLLIN, 0});
-  for (auto& t : tracked_) fds.push_back({t.probe.fd(), POLLIN, 0});
-  (void)::poll(fds.data(), fds.size(), timeout_ms);
+  // The set never changes after start: built once (the loop runs every millisecond).
+  if (poll_fds_.empty()) {
+    poll_fds_.push_back({socket_.fd(), POLLIN, 0});
+    for (auto& t : tracked_) poll_fds_.push_back({t.probe.fd(), POLLIN, 0});
+  }
+  (void)::poll(poll_fds_.data(), poll_fds_.size(), timeout_ms);
   std::int64_t now = steady_now_ns();
   receive(now);
   poll_probe_sockets(now);

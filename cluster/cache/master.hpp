@@ -27,6 +27,8 @@
 // Threading: one thread (run / run_once) owns everything.
 #pragma once
 
+#include <poll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -127,7 +129,9 @@ class Master {
   std::vector<Watcher> watchers_;
   std::vector<std::byte> datagram_;
   std::mt19937_64 jitter_{std::random_device{}()};
-  std::int64_t quiet_until_ns_ = 0;  // just started: no lease, no verdict before this
+  std::int64_t quiet_until_ns_ = 0;
+  std::vector<pollfd> poll_fds_;  // the socket, then one probe socket per server  // just started:
+                                  // no lease, no verdict before this
   MasterStats stats_;
 };
 

@@ -101,15 +101,10 @@ class CacheClusterTest : public ::testing::TestWithParam<Setup> {
   }
 
   std::unique_ptr<CacheClient> open_client(const std::string& name) {
-    auto key = ClusterKey::load(cluster_->key_path());
-    EXPECT_TRUE(key.is_ok());
-    CacheClientOptions options;
-    options.master_control = host_ + ":" + std::to_string(base_port_);
-    options.master_id = "master";
-    options.master_key = key->service_public_key(master_key_name("master"));
-    options.client_key = key->derive("clients");
-    options.name = name;
-    auto client = CacheClient::open(options);
+    auto options = cluster_->client_options(name);
+    EXPECT_TRUE(options.is_ok());
+    if (!options) return nullptr;
+    auto client = CacheClient::open(options.value());
     EXPECT_TRUE(client.is_ok()) << client.status().to_string();
     return client ? std::move(client.value()) : nullptr;
   }

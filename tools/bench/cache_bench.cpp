@@ -485,15 +485,9 @@ Status Bench::run_viaduct(const std::string& dir) {
   auto cluster = tools::LocalCluster::create(co);
   if (!cluster) return cluster.status().with_context("cluster");
   if (Status s = cluster.value()->start(); !s) return s.with_context("cluster start");
-  auto key = cluster::ClusterKey::load(cluster.value()->key_path());
-  if (!key) return key.status();
-  cc::CacheClientOptions options;
-  options.master_control = "127.0.0.1:" + std::to_string(o_.base_port);
-  options.master_id = "master";
-  options.master_key = key->service_public_key(cc::master_key_name("master"));
-  options.client_key = key->derive("clients");
-  options.name = "bench-cache";
-  auto client = cc::CacheClient::open(options);
+  auto options = cluster.value()->client_options("bench-cache");
+  if (!options) return options.status();
+  auto client = cc::CacheClient::open(options.value());
   if (!client) return client.status().with_context("cache client");
   auto& cl = *client.value();
   Values values(o_.value_bytes);

@@ -73,15 +73,9 @@ Result<std::unique_ptr<CacheLab>> CacheLab::start(const CacheLabOptions& options
     lab->keep_dir();
     return s;
   }
-  auto key = cluster::ClusterKey::load(lab->cluster_->key_path());
-  if (!key) return key.status();
-  cc::CacheClientOptions client_options;
-  client_options.master_control = co.host + ":" + std::to_string(options.base_port);
-  client_options.master_id = "master";
-  client_options.master_key = key->service_public_key(cc::master_key_name("master"));
-  client_options.client_key = key->derive("clients");
-  client_options.name = "bench";
-  auto client = cc::CacheClient::open(client_options);
+  auto client_options = lab->cluster_->client_options("bench");
+  if (!client_options) return client_options.status();
+  auto client = cc::CacheClient::open(client_options.value());
   if (!client) return client.status();
   lab->client_ = std::move(client.value());
   CacheLab* raw = lab.get();

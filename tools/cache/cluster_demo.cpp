@@ -82,15 +82,13 @@ int run_cluster_demo(const ClusterDemoOptions& options) {
     std::cerr << "viaduct demo: " << s.to_string() << "\n";
     return 1;
   }
-  auto key = cluster::ClusterKey::load(cluster.key_path());
   (void)cc::tunables::cache_failover_window_ms.set(500);
-  cc::CacheClientOptions client_options;
-  client_options.master_control = "127.0.0.1:" + std::to_string(options.base_port);
-  client_options.master_id = "master";
-  client_options.master_key = key->service_public_key(cc::master_key_name("master"));
-  client_options.client_key = key->derive("clients");
-  client_options.name = "demo-load";
-  auto client = cc::CacheClient::open(client_options);
+  auto client_options = cluster.client_options("demo-load");
+  if (!client_options) {
+    std::cerr << "viaduct demo: " << client_options.status().to_string() << "\n";
+    return 1;
+  }
+  auto client = cc::CacheClient::open(client_options.value());
   if (!client) {
     std::cerr << "viaduct demo: " << client.status().to_string() << "\n";
     return 1;

@@ -38,13 +38,12 @@ int run_liar_run(const LiarRunOptions& options) {
     return 1;
   }
   auto key = cluster::ClusterKey::load(cluster.key_path());
-  cc::CacheClientOptions client_options;
-  client_options.master_control = "127.0.0.1:" + std::to_string(options.base_port);
-  client_options.master_id = "master";
-  client_options.master_key = key->service_public_key(cc::master_key_name("master"));
-  client_options.client_key = key->derive("clients");
-  client_options.name = "steady-load";
-  auto client = cc::CacheClient::open(client_options);
+  auto client_options = cluster.client_options("steady-load");
+  if (!key || !client_options) {
+    std::cerr << "viaduct bench cache-liar: cannot read the cluster key\n";
+    return 1;
+  }
+  auto client = cc::CacheClient::open(client_options.value());
   if (!client) {
     std::cerr << "viaduct bench cache-liar: " << client.status().to_string() << "\n";
     return 1;
@@ -59,7 +58,7 @@ int run_liar_run(const LiarRunOptions& options) {
   std::thread runner([&] { workload.run(stop); });
   // The liar.
   auto socket = failover::UdpSocket::bind(failover::UdpEndpoint::from("127.0.0.1", 0).value());
-  auto master = failover::UdpEndpoint::parse(client_options.master_control);
+  auto master = failover::UdpEndpoint::parse(client_options.value().master_control);
   cluster::ClusterKey clients = key->derive("clients");
   std::vector<std::byte> wire;
   auto ids = cluster.server_ids();

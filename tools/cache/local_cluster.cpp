@@ -48,6 +48,19 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::create(const LocalClusterOpt
   return c;
 }
 
+Result<cluster::cache::CacheClientOptions> LocalCluster::client_options(
+    const std::string& name) const {
+  auto key = cluster::ClusterKey::load(key_path_);
+  if (!key) return key.status();
+  cluster::cache::CacheClientOptions options;
+  options.master_control = options_.host + ":" + std::to_string(options_.base_port);
+  options.master_id = "master";
+  options.master_key = key->service_public_key(cluster::cache::master_key_name("master"));
+  options.client_key = key->derive("clients");
+  options.name = name;
+  return options;
+}
+
 LocalCluster::~LocalCluster() {
   stop_ = true;
   if (drainer_.joinable()) drainer_.join();

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/cache/cache_client.hpp"
 #include "tools/bench/child_process.hpp"
 #include "transport/status.hpp"
 
@@ -54,6 +55,10 @@ class LocalCluster {
   // The process still runs (not exited, not killed by us).
   bool alive(const std::string& id);
 
+  // What a client of this cluster needs: the master's address and public key, and the clients'
+  // key (never the secret), all from the cluster's key file.
+  [[nodiscard]] Result<cluster::cache::CacheClientOptions> client_options(
+      const std::string& name) const;
   [[nodiscard]] const std::string& config_path() const { return config_path_; }
   [[nodiscard]] const std::string& database() const { return database_; }
   [[nodiscard]] const std::string& key_path() const { return key_path_; }
