@@ -1,6 +1,8 @@
 #include "cluster/cache/cache_server.hpp"
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "transport/clock.hpp"
 #include "transport/log.hpp"
@@ -28,6 +30,10 @@ Tunable cache_stats_interval_ms("cache", "cache_stats_interval_ms", 0, 0, 360000
                                 "a data server prints a `stats` notice (its counters and "
                                 "database queries) this often; 0: never. For the benches, "
                                 "which take differences between two such lines");
+Tunable cache_debug_write_delay_ms(
+    "cache", "cache_debug_write_delay_ms", 0, 0, 60000,
+    "fault injection, for tests: a data server sleeps this long between deciding to serve a "
+    "write (its lease checked) and sending it to the database, as if frozen there");
 }  // namespace tunables
 
 namespace {
@@ -125,6 +131,7 @@ Result<std::unique_ptr<CacheServer>> CacheServer::start(const CacheServerConfig&
     s->free_slots_.push_back(static_cast<std::uint32_t>(i));
   }
   s->tend_lease(steady_now_ns());
+  (void)s->raise_fences(steady_now_ns());
   return s;
 }
 
@@ -167,6 +174,7 @@ std::size_t CacheServer::run_once(int timeout_ms) {
   }
   std::int64_t now = steady_now_ns();
   poll_control(now);
+  (void)raise_fences(now);
   tend_lease(now);
   recheck_waiting(now);
   print_stats(now);
@@ -255,17 +263,55 @@ void CacheServer::handle(transport::Channel& channel, const transport::IncomingR
   forward(index, target);
 }
 
+const MapServer* CacheServer::server_for(const MapServer& owner) const {
+  if (owner.state == ServerState::kOnline) return &owner;
+  if (owner.state == ServerState::kOffline) return map_.failover_for(owner);
+  return nullptr;
+}
+
 CacheServer::Decision CacheServer::decide(const MapServer& owner, std::uint32_t* target) const {
-  const MapServer* server = nullptr;
-  if (owner.state == ServerState::kOnline) {
-    server = &owner;
-  } else if (owner.state == ServerState::kOffline) {
-    server = map_.failover_for(owner);
-  }
+  const MapServer* server = server_for(owner);
   if (server == nullptr) return Decision::kNotServing;  // returning, or the group is down
   *target = static_cast<std::uint32_t>(server - map_.servers.data());
   if (*target != self_) return Decision::kForward;
-  return lease_valid() ? Decision::kServe : Decision::kNotServing;
+  return lease_valid() && fenced_epoch_ == map_.epoch ? Decision::kServe : Decision::kNotServing;
+}
+
+// Before this server serves anything at a map epoch: the fences of every type it serves at it
+// raised to it, in the database. A fence above our epoch means a newer map gave the type to
+// someone else: we ask the master for it (it comes with the lease) and serve nothing meanwhile.
+bool CacheServer::raise_fences(std::int64_t now) {
+  if (fenced_epoch_ == map_.epoch) return true;
+  if (map_.epoch == 0) return false;  // the configured map: not the master's yet
+  if (now < next_fence_ns_) return false;
+  next_fence_ns_ = now + 10 * kMs;  // the next attempt, if this one fails
+  for (const MapServer& owner : map_.servers) {
+    if (server_for(owner) != &map_.servers[self_]) continue;
+    for (const std::string& type : owner.types) {
+      auto raised = store_->fence(type, map_.epoch);
+      if (!raised) {
+        notice("fences not raised (map " + std::to_string(map_.epoch) +
+               "): " + raised.status().to_string());
+        return false;
+      }
+      if (raised.value() != map_.epoch) {
+        // The lease request shows the master the fence's epoch: a master restarted with a
+        // clock that went back overtakes it (as it overtakes any member's epoch) instead of
+        // leaving every server fenced out of its types. Otherwise the answer brings the newer
+        // map.
+        fence_seen_ = std::max(fence_seen_, raised.value());
+        next_lease_ns_ = 0;
+        if (fence_refused_noticed_ != map_.epoch) {
+          fence_refused_noticed_ = map_.epoch;
+          notice("fenced: type " + type + " belongs to a map newer than " +
+                 std::to_string(map_.epoch) + "; serving nothing until we have it");
+        }
+        return false;
+      }
+    }
+  }
+  fenced_epoch_ = map_.epoch;
+  return true;
 }
 
 void CacheServer::serve(transport::Channel& channel, std::uint64_t request_id,
@@ -303,6 +349,9 @@ void CacheServer::serve(transport::Channel& channel, std::uint64_t request_id,
   std::optional<std::uint64_t> expected;
   if ((request.flags & kCacheFlagExpected) != 0) expected = request.expected_version;
   WriteTag tag{request.client_id, request.seq};
+  if (std::int64_t delay = tunables::cache_debug_write_delay_ms.get(); delay > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+  }
   auto written = request.op == CacheOp::kPut
                      ? store_->put(request.type, request.key, request.value, expected, tag)
                      : store_->remove(request.type, request.key, expected, tag);
@@ -313,6 +362,18 @@ void CacheServer::serve(transport::Channel& channel, std::uint64_t request_id,
     return;
   }
   const WriteResult& w = written.value();
+  if (w.fenced) {
+    // A newer map gave this type to another server, which raised its fence: nothing was
+    // written, and what we cached of the owner's types may be old. The client re-routes.
+    ++stats_.fenced_writes;
+    std::size_t dropped = cache_->drop_owner(owner);
+    fenced_epoch_ = kNotFenced;
+    next_lease_ns_ = 0;
+    notice("write fenced: type " + std::string(request.type) + " has a newer owner than map " +
+           std::to_string(map_.epoch) + "; dropped " + std::to_string(dropped) + " cached records");
+    answer(channel, request_id, CacheStatus::kNotServing, 0, {});
+    return;
+  }
   if (!w.applied) {
     cache_->erase(request.type, request.key);
     answer(channel, request_id, CacheStatus::kVersionMismatch, w.version, {});
@@ -577,6 +638,10 @@ void CacheServer::tend_lease(std::int64_t now) {
   m.kind = ControlKind::kLease;
   m.nonce = lease_nonce_;
   m.epoch = map_.epoch;
+  if (fence_seen_ > map_.epoch) {
+    m.body.resize(8);
+    transport::store_le<std::uint64_t>(m.body.data(), fence_seen_);
+  }
   m.subject = config_.id;
   m.sender = config_.id;
   send_control(m, master_);
@@ -624,6 +689,8 @@ void CacheServer::adopt_map(ClusterMap map) {
     own_generation_ = self.generation;
   }
   notice("map " + std::to_string(map_.epoch) + ":" + (changes.empty() ? " no change" : changes));
+  next_fence_ns_ = 0;
+  (void)raise_fences(steady_now_ns());
 }
 
 }  // namespace viaduct::cluster::cache

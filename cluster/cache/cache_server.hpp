@@ -13,6 +13,10 @@
 //     may have written its types. The master marks a silent server offline only once the lease
 //     it granted ran out (or its process is gone), so a server never serves a value that another
 //     one replaced: no reader sees a value older than the last acknowledged write.
+//   - and only once it raised the database fences of the types it serves to its map epoch
+//     (RecordStore::fence). A lease is checked before a write, not during it: a server frozen
+//     between the two, marked offline meanwhile, would otherwise commit its write late, over one
+//     that the new owner acknowledged. The fence makes the database refuse that late write.
 // A request for a type this server may not serve goes to whoever may (forwarded once; a
 // forwarded request is never forwarded again), or is answered kNotServing so the client
 // refreshes its map. When forwarding to an online owner fails, the server tells the master;
@@ -48,6 +52,7 @@ extern Tunable cache_forward_timeout_ms;
 extern Tunable cache_max_held_requests;
 extern Tunable cache_server_busy_poll;
 extern Tunable cache_stats_interval_ms;
+extern Tunable cache_debug_write_delay_ms;
 }  // namespace tunables
 
 struct CacheServerConfig {
@@ -73,6 +78,7 @@ struct CacheServerStats {
   std::uint64_t reports = 0;
   std::uint64_t bad_datagrams = 0;
   std::uint64_t dropped_temporary = 0;  // entries dropped when their owner came back
+  std::uint64_t fenced_writes = 0;      // refused by the database: a newer owner had the type
 };
 
 class CacheServer {
@@ -103,6 +109,10 @@ class CacheServer {
   void handle(transport::Channel& channel, const transport::IncomingRequest& incoming);
   void dispatch(std::uint32_t slot_index);
   Decision decide(const MapServer& owner, std::uint32_t* target) const;
+  // Who serves `owner`'s types under our map: the owner while online, its failover server while
+  // offline, nobody (nullptr) while returning.
+  [[nodiscard]] const MapServer* server_for(const MapServer& owner) const;
+  bool raise_fences(std::int64_t now);
   void serve(transport::Channel& channel, std::uint64_t request_id, const CacheRequest& request,
              std::uint32_t owner, bool direct_only);
   void forward(std::uint32_t slot_index, std::uint32_t target);
@@ -147,6 +157,13 @@ class CacheServer {
   std::int64_t next_lease_ns_ = 0;
   std::uint64_t lease_nonce_ = 0;
   bool lease_lapsed_noticed_ = true;
+  // The map epoch the database fences of every type we serve were raised to (RecordStore::fence);
+  // nothing is served at an epoch until they are. kNotFenced: not yet, or a write was fenced.
+  static constexpr std::uint64_t kNotFenced = ~std::uint64_t{0};
+  std::uint64_t fenced_epoch_ = kNotFenced;
+  std::int64_t next_fence_ns_ = 0;
+  std::uint64_t fence_refused_noticed_ = kNotFenced;  // the epoch whose refusal we printed
+  std::uint64_t fence_seen_ = 0;  // the highest fence above our map epoch the database showed
   std::int64_t next_stats_ns_ = 0;
   std::vector<std::byte> answer_buf_;
   std::vector<std::byte> datagram_;

@@ -17,7 +17,9 @@
 //   kReport      reporter -> master: `subject` seems offline (kFlagBack: seems back). Only ever
 //                triggers the master's own verification.      -> kReportAck
 //   kProbe       master -> server `subject`: are you there?   -> kProbeAck (epoch: its map's)
-//   kLease       server -> master: renew my lease; epoch = my map's -> kLeaseGrant: epoch =
+//   kLease       server -> master: renew my lease; epoch = my map's; body = nothing, or the
+//                database fence above my map epoch that refused me, u64 LE (the master
+//                overtakes it: a restarted master whose clock went back) -> kLeaseGrant: epoch =
 //                the master's map; body = lease ms u32 | (the signed map when the epochs differ)
 //   kNotice      master -> server or watching client: body = the signed map -> kNoticeAck (members)
 //   kMapRequest  client or server -> master (kFlagWatch: and push me changes) -> kMap (body =

@@ -247,6 +247,16 @@ void Master::on_message(const ControlMessage& m, bool from_client,
         return;
       }
       ++stats_.leases;
+      // A database fence above our epoch (a member's report, authenticated): maps from before
+      // we started, with a clock that went back since. Ours must overtake it, or no server
+      // could write those types again.
+      if (m.body.size() == 8) {
+        std::uint64_t fence = transport::load_le<std::uint64_t>(m.body.data());
+        if (fence >= map_.epoch) {
+          map_.epoch = fence;
+          publish(now);  // one above it
+        }
+      }
       Tracked& t = tracked_[index];
       std::int64_t lease = tunables::cache_lease_ms.get();
       // Counted from now, which is after the server asked: the master's idea of the lease's end

@@ -1,6 +1,7 @@
 #include "cluster/cache/postgres_store.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "cluster/cache/record_sql.hpp"
 
@@ -20,11 +21,14 @@ constexpr std::string_view kDefaultConnectTimeout = "connect_timeout=5";
 // created it at the same moment (the catalog's unique index caught the race).
 constexpr std::string_view kUniqueViolation = "23505";
 constexpr std::string_view kDuplicateTable = "42P07";
+// A put if version: (type, key, value, expected, client, seq, fence token).
+constexpr std::size_t kMaxParameters = 7;
 
 const char* statement_name(int statement) {
-  static constexpr std::array<const char*, 8> kNames = {
-      "viaduct_get",     "viaduct_version", "viaduct_put",       "viaduct_put_if",
-      "viaduct_put_new", "viaduct_remove",  "viaduct_remove_if", "viaduct_remove_new"};
+  static constexpr std::array<const char*, 10> kNames = {
+      "viaduct_get",         "viaduct_version",   "viaduct_put",       "viaduct_put_if",
+      "viaduct_put_new",     "viaduct_remove",    "viaduct_remove_if", "viaduct_remove_new",
+      "viaduct_raise_fence", "viaduct_read_fence"};
   return kNames.at(static_cast<std::size_t>(statement));
 }
 
@@ -94,8 +98,9 @@ Status PostgresStore::connection_error(const std::string& doing) const {
 
 Status PostgresStore::set_up() {
   PGconn* c = connection_.get();
-  {
-    QueryResult created(PQexec(c, create_table_sql(kPostgresDialect).c_str()));
+  for (const std::string& create :
+       {create_table_sql(kPostgresDialect), create_fence_table_sql(kPostgresDialect)}) {
+    QueryResult created(PQexec(c, create.c_str()));
     if (PQresultStatus(created.get()) != PGRES_COMMAND_OK) {
       const char* state = PQresultErrorField(created.get(), PG_DIAG_SQLSTATE);
       const std::string_view sqlstate = state ? state : "";
@@ -106,24 +111,34 @@ Status PostgresStore::set_up() {
       }
     }
   }
-  // get, version, remove: (type, key[, expected], client, seq); put: (type, key, value, ...).
-  const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid};
-  const Oid put_types[] = {kTextOid, kByteaOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid};
+  // get, version, remove: (type, key[, expected], client, seq, fence token); put: (type, key,
+  // value, ...); the fences: (type[, epoch]).
+  const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid, kInt8Oid};
+  const Oid put_types[] = {kTextOid, kByteaOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid, kInt8Oid};
+  const Oid fence_types[] = {kTextOid, kInt8Oid};
   for (int statement = 0; statement < kStatementCount; ++statement) {
     std::string sql;
     const bool is_put = statement >= kPut && statement <= kPutIfNeverWritten;
+    const Oid* types = is_put ? put_types : key_types;
     if (statement == kGet) {
       sql = get_sql(kPostgresDialect);
+    } else if (statement == kRaiseFence || statement == kReadFence) {
+      sql = statement == kRaiseFence ? raise_fence_sql(kPostgresDialect)
+                                     : read_fence_sql(kPostgresDialect);
+      types = fence_types;
     } else if (statement == kVersion) {
       sql = version_sql(kPostgresDialect);
     } else {
       const int first = is_put ? kPut : kRemove;
       sql = write_sql(kPostgresDialect, !is_put, static_cast<WriteCondition>(statement - first));
     }
-    // The statements hold '$' only as parameter markers.
-    const int parameter_count = static_cast<int>(std::count(sql.begin(), sql.end(), '$'));
-    QueryResult prepared(PQprepare(c, statement_name(statement), sql.c_str(), parameter_count,
-                                   is_put ? put_types : key_types));
+    // The statements hold '$' only as parameter markers; one may appear more than once.
+    int parameter_count = 0;
+    for (std::size_t at = sql.find('$'); at != std::string::npos; at = sql.find('$', at + 1)) {
+      parameter_count = std::max(parameter_count, std::atoi(sql.c_str() + at + 1));
+    }
+    QueryResult prepared(
+        PQprepare(c, statement_name(statement), sql.c_str(), parameter_count, types));
     if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
       if (PQstatus(c) == CONNECTION_BAD) return connection_error("prepare");
       return {Code::kInternal, std::string("postgresql: prepare ") + statement_name(statement) +
@@ -144,9 +159,9 @@ Status PostgresStore::reconnect_if_broken() {
 Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
                                                           std::span<const Parameter> parameters) {
   VIADUCT_RETURN_IF_ERROR(reconnect_if_broken());
-  std::array<const char*, 6> values{};
-  std::array<int, 6> lengths{};
-  std::array<int, 6> formats{};
+  std::array<const char*, kMaxParameters> values{};
+  std::array<int, kMaxParameters> lengths{};
+  std::array<int, kMaxParameters> formats{};
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     values.at(i) = parameters[i].data;
     lengths.at(i) = parameters[i].length;
@@ -157,7 +172,7 @@ Result<PostgresStore::QueryResult> PostgresStore::execute(Statement statement,
                                     static_cast<int>(parameters.size()), values.data(),
                                     lengths.data(), formats.data(), /*resultFormat=*/1));
   const ExecStatusType status = PQresultStatus(result.get());
-  if (status == PGRES_TUPLES_OK) return result;
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return result;
   if (PQstatus(connection_.get()) == CONNECTION_BAD) return connection_error("query");
   return Status{Code::kInternal, "postgresql: " + one_line(PQresultErrorMessage(result.get()))};
 }
@@ -187,7 +202,7 @@ Status PostgresStore::read(std::string_view type, std::span<const std::byte> key
 Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const std::byte> key,
                                          const std::span<const std::byte>* value,
                                          std::optional<std::uint64_t> expected_version,
-                                         WriteTag tag) {
+                                         WriteTag tag, std::int64_t fence_token) {
   const Statement always = value ? kPut : kRemove;
   Statement statement = always;
   if (expected_version) {
@@ -196,7 +211,8 @@ Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const 
   const auto expected = big_endian(expected_version.value_or(0));
   const auto client = big_endian(tag.client_id);
   const auto seq = big_endian(tag.seq);
-  std::array<Parameter, 6> parameters{};
+  const auto token = big_endian(static_cast<std::uint64_t>(fence_token));
+  std::array<Parameter, kMaxParameters> parameters{};
   std::size_t count = 0;
   parameters[count++] = {type.data(), static_cast<int>(type.size())};
   parameters[count++] = {reinterpret_cast<const char*>(key.data()), static_cast<int>(key.size())};
@@ -207,6 +223,7 @@ Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const 
   if (expected_version && *expected_version != 0) parameters[count++] = {expected.data(), 8};
   parameters[count++] = {client.data(), 8};
   parameters[count++] = {seq.data(), 8};
+  parameters[count++] = {token.data(), 8};
   auto result = execute(statement, std::span(parameters.data(), count));
   if (!result) return result.status();
   if (PQntuples(result->get()) == 1) {
@@ -221,6 +238,26 @@ Result<WriteResult> PostgresStore::write(std::string_view type, std::span<const 
   const bool ours = found && !tag.empty() && version_at(current->get(), 1) == tag.client_id &&
                     version_at(current->get(), 2) == tag.seq;
   return WriteResult{.applied = ours, .version = version};
+}
+
+}  // namespace viaduct::cluster::cache
+
+namespace viaduct::cluster::cache {
+
+Result<std::int64_t> PostgresStore::raise_fence(std::string_view type, std::int64_t epoch) {
+  const auto big = big_endian(static_cast<std::uint64_t>(epoch));
+  const Parameter parameters[] = {{type.data(), static_cast<int>(type.size())}, {big.data(), 8}};
+  auto raised = execute(kRaiseFence, parameters);
+  if (!raised) return raised.status();
+  return read_fence(type);
+}
+
+Result<std::int64_t> PostgresStore::read_fence(std::string_view type) {
+  const Parameter parameters[] = {{type.data(), static_cast<int>(type.size())}};
+  auto result = execute(kReadFence, parameters);
+  if (!result) return result.status();
+  if (PQntuples(result->get()) == 0) return std::int64_t{0};
+  return static_cast<std::int64_t>(version_at(result->get(), 0));
 }
 
 }  // namespace viaduct::cluster::cache

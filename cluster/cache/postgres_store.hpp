@@ -29,7 +29,10 @@ class PostgresStore final : public SqlRecordStore {
   Status read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
   Result<WriteResult> write(std::string_view type, std::span<const std::byte> key,
                             const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version, WriteTag tag) override;
+                            std::optional<std::uint64_t> expected_version, WriteTag tag,
+                            std::int64_t fence_token) override;
+  Result<std::int64_t> raise_fence(std::string_view type, std::int64_t epoch) override;
+  Result<std::int64_t> read_fence(std::string_view type) override;
 
  private:
   struct ConnectionCloser {
@@ -51,6 +54,8 @@ class PostgresStore final : public SqlRecordStore {
     kRemove,
     kRemoveIfVersion,
     kRemoveIfNeverWritten,
+    kRaiseFence,
+    kReadFence,
     kStatementCount,
   };
   // One parameter in binary format; never a null pointer (libpq would send SQL NULL).

@@ -31,6 +31,22 @@ std::string create_table_sql(const SqlDialect& d) {
       .append(d.table_options);
 }
 
+std::string create_fence_table_sql(const SqlDialect& d) {
+  return "CREATE TABLE IF NOT EXISTS viaduct_fences (type TEXT PRIMARY KEY, epoch " +
+         std::string(d.integer_type) + " NOT NULL)";
+}
+
+std::string raise_fence_sql(const SqlDialect& d) {
+  return "INSERT INTO viaduct_fences (type, epoch) VALUES (" + parameter(d, 1) + ", " +
+         parameter(d, 2) +
+         ") ON CONFLICT (type) DO UPDATE SET epoch = excluded.epoch WHERE viaduct_fences.epoch < "
+         "excluded.epoch";
+}
+
+std::string read_fence_sql(const SqlDialect& d) {
+  return "SELECT epoch FROM viaduct_fences WHERE type = " + parameter(d, 1);
+}
+
 std::string get_sql(const SqlDialect& d) {
   return "SELECT value, version, deleted FROM viaduct_records" + key_match(d);
 }
@@ -47,6 +63,13 @@ std::string write_sql(const SqlDialect& d, bool tombstone, WriteCondition condit
   const int tag = condition == WriteCondition::kIfVersion ? next + 1 : next;
   const std::string client = parameter(d, tag);
   const std::string seq = parameter(d, tag + 1);
+  // The writer's fence token, last: the write applies only while no newer owner of the type has
+  // raised its fence above it. PostgreSQL's FOR SHARE holds the fence row until this statement
+  // commits, so a raise waits for writes under the old token to finish and a reader that
+  // follows the raise sees them; SQLite runs one write at a time anyway.
+  const std::string fence_holds =
+      " COALESCE((SELECT epoch FROM viaduct_fences WHERE type = " + parameter(d, 1) +
+      std::string(d.share_lock) + "), 0) <= " + parameter(d, tag + 2);
   if (condition == WriteCondition::kIfVersion) {
     // An UPDATE, not an upsert: a record that is absent has version 0, which never equals an
     // expected version here (0 is kIfNeverWritten), so nothing may be inserted. A retry of a
@@ -54,13 +77,13 @@ std::string write_sql(const SqlDialect& d, bool tombstone, WriteCondition condit
     return "UPDATE viaduct_records SET value = " + value +
            ", version = version + 1, deleted = " + std::string(deleted) +
            ", writer_client = " + client + ", writer_seq = " + seq + key_match(d) +
-           " AND version = " + parameter(d, next) + " RETURNING version";
+           " AND version = " + parameter(d, next) + " AND" + fence_holds + " RETURNING version";
   }
   std::string sql =
       "INSERT INTO viaduct_records (type, key, value, version, deleted, writer_client, "
-      "writer_seq) VALUES (" +
+      "writer_seq) SELECT " +
       parameter(d, 1) + ", " + parameter(d, 2) + ", " + value + ", 1, " + std::string(deleted) +
-      ", " + client + ", " + seq + ") ON CONFLICT (type, key) DO ";
+      ", " + client + ", " + seq + " WHERE" + fence_holds + " ON CONFLICT (type, key) DO ";
   if (condition == WriteCondition::kIfNeverWritten) {
     sql += "NOTHING";
   } else {

@@ -26,6 +26,42 @@ Status check_record(std::string_view type, std::span<const std::byte> key,
   return Status::ok();
 }
 
+Result<std::uint64_t> SqlRecordStore::fence(std::string_view type, std::uint64_t epoch) {
+  VIADUCT_RETURN_IF_ERROR(check_record(type, std::as_bytes(std::span("k", 1))));
+  if (epoch >= static_cast<std::uint64_t>(kUnfenced)) {
+    return Status{Code::kInvalidArgument, "fence epoch " + std::to_string(epoch) + " too large"};
+  }
+  const auto token = static_cast<std::int64_t>(epoch);
+  auto now = raise_fence(type, token);
+  if (!now) return now.status();
+  // A newer owner's: our token stays (and writes nothing, being below it).
+  if (now.value() > token) return static_cast<std::uint64_t>(now.value());
+  if (auto it = fence_tokens_.find(type); it != fence_tokens_.end()) {
+    it->second = token;
+  } else {
+    fence_tokens_.emplace(std::string(type), token);
+  }
+  return epoch;
+}
+
+Result<WriteResult> SqlRecordStore::checked_write(std::string_view type,
+                                                  std::span<const std::byte> key,
+                                                  const std::span<const std::byte>* value,
+                                                  std::optional<std::uint64_t> expected_version,
+                                                  WriteTag tag) {
+  auto it = fence_tokens_.find(type);
+  const std::int64_t token = it == fence_tokens_.end() ? kUnfenced : it->second;
+  auto written = write(type, key, value, expected_version, tag, token);
+  if (!written || written.value().applied || token == kUnfenced) return written;
+  // Not applied: the version did not match, or the fence is above our token. Fences only rise:
+  // one above our token now may have risen after the write ran (which then failed on the
+  // version); either way this store may no longer write the type, and says so.
+  auto fence_now = read_fence(type);
+  if (!fence_now) return fence_now.status();
+  if (fence_now.value() > token) return WriteResult{.applied = false, .version = 0, .fenced = true};
+  return written;
+}
+
 Result<std::unique_ptr<RecordStore>> open_record_store(const std::string& uri) {
   constexpr std::string_view kSqlite = "sqlite:";
   std::string_view view = uri;

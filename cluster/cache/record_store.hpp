@@ -39,6 +39,9 @@ struct StoredRecord {
 struct WriteResult {
   bool applied = false;       // false: the expected version did not match; nothing was written
   std::uint64_t version = 0;  // applied: the new version; otherwise the current one
+  // Nothing was written because a newer owner raised the type's fence above this store's (see
+  // fence()): this store may no longer write the type; `version` is not read.
+  bool fenced = false;
 };
 
 // Who wrote: a client's id and the write's sequence number. The row keeps the last writer's tag,
@@ -69,6 +72,16 @@ class RecordStore {
   virtual Result<WriteResult> remove(std::string_view type, std::span<const std::byte> key,
                                      std::optional<std::uint64_t> expected_version = std::nullopt,
                                      WriteTag tag = {}) = 0;
+  // Fencing, for ownership that moves between servers. Raises the type's fence in the database
+  // to `epoch` (never lowers it) and from then on writes the type from this store with `epoch`
+  // as the token: a write applies only while the fence is not above its token. A data server
+  // raises the fences of the types it serves to its map epoch before it serves them; a server
+  // that lost them (marked offline while frozen between its lease check and its write) then
+  // writes nothing late over what the new owner acknowledged. Answers the type's fence after
+  // the call: `epoch` when this store now writes the type with it; a greater one when a newer
+  // owner holds it already (this store's token stays as it was). A type never fenced by this
+  // store is written without a token (always applies): tools and tests that write directly.
+  virtual Result<std::uint64_t> fence(std::string_view type, std::uint64_t epoch) = 0;
   // Statements sent to the database so far (what a cache saves is measured against this).
   [[nodiscard]] virtual std::uint64_t queries() const = 0;
   [[nodiscard]] virtual std::string_view kind() const = 0;  // "sqlite" or "postgresql"

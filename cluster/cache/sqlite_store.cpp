@@ -93,12 +93,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(std::string_view path_and
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
   const std::string setup =
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = " + std::string(synchronous) + "; " +
-      create_table_sql(kSqliteDialect);
+      create_table_sql(kSqliteDialect) + "; " + create_fence_table_sql(kSqliteDialect);
   // Several processes opening a fresh file at once race to switch it to WAL, and SQLite answers
   // that race with SQLITE_BUSY at once, without its busy handler: try again for the same 10 s.
   for (int waited_ms = 0;; waited_ms += 10) {
-    int rc = sqlite3_exec(store->db_.get(), setup.c_str(), nullptr, nullptr, nullptr);
-    if (rc == SQLITE_OK) break;
+    if (sqlite3_exec(store->db_.get(), setup.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK) {
+      break;
+    }
     int primary = sqlite3_extended_errcode(store->db_.get()) & 0xff;
     if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) || waited_ms >= kBusyTimeoutMs) {
       return store->error(("set up " + path_string).c_str());
@@ -119,6 +120,8 @@ Status SqliteStore::prepare_statements() {
   };
   VIADUCT_RETURN_IF_ERROR(prepare(get_sql(kSqliteDialect), get_));
   VIADUCT_RETURN_IF_ERROR(prepare(version_sql(kSqliteDialect), version_));
+  VIADUCT_RETURN_IF_ERROR(prepare(raise_fence_sql(kSqliteDialect), raise_fence_));
+  VIADUCT_RETURN_IF_ERROR(prepare(read_fence_sql(kSqliteDialect), read_fence_));
   for (bool tombstone : {false, true}) {
     Writes& writes = tombstone ? removes_ : puts_;
     VIADUCT_RETURN_IF_ERROR(
@@ -159,8 +162,8 @@ Status SqliteStore::read(std::string_view type, std::span<const std::byte> key, 
 
 Result<WriteResult> SqliteStore::write(std::string_view type, std::span<const std::byte> key,
                                        const std::span<const std::byte>* value,
-                                       std::optional<std::uint64_t> expected_version,
-                                       WriteTag tag) {
+                                       std::optional<std::uint64_t> expected_version, WriteTag tag,
+                                       std::int64_t fence_token) {
   Writes& writes = value ? puts_ : removes_;
   sqlite3_stmt* statement = writes.always.get();
   if (expected_version) {
@@ -182,6 +185,7 @@ Result<WriteResult> SqliteStore::write(std::string_view type, std::span<const st
     if (rc == SQLITE_OK) {
       rc = sqlite3_bind_int64(statement, next_parameter + 1, static_cast<sqlite3_int64>(tag.seq));
     }
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, next_parameter + 2, fence_token);
     if (rc != SQLITE_OK) return error("bind");
     count_query();
     rc = sqlite3_step(statement);
@@ -207,6 +211,36 @@ Result<WriteResult> SqliteStore::write(std::string_view type, std::span<const st
       static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 2)) == tag.seq;
   return WriteResult{.applied = ours,
                      .version = static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 0))};
+}
+
+}  // namespace viaduct::cluster::cache
+
+namespace viaduct::cluster::cache {
+
+Result<std::int64_t> SqliteStore::raise_fence(std::string_view type, std::int64_t epoch) {
+  {
+    StatementUse use(raise_fence_.get());
+    int rc =
+        sqlite3_bind_text(use.get(), 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(use.get(), 2, epoch);
+    if (rc != SQLITE_OK) return error("bind");
+    count_query();
+    if (sqlite3_step(use.get()) != SQLITE_DONE) return error("raise fence");
+  }
+  return read_fence(type);
+}
+
+Result<std::int64_t> SqliteStore::read_fence(std::string_view type) {
+  StatementUse use(read_fence_.get());
+  if (sqlite3_bind_text(use.get(), 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC) !=
+      SQLITE_OK) {
+    return error("bind");
+  }
+  count_query();
+  const int rc = sqlite3_step(use.get());
+  if (rc == SQLITE_DONE) return std::int64_t{0};
+  if (rc != SQLITE_ROW) return error("read fence");
+  return static_cast<std::int64_t>(sqlite3_column_int64(use.get(), 0));
 }
 
 }  // namespace viaduct::cluster::cache

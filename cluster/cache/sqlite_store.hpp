@@ -22,7 +22,10 @@ class SqliteStore final : public SqlRecordStore {
   Status read(std::string_view type, std::span<const std::byte> key, StoredRecord& out) override;
   Result<WriteResult> write(std::string_view type, std::span<const std::byte> key,
                             const std::span<const std::byte>* value,
-                            std::optional<std::uint64_t> expected_version, WriteTag tag) override;
+                            std::optional<std::uint64_t> expected_version, WriteTag tag,
+                            std::int64_t fence_token) override;
+  Result<std::int64_t> raise_fence(std::string_view type, std::int64_t epoch) override;
+  Result<std::int64_t> read_fence(std::string_view type) override;
 
  private:
   struct DatabaseCloser {
@@ -50,6 +53,8 @@ class SqliteStore final : public SqlRecordStore {
   Database db_;
   Statement get_;
   Statement version_;
+  Statement raise_fence_;
+  Statement read_fence_;
   Writes puts_;
   Writes removes_;
 };

@@ -91,6 +91,7 @@ class CacheClusterTest : public ::testing::TestWithParam<Setup> {
     host_ = host;
     // A short failover window: the tests wait for clients to come back.
     options.tunables = {{"cache_failover_window_ms", 200}};
+    customize(options);
     base_port_ = options.base_port;
     auto cluster = LocalCluster::create(options);
     ASSERT_TRUE(cluster.is_ok()) << cluster.status().to_string();
@@ -99,6 +100,9 @@ class CacheClusterTest : public ::testing::TestWithParam<Setup> {
     ASSERT_TRUE(started.is_ok()) << started.to_string();
     client_ = open_client("test-client");
   }
+
+  // A suite's changes to the cluster, before it starts.
+  virtual void customize(tools::LocalClusterOptions& /*options*/) {}
 
   std::unique_ptr<CacheClient> open_client(const std::string& name) {
     auto options = cluster_->client_options(name);
@@ -522,6 +526,53 @@ INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterTest,
                          ::testing::Values(Setup{"ofi+tcp", Database::kSqlite},
                                            Setup{"ofi+tcp", Database::kPostgres},
                                            Setup{"verbs", Database::kSqlite}),
+                         name_of);
+
+// s1 stalls between its lease check and its write (cache_debug_write_delay_ms: as if frozen
+// exactly there) for far longer than its lease. Meanwhile the client fails over: s1 is marked
+// offline, s2 takes its types, and the client's write is acknowledged by s2; then a second write
+// of the same key is. When s1 wakes, its write of the first value (an old tag: the row's last
+// writer is now the second write) reaches the database. Without the fence s2 raised on taking
+// the type, it would apply and silently replace the acknowledged second value.
+class CacheClusterStalledWriteTest : public CacheClusterTest {
+ protected:
+  static constexpr int kStallMs = 1500;
+  void customize(tools::LocalClusterOptions& options) override {
+    options.server_tunables["s1"]["cache_debug_write_delay_ms"] = kStallMs;
+  }
+};
+
+TEST_P(CacheClusterStalledWriteTest, LateWriteOfStalledOwnerFenced_AcknowledgedValueKept) {
+  const std::string type = type_of("s1");
+  auto first = client_->put(type, as_bytes("k"), as_bytes("first"));  // s1 stalls on it
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_TRUE(saw({"master offline s1"})) << "acknowledged before s1 was marked offline?";
+  auto second = client_->put(type, as_bytes("k"), as_bytes("second"));
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_GT(second.value(), first.value());
+  // s1 wakes and sends its write of "first": refused by the database.
+  EXPECT_TRUE(wait_for({"cache-server s1", "write fenced"}, 3 * kStallMs))
+      << cluster_->output_of("s1");
+  EXPECT_TRUE(cluster_->alive("s1"));
+  auto store = open_record_store(cluster_->database());
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  StoredRecord record;
+  ASSERT_TRUE(store.value()->get(type, bytes("k"), record).is_ok());
+  EXPECT_EQ(text(record.value), "second") << "an acknowledged write was overwritten late";
+  EXPECT_EQ(record.version, second.value());
+  // s1 serves again once the master re-checked it, and reads the acknowledged value.
+  ASSERT_TRUE(wait_for({"master online s1"}, 10000));
+  exercise_until(
+      *client_, type, [&] { return !client_->in_failover_mode("s1"); }, 5000);
+  auto after = client_->get(type, as_bytes("k"));
+  ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+  EXPECT_EQ(text(after->value), "second");
+  expect_all_alive();
+}
+
+INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterStalledWriteTest,
+                         ::testing::Values(Setup{"ofi+tcp", Database::kSqlite},
+                                           Setup{"ofi+tcp", Database::kPostgres}),
                          name_of);
 
 // The README's main command: the demo runs its story to the end and says it held.

@@ -366,6 +366,68 @@ TEST_P(RecordStoreTest, Queries_CountsEveryStatement) {
   EXPECT_EQ(store_->queries(), 8u);
 }
 
+std::string fence_outcome(const Result<std::uint64_t>& fence_now, std::uint64_t epoch) {
+  if (!fence_now) return fence_now.status().to_string();
+  if (fence_now.value() == epoch) return "raised";
+  return fence_now.value() > epoch ? "refused" : "lowered?";
+}
+
+// Ownership of a type moves from A (marked offline while frozen between its lease check and
+// its write) to B: once B raised the type's fence, whatever A still sends writes nothing, so no
+// write B acknowledged is overwritten late. A retry of a write A did apply is still answered
+// "applied" (its tag), not "fenced".
+TEST_P(RecordStoreTest, Fence_OldOwnerWritesNothingOnceNewOwnerRaisedIt) {
+  auto a = open();
+  auto b = open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(fence_outcome(a->fence(type_, 5), 5), "raised");
+  EXPECT_TRUE(wrote(a->put(type_, bytes("k"), bytes("a's"), std::nullopt, {7, 1}), true, 1u));
+  ASSERT_EQ(fence_outcome(b->fence(type_, 6), 6), "raised");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Result<WriteResult> late = attempt == 0   ? a->put(type_, bytes("k"), bytes("late"))
+                               : attempt == 1 ? a->put(type_, bytes("k"), bytes("late"), 1)
+                                              : a->remove(type_, bytes("k"));
+    ASSERT_TRUE(late.is_ok()) << late.status().to_string();
+    EXPECT_FALSE(late->applied) << attempt;
+    EXPECT_TRUE(late->fenced) << attempt;
+  }
+  auto retry = a->put(type_, bytes("k"), bytes("a's"), std::nullopt, {7, 1});
+  ASSERT_TRUE(retry.is_ok());
+  EXPECT_TRUE(retry->applied);
+  EXPECT_FALSE(retry->fenced);
+  EXPECT_TRUE(wrote(b->put(type_, bytes("k"), bytes("b's")), true, 2u));
+  StoredRecord record;
+  ASSERT_TRUE(store_->get(type_, bytes("k"), record).is_ok());
+  EXPECT_EQ(text(record.value), "b's");
+  EXPECT_EQ(record.version, 2u);
+  // A cannot take the type back with its old epoch; with a newer one it can, and B is fenced.
+  EXPECT_EQ(fence_outcome(a->fence(type_, 5), 5), "refused");
+  EXPECT_EQ(fence_outcome(a->fence(type_, 4), 4), "refused");
+  ASSERT_EQ(fence_outcome(a->fence(type_, 7), 7), "raised");
+  auto b_late = b->put(type_, bytes("k"), bytes("b late"));
+  ASSERT_TRUE(b_late.is_ok());
+  EXPECT_TRUE(b_late->fenced);
+  EXPECT_TRUE(wrote(a->put(type_, bytes("k"), bytes("a again")), true, 3u));
+}
+
+// Fences are per type; a store that never fenced a type writes it unconditionally (the tools);
+// the same epoch raised twice (two maps, the same owner) keeps writing.
+TEST_P(RecordStoreTest, Fence_PerType_UnfencedStoreWrites_SameEpochAgainKeepsWriting) {
+  auto a = open();
+  ASSERT_NE(a, nullptr);
+  const std::string other_type = type_.substr(0, type_.size() - 1) + "~";
+  ASSERT_EQ(fence_outcome(a->fence(type_, 9), 9), "raised");
+  ASSERT_EQ(fence_outcome(a->fence(type_, 9), 9), "raised");
+  EXPECT_TRUE(wrote(a->put(type_, bytes("k"), bytes("v")), true, 1u));
+  EXPECT_TRUE(wrote(a->put(other_type, bytes("k"), bytes("v")), true, 1u));
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("tool")), true, 2u));
+  EXPECT_EQ(fence_outcome(store_->fence(type_, 8), 8), "refused");
+  EXPECT_TRUE(wrote(store_->put(type_, bytes("k"), bytes("tool")), true, 3u));
+  auto too_large = a->fence(type_, ~std::uint64_t{0});
+  EXPECT_FALSE(too_large.is_ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Databases, RecordStoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          [](const ::testing::TestParamInfo<Backend>& param) {

@@ -40,6 +40,10 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::create(const LocalClusterOpt
            << port + 1 << "\"\ntypes = [";
       for (const auto& type : c->types_of(id)) toml << "\"" << type << "\", ";
       toml << "]\n";
+      if (auto own = options.server_tunables.find(id); own != options.server_tunables.end()) {
+        toml << "[cache.group.server.tunables]\n";
+        for (const auto& [name, value] : own->second) toml << name << " = " << value << "\n";
+      }
     }
   }
   std::ofstream out(c->config_path_);

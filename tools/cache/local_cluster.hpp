@@ -37,6 +37,8 @@ struct LocalClusterOptions {
   std::uint32_t types_per_server = 1;            // server "s1" owns "t1a", "t1b", ...
   std::string database;                          // empty: sqlite in `dir`
   std::map<std::string, std::int64_t> tunables;  // [tunables] of the file
+  // A data server's own, over the file's ([cache.group.server.tunables]): server id -> tunables.
+  std::map<std::string, std::map<std::string, std::int64_t>> server_tunables;
 };
 
 class LocalCluster {
