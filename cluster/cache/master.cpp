@@ -33,6 +33,21 @@ Tunable cache_max_offline_percent("cache", "cache_max_offline_percent", 50, 1, 1
 Tunable cache_notice_retry_ms("cache", "cache_notice_retry_ms", 5, 1, 10000,
                               "a map notice not acknowledged by a member is sent again after "
                               "this long");
+Tunable cache_client_requests_per_s(
+    "cache", "cache_client_requests_per_s", 1000, 1, 10'000'000,
+    "datagrams from clients (reports, map requests) the master handles per second per source "
+    "address; members are not limited");
+Tunable cache_client_answer_bytes_per_s(
+    "cache", "cache_client_answer_bytes_per_s", 1 << 20, 65536, 1'000'000'000,
+    "bytes of answers (maps, acknowledgements) the master sends per second per client source "
+    "address");
+Tunable cache_client_global_answers_per_s(
+    "cache", "cache_client_global_answers_per_s", 20000, 1, 10'000'000,
+    "answers the master sends to clients per second over all sources: caps reflection by forged "
+    "sources");
+Tunable cache_client_global_answer_bytes_per_s(
+    "cache", "cache_client_global_answer_bytes_per_s", 16 << 20, 65536, 1'000'000'000,
+    "answer bytes the master sends to clients per second over all sources");
 }  // namespace tunables
 
 namespace {
@@ -171,12 +186,30 @@ void Master::run_once(int timeout_ms) {
 }
 
 void Master::send(const ControlMessage& m, const failover::UdpEndpoint& to, bool to_client) {
-  if (encode_control(m, to_client ? client_key_ : *config_.cluster_key, datagram_).is_ok()) {
-    (void)socket_.send_to(datagram_, to);
+  if (!encode_control(m, to_client ? client_key_ : *config_.cluster_key, datagram_).is_ok()) {
+    return;
   }
+  // An answer to a client (a map: up to 48 KiB for a ~100-byte request) is paid from the
+  // source's and the global byte budgets: the clients' key must not make the master an
+  // amplifier aimed at whatever source address a datagram claims.
+  if (to_client &&
+      client_limiter_.admit_answer(to.addr, datagram_.size(), client_limits_, steady_now_ns()) !=
+          LookupRateLimiter::Verdict::kAdmitted) {
+    ++stats_.client_rate_limited;
+    return;
+  }
+  (void)socket_.send_to(datagram_, to);
 }
 
 void Master::receive(std::int64_t now) {
+  client_limits_.source_requests_per_s =
+      static_cast<double>(tunables::cache_client_requests_per_s.get());
+  client_limits_.source_answer_bytes_per_s =
+      static_cast<double>(tunables::cache_client_answer_bytes_per_s.get());
+  client_limits_.global_answers_per_s =
+      static_cast<double>(tunables::cache_client_global_answers_per_s.get());
+  client_limits_.global_answer_bytes_per_s =
+      static_cast<double>(tunables::cache_client_global_answer_bytes_per_s.get());
   std::array<std::byte, kMaxControlDatagramBytes> buffer;
   for (int i = 0; i < 256; ++i) {
     failover::UdpEndpoint from;
@@ -191,6 +224,12 @@ void Master::receive(std::int64_t now) {
     }
     std::span<const std::byte> d(buffer.data(), got.value());
     bool from_client = control_claims_client(d);
+    // Before the MAC is even checked: the work a client's datagrams cost is bounded per source.
+    if (from_client && client_limiter_.admit_request(from.addr, client_limits_, now) !=
+                           LookupRateLimiter::Verdict::kAdmitted) {
+      ++stats_.client_rate_limited;
+      continue;
+    }
     auto m = decode_control(d, from_client ? client_key_ : *config_.cluster_key);
     if (!m) {
       ++stats_.reports_refused;

@@ -39,6 +39,7 @@
 
 #include "cluster/cache/cluster_map.hpp"
 #include "cluster/cache/control_protocol.hpp"
+#include "cluster/lookup_rate_limiter.hpp"
 #include "cluster/member_auth.hpp"
 #include "failover/udp_socket.hpp"
 #include "transport/tunable.hpp"
@@ -52,6 +53,10 @@ extern Tunable cache_recheck_min_ms;
 extern Tunable cache_recheck_max_ms;
 extern Tunable cache_max_offline_percent;
 extern Tunable cache_notice_retry_ms;
+extern Tunable cache_client_requests_per_s;
+extern Tunable cache_client_answer_bytes_per_s;
+extern Tunable cache_client_global_answers_per_s;
+extern Tunable cache_client_global_answer_bytes_per_s;
 }  // namespace tunables
 
 struct MasterConfig {
@@ -79,6 +84,7 @@ struct MasterStats {
   std::uint64_t deferred_by_guard = 0;
   std::uint64_t leases = 0;
   std::uint64_t map_requests = 0;
+  std::uint64_t client_rate_limited = 0;  // client datagrams dropped, answers not sent
 };
 
 class Master {
@@ -132,6 +138,10 @@ class Master {
   std::int64_t quiet_until_ns_ = 0;
   std::vector<pollfd> poll_fds_;  // the socket, then one probe socket per server  // just started:
                                   // no lease, no verdict before this
+  // Clients' datagrams and the answers to them, per source and in all (the lookup responder's
+  // token buckets: cluster/lookup_rate_limiter.hpp).
+  LookupRateLimiter client_limiter_{std::random_device{}()};
+  LookupLimits client_limits_;
   MasterStats stats_;
 };
 

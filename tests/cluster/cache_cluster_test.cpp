@@ -575,6 +575,63 @@ INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterStalledWriteTest,
                                            Setup{"ofi+tcp", Database::kPostgres}),
                          name_of);
 
+// A holder of the clients' key floods the master with map requests (each answer is a signed map,
+// several times the request; the source address could be forged): the master answers at most
+// its per-source budget (cache_client_requests_per_s, here 50) and its members, who are not
+// limited, keep their leases: the cluster serves on.
+class CacheClusterClientLimitTest : public CacheClusterTest {
+ protected:
+  static constexpr int kPerSecond = 50;
+  void customize(tools::LocalClusterOptions& options) override {
+    options.tunables["cache_client_requests_per_s"] = kPerSecond;
+  }
+};
+
+TEST_P(CacheClusterClientLimitTest, MapRequestFlood_AnswersBoundedPerSource_ClusterServesOn) {
+  auto master = failover::UdpEndpoint::parse(host_ + ":" + std::to_string(base_port_));
+  ASSERT_TRUE(master.is_ok());
+  auto socket = failover::UdpSocket::bind(failover::UdpEndpoint::from(host_, 0).value());
+  ASSERT_TRUE(socket.is_ok());
+  auto real = ClusterKey::load(cluster_->key_path());
+  ASSERT_TRUE(real.is_ok());
+  ClusterKey clients = real->derive("clients");
+  ControlMessage request;
+  request.kind = ControlKind::kMapRequest;
+  request.flags = kFlagFromClient;
+  request.sender = "flooder";
+  std::vector<std::byte> wire;
+  std::array<std::byte, kMaxControlDatagramBytes> buffer;
+  int answers = 0;
+  auto drain = [&] {
+    failover::UdpEndpoint from;
+    while (socket->receive(buffer, &from).is_ok()) ++answers;
+  };
+  std::int64_t start = steady_now_ns();
+  constexpr int kRequests = 3000;
+  for (int i = 0; i < kRequests; ++i) {
+    request.nonce = static_cast<std::uint64_t>(i + 1);
+    ASSERT_TRUE(encode_control(request, clients, wire).is_ok());
+    (void)socket->send_to(wire, master.value());
+    if (i % 16 == 0) drain();  // keep our receive buffer from overflowing
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  drain();
+  double seconds = static_cast<double>(steady_now_ns() - start) / 1e9;
+  // A full bucket (one second's worth), plus what refilled while we sent.
+  double bound = kPerSecond + kPerSecond * seconds + 2;
+  EXPECT_GT(answers, 0);
+  EXPECT_LE(answers, bound) << answers << " maps answered to " << kRequests << " requests in "
+                            << seconds << " s";
+  // Members are not limited: nobody lost a lease, the cluster serves on.
+  EXPECT_FALSE(saw({"offline"}));
+  ASSERT_TRUE(client_->put(type_of("s1"), as_bytes("k"), as_bytes("v")).is_ok());
+  ASSERT_TRUE(client_->get(type_of("s3"), as_bytes("k")).is_ok());
+  expect_all_alive();
+}
+
+INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterClientLimitTest,
+                         ::testing::Values(Setup{"ofi+tcp", Database::kSqlite}), name_of);
+
 // The README's main command: the demo runs its story to the end and says it held.
 TEST(CacheDemo, KilledAndRestartedUnderLoad_Held_TimelineAndPlot) {
   std::string png = ::testing::TempDir() + "demo-" + std::to_string(::getpid()) + ".png";
