@@ -679,15 +679,15 @@ int main(int argc, char** argv) {
 
   auto* bench_cluster = bench->add_subcommand(
       "cluster-failover",
-      "a local cache cluster under a checked load, a data server killed or frozen N times: the "
-      "client's stall, the master's verdict and notices, the return, the failover server's "
-      "database reads");
+      "a local cache cluster under a checked load, a data server killed, frozen or cut off N "
+      "times: the client's stall, the master's verdict and notices, the return, the failover "
+      "server's database reads");
   viaduct::bench::ClusterFailoverOptions cf;
   bench_cluster
       ->add_option("--kind", cf.kind,
-                   "kill (SIGKILL, then restart) | freeze (SIGSTOP, "
-                   "then SIGCONT)")
-      ->check(CLI::IsMember({"kill", "freeze"}))
+                   "kill (SIGKILL, then restart) | freeze (SIGSTOP, then SIGCONT) | cut (s1's "
+                   "link down, then up: network namespaces, needs root and iproute2)")
+      ->check(CLI::IsMember({"kill", "freeze", "cut"}))
       ->capture_default_str();
   bench_cluster->add_option("--trials", cf.trials, "number of faults")
       ->check(CLI::Range(1, 100000))

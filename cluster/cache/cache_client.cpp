@@ -42,7 +42,10 @@ Result<std::unique_ptr<CacheClient>> CacheClient::open(const CacheClientOptions&
   auto master = failover::UdpEndpoint::parse(options.master_control);
   if (!master) return master.status().with_context("master control address");
   c->master_ = master.value();
-  auto local = failover::UdpEndpoint::from(c->master_.host(), 0);
+  // The wildcard, as the lookup client does: the master's address is this host's only when the
+  // master runs here, and binding to another host's address fails (EADDRNOTAVAIL).
+  auto local =
+      failover::UdpEndpoint::from(c->master_.addr.ss_family == AF_INET6 ? "::" : "0.0.0.0", 0);
   if (!local) return local.status();
   auto socket = failover::UdpSocket::bind(local.value());
   if (!socket) return socket.status();

@@ -1,9 +1,10 @@
 // The cache cluster as real processes: a master and four data servers (`viaduct master`,
 // `viaduct cache-server`, two failover groups) over ofi+tcp on 127.0.0.1, a real SQLite file
 // (and a real PostgreSQL when VIADUCT_TEST_POSTGRES_URI is set: tests/pg/with_postgres.sh), and
-// clients in this process. Servers are SIGKILLed and SIGSTOPped for real; every read of the
-// checked workload is held against the last acknowledged write, and every key is read back at
-// the end through the cluster and from the database.
+// clients in this process. Servers are SIGKILLed and SIGSTOPped for real, and cut off by network
+// namespaces (CacheClusterNetns, as root); every read of the checked workload is held against
+// the last acknowledged write, and every key is read back at the end through the cluster and
+// from the database.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "cluster/cache/cache_client.hpp"
@@ -21,6 +23,7 @@
 #include "failover/udp_socket.hpp"
 #include "tests/scoped_tunable.hpp"
 #include "tests/test_ports.hpp"
+#include "tools/bench/netns_lab.hpp"
 #include "tools/cache/cache_workload.hpp"
 #include "tools/cache/local_cluster.hpp"
 #include "transport/channel.hpp"
@@ -60,37 +63,24 @@ std::string text(const std::vector<std::byte>& value) {
   return std::string(reinterpret_cast<const char*>(value.data()), value.size());
 }
 
-class CacheClusterTest : public ::testing::TestWithParam<Setup> {
+// What every cluster test needs: the cluster started from its options, clients of it, the
+// daemons' lines waited for, a checked load.
+class ClusterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string database;
-    std::string host = "127.0.0.1";
-    if (std::string(GetParam().transport) == "verbs") {
-      if (!transport::verbs::probe().usable) GTEST_SKIP() << "skipped: no RDMA device";
-      const char* at = std::getenv("VIADUCT_TEST_VERBS_HOST");
-      host = at != nullptr ? at : "10.77.0.1";
-    }
-    if (GetParam().database == Database::kPostgres) {
-      const char* uri = std::getenv("VIADUCT_TEST_POSTGRES_URI");
-      if (uri == nullptr || *uri == '\0') {
-        GTEST_SKIP() << "skipped: no PostgreSQL (VIADUCT_TEST_POSTGRES_URI unset; "
-                        "tests/pg/with_postgres.sh starts one)";
-      }
-      database = uri;
-    }
+  // Fills in what every test's cluster shares (tool, a fresh directory, ports, the short
+  // failover window), starts it and opens client_. `options.host` is where the master is
+  // reached from this process.
+  void start_cluster(tools::LocalClusterOptions options) {
     std::string pattern = ::testing::TempDir() + "cache-cluster-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
-    tools::LocalClusterOptions options;
     options.tool = VIADUCT_TOOL;
     options.dir = dir_;
     options.base_port = testing::test_port_block();
-    options.database = database;
-    options.host = host;
-    options.provider = GetParam().transport;
-    host_ = host;
+    auto master_host = options.host_of.find("master");
+    host_ = master_host == options.host_of.end() ? options.host : master_host->second;
     // A short failover window: the tests wait for clients to come back.
-    options.tunables = {{"cache_failover_window_ms", 200}};
+    options.tunables["cache_failover_window_ms"] = 200;
     customize(options);
     base_port_ = options.base_port;
     auto cluster = LocalCluster::create(options);
@@ -152,10 +142,34 @@ class CacheClusterTest : public ::testing::TestWithParam<Setup> {
     std::unique_ptr<CacheWorkload> workload;
     std::atomic<bool> stop{false};
     std::thread thread;
+    // The client's events ("failover-enter s1") with their time: the client belongs to the
+    // load's thread, so this is how the test sees what it went through.
+    std::mutex mutex;
+    std::vector<std::pair<std::int64_t, std::string>> events;
+
+    // True once the client had `event` at or after `since` (waits up to timeout_ms).
+    bool wait_event(const std::string& event, std::int64_t since, int timeout_ms) {
+      std::int64_t end = steady_now_ns() + std::int64_t{timeout_ms} * 1'000'000;
+      for (;;) {
+        {
+          std::lock_guard lock(mutex);
+          for (const auto& [at, what] : events) {
+            if (at >= since && what == event) return true;
+          }
+        }
+        if (steady_now_ns() > end) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
   };
   std::unique_ptr<Load> start_load(std::uint64_t seed) {
     auto load = std::make_unique<Load>();
     load->client = open_client("load");
+    load->client->on_event = [raw = load.get()](std::string_view what, std::string_view server) {
+      std::int64_t now = steady_now_ns();
+      std::lock_guard lock(raw->mutex);
+      raw->events.emplace_back(now, std::string(what) + " " + std::string(server));
+    };
     CacheWorkloadOptions options;
     options.seconds = 3600;
     options.seed = seed;
@@ -180,10 +194,32 @@ class CacheClusterTest : public ::testing::TestWithParam<Setup> {
   // The clients in this process use the same short window as the daemons' file says.
   testing::ScopedTunable window_{tunables::cache_failover_window_ms, 200};
   std::string dir_;
-  std::string host_;
+  std::string host_;  // the master's
   std::uint16_t base_port_ = 0;
   std::unique_ptr<LocalCluster> cluster_;
   std::unique_ptr<CacheClient> client_;
+};
+
+class CacheClusterTest : public ClusterTest, public ::testing::WithParamInterface<Setup> {
+ protected:
+  void SetUp() override {
+    tools::LocalClusterOptions options;
+    if (std::string(GetParam().transport) == "verbs") {
+      if (!transport::verbs::probe().usable) GTEST_SKIP() << "skipped: no RDMA device";
+      const char* at = std::getenv("VIADUCT_TEST_VERBS_HOST");
+      options.host = at != nullptr ? at : "10.77.0.1";
+    }
+    if (GetParam().database == Database::kPostgres) {
+      const char* uri = std::getenv("VIADUCT_TEST_POSTGRES_URI");
+      if (uri == nullptr || *uri == '\0') {
+        GTEST_SKIP() << "skipped: no PostgreSQL (VIADUCT_TEST_POSTGRES_URI unset; "
+                        "tests/pg/with_postgres.sh starts one)";
+      }
+      options.database = uri;
+    }
+    options.provider = GetParam().transport;
+    start_cluster(options);
+  }
 };
 
 TEST_P(CacheClusterTest, PutGetDeleteCas_TypesOfBothGroups_VersionsGrow) {
@@ -631,6 +667,103 @@ TEST_P(CacheClusterClientLimitTest, MapRequestFlood_AnswersBoundedPerSource_Clus
 
 INSTANTIATE_TEST_SUITE_P(Databases, CacheClusterClientLimitTest,
                          ::testing::Values(Setup{"ofi+tcp", Database::kSqlite}), name_of);
+
+// The cluster in network namespaces (tools/bench/netns_lab.hpp; needs root and iproute2): s1 in
+// host 0, the master and the other servers in host 1, this test process (its clients) in host 2.
+// So a link can fail under s1 alone, or between s1 and the clients only, while every process
+// keeps running and nothing tells anyone (no FIN, RST or ICMP).
+class CacheClusterNetns : public ClusterTest {
+ protected:
+  static constexpr int kVictimHost = 0;  // s1
+  static constexpr int kClusterHost = 1;
+  static constexpr int kClientHost = 2;
+
+  void SetUp() override {
+    auto lab = bench::NetnsLab::create();
+    if (!lab) GTEST_SKIP() << "skipped: " << lab.status().to_string();
+    lab_ = std::move(lab.value());
+    // Before any client, socket or thread exists: each is made in the namespace of the thread
+    // that makes it (threads inherit it), and never moves.
+    ASSERT_TRUE(lab_->enter(kClientHost).is_ok());
+    tools::LocalClusterOptions options;
+    options.host = lab_->host_ip(kClusterHost);
+    options.host_of["s1"] = lab_->host_ip(kVictimHost);
+    options.prefix_of["s1"] = lab_->exec_prefix(kVictimHost);
+    for (const char* id : {"master", "s2", "s3", "s4"}) {
+      options.prefix_of[id] = lab_->exec_prefix(kClusterHost);
+    }
+    // A generous verification (30 ms by default): these tests are about whom the master can
+    // reach, and a server starved of CPU on a busy 2-vCPU machine must not pass for a cut one.
+    options.tunables["cache_verify_ms"] = 500;
+    start_cluster(options);
+  }
+  void TearDown() override {
+    // The clients and the daemons go before their namespaces do.
+    client_.reset();
+    cluster_.reset();
+  }
+
+  std::unique_ptr<bench::NetnsLab> lab_;
+};
+
+// A partition between s1 and one client only: the master and s1's group still reach s1. The
+// client's calls to s1 hang, so it enters failover mode for s1 and reports it; the master probes
+// s1, reaches it, and must not mark it offline — that would take a serving server out of the
+// map for every client because one of them cannot reach it. Meanwhile the client's requests for
+// s1's types go to s2, which forwards them to s1, and the application sees no error. Mended, the
+// client's next ping after a window reaches s1 and it leaves failover mode.
+TEST_F(CacheClusterNetns, ServerCutOffFromOneClient_VerifiedNeverMarkedOffline) {
+  auto load = start_load(51);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::int64_t cut_at = steady_now_ns();
+  ASSERT_TRUE(lab_->cut_between(kVictimHost, kClientHost).is_ok());
+  EXPECT_TRUE(load->wait_event("failover-enter s1", cut_at, 5000))
+      << "the client did not notice it was cut off from s1";
+  EXPECT_TRUE(load->wait_event("report s1", cut_at, 5000)) << "the client did not report s1";
+  ASSERT_TRUE(wait_for({"master verified-alive s1"}, 5000)) << "the master did not verify s1";
+  EXPECT_TRUE(saw({"master report s1", "from load"}));
+  // Several failover windows with the cut still there: every ping of s1 from the client fails,
+  // and the client stays in failover mode, reporting again; the master's answer stays the same.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  EXPECT_TRUE(cluster_->alive("master") && cluster_->alive("s1"));
+  std::int64_t mended_at = steady_now_ns();
+  ASSERT_TRUE(lab_->mend_between(kVictimHost, kClientHost).is_ok());
+  EXPECT_TRUE(load->wait_event("failover-leave s1", mended_at, 5000))
+      << "the client stayed away from s1 after the link was mended";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  finish(*load);
+  EXPECT_FALSE(saw({"master verdict-offline s1"})) << "a verdict was given on a reachable server";
+  EXPECT_FALSE(saw({"master verdict-deferred s1"})) << "a verdict was given on a reachable server";
+  EXPECT_FALSE(saw({"master offline s1"})) << "a server the master reaches was marked offline";
+  expect_all_alive();
+}
+
+// s1's link is down for everyone: the master's probes go unanswered, so it marks s1 offline
+// (silent) once the lease it granted s1 ran out — s1 cannot renew it, so by then it serves
+// nothing from its cache — and s2 serves s1's types. Mended, s1 asks for a lease again, the
+// master re-checks it, it comes back through the returning barrier (having dropped the cache it
+// held from before: others wrote its types meanwhile), and the client leaves failover mode.
+TEST_F(CacheClusterNetns, ServerCutOffFromAll_MarkedOfflineThenOnlineWhenMended) {
+  auto load = start_load(61);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::int64_t cut_at = steady_now_ns();
+  ASSERT_TRUE(lab_->cut(kVictimHost).is_ok());
+  ASSERT_TRUE(wait_for({"master offline s1"}, 5000)) << "no verdict";
+  EXPECT_TRUE(saw({"master verdict-offline s1", "silent"}));
+  EXPECT_TRUE(load->wait_event("failover-enter s1", cut_at, 5000));
+  EXPECT_TRUE(wait_for({"cache-server s2 map", "s1 offline"}, 2000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::int64_t mended_at = steady_now_ns();
+  ASSERT_TRUE(lab_->mend(kVictimHost).is_ok());
+  ASSERT_TRUE(wait_for({"master online s1"}, 5000)) << "s1 did not come back after the mend";
+  EXPECT_TRUE(saw({"master returning s1"}));
+  EXPECT_TRUE(wait_for({"cache-server s1", "marked offline meanwhile"}, 2000));
+  EXPECT_TRUE(load->wait_event("failover-leave s1", mended_at, 5000))
+      << "the client stayed away from s1 after it came back";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  finish(*load);
+  expect_all_alive();
+}
 
 // The README's main command: the demo runs its story to the end and says it held.
 TEST(CacheDemo, KilledAndRestartedUnderLoad_Held_TimelineAndPlot) {

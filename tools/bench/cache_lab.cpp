@@ -66,6 +66,8 @@ Result<std::unique_ptr<CacheLab>> CacheLab::start(const CacheLabOptions& options
   co.dir = lab->dir_;
   co.base_port = static_cast<std::uint16_t>(options.base_port);
   co.tunables = options.tunables;
+  co.host_of = options.host_of;
+  co.prefix_of = options.prefix_of;
   auto cluster = tools::LocalCluster::create(co);
   if (!cluster) return cluster.status();
   lab->cluster_ = std::move(cluster.value());

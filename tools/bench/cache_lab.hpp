@@ -28,7 +28,11 @@ struct CacheLabOptions {
   std::string tool;  // the viaduct executable
   int base_port = 29500;
   std::map<std::string, std::int64_t> tunables;  // the daemons' [tunables]
-  tools::CacheWorkloadOptions workload;          // `seconds` and `operations` ignored: until stop
+  // Where each daemon runs and how it is started (tools/cache/local_cluster.hpp): a cut link
+  // puts some of them in network namespaces. Empty: all on 127.0.0.1.
+  std::map<std::string, std::string> host_of;
+  std::map<std::string, std::vector<std::string>> prefix_of;
+  tools::CacheWorkloadOptions workload;  // `seconds` and `operations` ignored: until stop
 };
 
 struct TimedLine {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/bench/cache_lab.hpp"
+#include "tools/bench/netns_lab.hpp"
 #include "transport/clock.hpp"
 
 namespace viaduct::bench {
@@ -20,6 +21,12 @@ namespace {
 constexpr std::int64_t kMs = 1'000'000;
 constexpr int kStepTimeoutMs = 15000;
 constexpr std::int64_t kStallWindowNs = 1000 * kMs;  // the stall counts from the fault to 1 s after
+// `cut`: the victim's host namespace (the only one cut), the others' (master and the other
+// servers), this process's.
+constexpr int kVictimHost = 0;
+constexpr int kClusterHost = 1;
+constexpr int kClientHost = 2;
+constexpr char kCutVictim[] = "s1";
 
 struct ServerCounters {
   std::int64_t at_ns = 0;
@@ -78,7 +85,9 @@ std::string partner_of(const std::vector<std::string>& ids, const std::string& i
   return ids[i ^ 1U];
 }
 
-bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const std::string& victim, Trial* t,
+// `netns`: the namespaces of a `cut` run (null for the other kinds).
+bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const NetnsLab* netns,
+               const std::string& victim, Trial* t,
                std::vector<std::pair<double, double>>* timeline) {
   tools::LocalCluster& cluster = lab.cluster();
   t->victim = victim;
@@ -91,9 +100,15 @@ bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const std::string
   t->fault_ns = fault;
   if (o.kind == "kill") {
     cluster.kill(victim);
+  } else if (o.kind == "cut") {
+    if (Status s = netns->cut(kVictimHost); !s) return fail("cut: " + s.to_string());
+    // The link goes down at the end of the `ip` command's 5-15 ms (a shell and ip started and
+    // run): its return is the closer mark.
+    fault = steady_now_ns();
   } else {
     cluster.freeze(victim);
   }
+  t->fault_ns = fault;
   auto report = lab.wait_master("master report " + victim + " ", fault, kStepTimeoutMs);
   auto verdict = lab.wait_master("master verdict-offline " + victim + " ", fault, kStepTimeoutMs);
   auto notified = lab.wait_master("master group-notified " + victim + " ", fault, kStepTimeoutMs);
@@ -102,6 +117,9 @@ bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const std::string
   std::int64_t back = steady_now_ns();
   if (o.kind == "kill") {
     if (Status s = cluster.start_server(victim); !s) return fail("restart: " + s.to_string());
+  } else if (o.kind == "cut") {
+    if (Status s = netns->mend(kVictimHost); !s) return fail("mend: " + s.to_string());
+    back = steady_now_ns();  // as for the cut (a restart, by contrast, is the server's own time)
   } else {
     cluster.thaw(victim);
   }
@@ -170,6 +188,28 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
   lo.tool = o.tool;
   lo.base_port = o.base_port;
   lo.tunables["cache_stats_interval_ms"] = 10;
+  // Declared before the cache lab: the daemons die before their namespaces are removed.
+  std::unique_ptr<NetnsLab> netns;
+  if (o.kind == "cut") {
+    auto created = NetnsLab::create();
+    if (!created) {
+      std::fprintf(stderr, "cluster-failover --kind cut: %s\n",
+                   created.status().to_string().c_str());
+      return 2;
+    }
+    netns = std::move(created.value());
+    for (const char* id : {"master", "s1", "s2", "s3", "s4"}) {  // CacheLab's 2 x 2 servers
+      int host = std::string(id) == kCutVictim ? kVictimHost : kClusterHost;
+      lo.host_of[id] = netns->host_ip(host);
+      lo.prefix_of[id] = netns->exec_prefix(host);
+    }
+    // Before the client, its sockets and the load's thread exist: they are made in this
+    // thread's namespace (threads inherit it), and a socket never moves.
+    if (Status s = netns->enter(kClientHost); !s) {
+      std::fprintf(stderr, "cluster-failover --kind cut: %s\n", s.to_string().c_str());
+      return 2;
+    }
+  }
   auto started = CacheLab::start(lo);
   if (!started) {
     std::fprintf(stderr, "cluster-failover: %s\n", started.status().to_string().c_str());
@@ -186,8 +226,9 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
   bool all_complete = true;
   for (int i = 0; i < o.trials; ++i) {
     Trial t;
-    bool ok = run_trial(o, lab, ids[static_cast<std::size_t>(i) % ids.size()], &t,
-                        i == 0 ? &timeline : nullptr);
+    std::string victim =
+        o.kind == "cut" ? std::string(kCutVictim) : ids[static_cast<std::size_t>(i) % ids.size()];
+    bool ok = run_trial(o, lab, netns.get(), victim, &t, i == 0 ? &timeline : nullptr);
     std::printf(
         "trial %d %s: stall %.2f ms (before the fault %.2f ms), report->verdict %.2f ms, "
         "report->notified %.2f ms, "

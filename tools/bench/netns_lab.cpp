@@ -95,4 +95,24 @@ Status NetnsLab::mend(int host) const {
   return run(std::string(kIp) + " -n " + ns(-1) + " link set s" + std::to_string(host) + " up");
 }
 
+Status NetnsLab::cut_between(int a, int b) const {
+  // A locally administered unicast address (02:...) that no interface of the lab carries.
+  auto pin = [this](int at, int other) {
+    return run(std::string(kIp) + " -n " + ns(at) + " neigh replace " + host_ip(other) +
+               " lladdr 02:00:00:00:00:01 dev eth0 nud permanent");
+  };
+  VIADUCT_RETURN_IF_ERROR(pin(a, b));
+  return pin(b, a);
+}
+
+Status NetnsLab::mend_between(int a, int b) const {
+  auto unpin = [this](int at, int other) {
+    return run(std::string(kIp) + " -n " + ns(at) + " neigh del " + host_ip(other) + " dev eth0");
+  };
+  // Both, even if the first fails: a half-mended pair would still be cut one way.
+  Status first = unpin(a, b);
+  Status second = unpin(b, a);
+  return first.is_ok() ? second : first;
+}
+
 }  // namespace viaduct::bench

@@ -26,7 +26,7 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::create(const LocalClusterOpt
     for (const auto& [name, value] : options.tunables) toml << name << " = " << value << "\n";
   }
   toml << "[cache]\ndatabase = \"" << c->database_ << "\"\n";
-  toml << "[cache.master]\nid = \"master\"\ncontrol = \"" << options.host << ":"
+  toml << "[cache.master]\nid = \"master\"\ncontrol = \"" << c->host_for("master") << ":"
        << options.base_port << "\"\n";
   std::uint32_t index = 0;
   for (std::uint32_t g = 1; g <= options.groups; ++g) {
@@ -35,9 +35,10 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::create(const LocalClusterOpt
       std::string id = "s" + std::to_string(index + 1);
       c->ids_.push_back(id);
       int port = options.base_port + 2 + 2 * static_cast<int>(index);
+      const std::string& host = c->host_for(id);
       toml << "[[cache.group.server]]\nid = \"" << id << "\"\nlisten = \"" << options.provider
-           << "://" << options.host << ":" << port << "\"\ncontrol = \"" << options.host << ":"
-           << port + 1 << "\"\ntypes = [";
+           << "://" << host << ":" << port << "\"\ncontrol = \"" << host << ":" << port + 1
+           << "\"\ntypes = [";
       for (const auto& type : c->types_of(id)) toml << "\"" << type << "\", ";
       toml << "]\n";
       if (auto own = options.server_tunables.find(id); own != options.server_tunables.end()) {
@@ -57,7 +58,7 @@ Result<cluster::cache::CacheClientOptions> LocalCluster::client_options(
   auto key = cluster::ClusterKey::load(key_path_);
   if (!key) return key.status();
   cluster::cache::CacheClientOptions options;
-  options.master_control = options_.host + ":" + std::to_string(options_.base_port);
+  options.master_control = host_for("master") + ":" + std::to_string(options_.base_port);
   options.master_id = "master";
   options.master_key = key->service_public_key(cluster::cache::master_key_name("master"));
   options.client_key = key->derive("clients");
@@ -94,9 +95,20 @@ std::vector<std::string> LocalCluster::types_of(const std::string& id) const {
   return types;
 }
 
+const std::string& LocalCluster::host_for(const std::string& id) const {
+  auto it = options_.host_of.find(id);
+  return it == options_.host_of.end() ? options_.host : it->second;
+}
+
 std::vector<std::string> LocalCluster::argv_for(const std::string& id) const {
-  if (id == "master") return {options_.tool, "master", "--config", config_path_};
-  return {options_.tool, "cache-server", "--config", config_path_, "--id", id};
+  std::vector<std::string> argv;
+  if (auto it = options_.prefix_of.find(id); it != options_.prefix_of.end()) argv = it->second;
+  std::vector<std::string> command =
+      id == "master" ? std::vector<std::string>{options_.tool, "master", "--config", config_path_}
+                     : std::vector<std::string>{options_.tool, "cache-server", "--config",
+                                                config_path_,  "--id",         id};
+  argv.insert(argv.end(), command.begin(), command.end());
+  return argv;
 }
 
 Status LocalCluster::launch(const std::string& id, const std::string& ready, int timeout_ms) {

@@ -3,6 +3,11 @@
 // 127.0.0.1 (or the addresses given). Kill, freeze, thaw and restart any of them. Used by the
 // cluster demo, the process tests and the cluster benchmarks.
 //
+// Each process may run on a host of its own (host_of) and be started through a command of its
+// own (prefix_of): `ip netns exec NS` puts it in a network namespace (tools/bench/netns_lab.hpp),
+// so that a cut link separates it from the others. The configuration file carries every
+// process's address, so each daemon finds the others wherever they run.
+//
 // Ports: base_port is the master's control port; data server i (0-based) listens on
 // base + 2 + 2i and takes its control datagrams on base + 3 + 2i.
 //
@@ -30,7 +35,13 @@ struct LocalClusterOptions {
   std::string tool;  // the viaduct executable
   std::string dir;   // where the key, the configuration and the SQLite file go (must exist)
   std::uint16_t base_port = 27600;
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";  // of every process not in host_of
+  // "master" or a server id -> its own address (its listen and control addresses are there).
+  std::map<std::string, std::string> host_of;
+  // "master" or a server id -> argv put before its command line (none for the others); the
+  // prefix must exec the command in the same process (as `ip netns exec` does), so that
+  // kill(), freeze() and alive() reach the daemon itself.
+  std::map<std::string, std::vector<std::string>> prefix_of;
   std::string provider = "ofi+tcp";
   std::uint32_t groups = 2;
   std::uint32_t servers_per_group = 2;
@@ -78,6 +89,7 @@ class LocalCluster {
 
  private:
   LocalCluster() = default;
+  [[nodiscard]] const std::string& host_for(const std::string& id) const;
   std::vector<std::string> argv_for(const std::string& id) const;
   // Starts `id` and waits until its output holds `ready` (or it exits, or timeout_ms passes).
   Status launch(const std::string& id, const std::string& ready, int timeout_ms);
