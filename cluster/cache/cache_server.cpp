@@ -4,6 +4,7 @@
 #include <cstring>
 #include <thread>
 
+#include "failover/background_connector.hpp"
 #include "transport/clock.hpp"
 #include "transport/log.hpp"
 
@@ -40,11 +41,15 @@ namespace {
 constexpr std::int64_t kMs = 1'000'000;
 }
 
-// A connection to another data server, for forwarding.
+// A connection to another data server, for forwarding. It is made on the connector's thread:
+// a connect to a frozen owner waits out its whole timeout, and the serving loop must not (every
+// other client of this server would wait with it).
 struct CacheServer::Peer {
-  std::unique_ptr<transport::Domain> domain;  // declared first: destroyed last
+  failover::BackgroundConnector connector;    // declared first: destroyed last
+  std::unique_ptr<transport::Domain> domain;  // the channel's, handed over by the connector
   std::unique_ptr<transport::Channel> channel;
   std::int64_t retry_after_ns = 0;  // a connect failed: not again before this
+  bool connecting = false;
   bool broken = false;
 };
 
@@ -57,6 +62,7 @@ struct CacheServer::Slot {
   std::uint64_t request_id = 0;
   std::uint64_t call_id = 0;  // the forwarded call's request id
   std::uint32_t target = 0;
+  bool awaiting_connect = false;  // forwarding: sent once the connection to `target` is up
   std::int64_t since_ns = 0;
   std::vector<std::byte> bytes;  // the request, copied
 };
@@ -174,6 +180,7 @@ std::size_t CacheServer::run_once(int timeout_ms) {
   }
   std::int64_t now = steady_now_ns();
   poll_control(now);
+  tend_connects(now);
   (void)raise_fences(now);
   tend_lease(now);
   recheck_waiting(now);
@@ -392,35 +399,53 @@ void CacheServer::serve(transport::Channel& channel, std::uint64_t request_id,
   answer(channel, request_id, CacheStatus::kOk, w.version, {});
 }
 
+// The peer's connection when it is up; otherwise a connect is started (unless one runs, or the
+// last failed less than 5 ms ago) and nullptr returned.
 CacheServer::Peer* CacheServer::connect_peer(std::uint32_t target) {
   auto& peer = peers_[target];
   if (!peer) peer = std::make_unique<Peer>();
   if (peer->channel && peer->channel->healthy() && !peer->broken) return peer.get();
-  std::int64_t now = steady_now_ns();
-  if (now < peer->retry_after_ns) return nullptr;
+  if (peer->connecting || steady_now_ns() < peer->retry_after_ns) return nullptr;
   auto address = transport::Address::parse(map_.servers[target].listen);
   if (!address) return nullptr;
-  // The peer's Domain is opened once and kept across connects: opening one costs milliseconds
-  // (provider discovery), which a failover must not pay per attempt.
-  if (!peer->domain) {
-    auto domain = transport::Domain::open(address.value());
-    if (!domain) return nullptr;
-    peer->domain = std::move(domain.value());
+  peer->connector.start(address.value(), {},
+                        static_cast<int>(tunables::cache_forward_timeout_ms.get()));
+  peer->connecting = true;
+  return nullptr;
+}
+
+// Connects that finished: the requests waiting for them are sent, or count as failed forwards.
+void CacheServer::tend_connects(std::int64_t now) {
+  for (std::uint32_t target = 0; target < peers_.size(); ++target) {
+    Peer* peer = peers_[target].get();
+    if (peer == nullptr || !peer->connecting) continue;
+    auto outcome = peer->connector.take();
+    if (!outcome) continue;
+    peer->connecting = false;
+    bool up = outcome->status.is_ok() && outcome->channel != nullptr;
+    if (up) {
+      peer->channel.reset();  // before its Domain goes
+      if (peer->domain) peer->connector.retire(std::move(peer->domain));
+      peer->domain = std::move(outcome->domain);
+      peer->channel = std::move(outcome->channel);
+      peer->broken = false;
+    } else {
+      peer->retry_after_ns = now + 5 * kMs;
+    }
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+      Slot& slot = slots_[i];
+      if (slot.state != Slot::State::kForwarding || !slot.awaiting_connect ||
+          slot.target != target) {
+        continue;
+      }
+      slot.awaiting_connect = false;
+      if (up) {
+        send_forward(i, *peer);
+      } else {
+        forward_failed(i);
+      }
+    }
   }
-  transport::ChannelOptions options;
-  options.busy_poll = tunables::cache_server_busy_poll.get() != 0;
-  // A blocking connect stalls this loop: keep it short. A frozen owner costs one such wait per
-  // retry interval, then the request is handled as a failed forward.
-  auto channel =
-      transport::Channel::connect(*peer->domain, address.value(), options,
-                                  static_cast<int>(tunables::cache_forward_timeout_ms.get()));
-  if (!channel) {
-    peer->retry_after_ns = steady_now_ns() + 5 * kMs;
-    return nullptr;
-  }
-  peer->channel = std::move(channel.value());
-  peer->broken = false;
-  return peer.get();
 }
 
 void CacheServer::forward(std::uint32_t index, std::uint32_t target) {
@@ -428,14 +453,22 @@ void CacheServer::forward(std::uint32_t index, std::uint32_t target) {
   slot.target = target;
   slot.state = Slot::State::kForwarding;
   slot.since_ns = steady_now_ns();
+  slot.call_id = 0;
   Peer* peer = connect_peer(target);
-  if (peer == nullptr) {
+  if (peer != nullptr) {
+    send_forward(index, *peer);
+  } else if (peers_[target] && peers_[target]->connecting) {
+    slot.awaiting_connect = true;  // the forward timeout still counts from now
+  } else {
     forward_failed(index);
-    return;
   }
+}
+
+void CacheServer::send_forward(std::uint32_t index, Peer& peer) {
+  Slot& slot = slots_[index];
   ++stats_.forwarded;
   auto sent =
-      peer->channel->call_async(slot.bytes, &CacheServer::on_forward_answer, &slot, &slot.call_id);
+      peer.channel->call_async(slot.bytes, &CacheServer::on_forward_answer, &slot, &slot.call_id);
   if (!sent.is_ok()) forward_failed(index);
 }
 
@@ -479,6 +512,7 @@ void CacheServer::release(std::uint32_t index) {
   slot.state = Slot::State::kFree;
   slot.client = nullptr;
   slot.call_id = 0;
+  slot.awaiting_connect = false;
   free_slots_.push_back(index);
 }
 
@@ -497,7 +531,8 @@ void CacheServer::recheck_waiting(std::int64_t now) {
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
     if (slot.state == Slot::State::kForwarding && now - slot.since_ns > forward_timeout) {
-      if (peers_[slot.target]) peers_[slot.target]->broken = true;
+      if (peers_[slot.target] && !slot.awaiting_connect) peers_[slot.target]->broken = true;
+      slot.awaiting_connect = false;
       slot.call_id = 0;  // its answer, if it still comes, is dropped
       forward_failed(i);
     } else if (slot.state == Slot::State::kWaiting) {

@@ -116,6 +116,8 @@ class CacheServer {
   void serve(transport::Channel& channel, std::uint64_t request_id, const CacheRequest& request,
              std::uint32_t owner, bool direct_only);
   void forward(std::uint32_t slot_index, std::uint32_t target);
+  void send_forward(std::uint32_t slot_index, Peer& peer);
+  void tend_connects(std::int64_t now);
   static void on_forward_answer(void* user, const transport::Response& response);
   void forward_failed(std::uint32_t slot_index);
   void answer(transport::Channel& channel, std::uint64_t request_id, CacheStatus status,

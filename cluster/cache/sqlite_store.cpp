@@ -1,9 +1,7 @@
 #include "cluster/cache/sqlite_store.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <thread>
 
 #include "cluster/cache/record_sql.hpp"
@@ -64,55 +62,6 @@ Code code_of(int rc) {
 
 }  // namespace
 
-// Checkpoints the write-ahead log off the serving thread. SQLite's automatic checkpoint runs in
-// the connection whose commit crossed 1,000 pages, inside that commit's call, and it syncs the
-// log and the database file: a write every few hundred paid milliseconds (measured with
-// synchronous=NORMAL on this VM's disk: p99.9 1.2 ms, max 4.9 ms per upsert; with the checkpoint
-// on its own connection and thread: p99.9 0.18 ms, max 0.9 ms). Passive checkpoints never block
-// a reader or a writer; one that meets another process's checkpoint just returns, and the log
-// restarts from its beginning once a checkpoint caught up.
-class SqliteStore::Checkpointer {
- public:
-  static std::unique_ptr<Checkpointer> start(const std::string& path) {
-    sqlite3* raw = nullptr;
-    int rc =
-        sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-    Database db(raw);
-    if (rc != SQLITE_OK) return nullptr;  // the store's own connection checkpoints then
-    std::unique_ptr<Checkpointer> c(new Checkpointer(std::move(db)));
-    c->thread_ = std::thread([raw_c = c.get()] { raw_c->run(); });
-    return c;
-  }
-  ~Checkpointer() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  Checkpointer(const Checkpointer&) = delete;
-  Checkpointer& operator=(const Checkpointer&) = delete;
-
- private:
-  static constexpr auto kInterval = std::chrono::milliseconds(50);
-  explicit Checkpointer(Database db) : db_(std::move(db)) {}
-  void run() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!wake_.wait_for(lock, kInterval, [this] { return stop_; })) {
-      lock.unlock();
-      (void)sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                      nullptr);
-      lock.lock();
-    }
-  }
-  Database db_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;  // last: started once everything it uses exists
-};
-
 SqliteStore::SqliteStore(Database db) : db_(std::move(db)) {}
 SqliteStore::~SqliteStore() = default;
 
@@ -161,10 +110,6 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(std::string_view path_and
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   VIADUCT_RETURN_IF_ERROR(store->prepare_statements());
-  store->checkpointer_ = Checkpointer::start(path_string);
-  if (store->checkpointer_) {
-    sqlite3_wal_autocheckpoint(store->db_.get(), 0);  // the checkpointer's job now
-  }
   return store;
 }
 

@@ -50,8 +50,6 @@ class SqliteStore final : public SqlRecordStore {
     Statement if_never_written;
   };
 
-  class Checkpointer;
-
   explicit SqliteStore(Database db);
   Status prepare_statements();
   static int wait_while_busy(void* self, int tries);  // sqlite3_busy_handler's
@@ -64,8 +62,6 @@ class SqliteStore final : public SqlRecordStore {
   Statement version_;
   Statement raise_fence_;
   Statement read_fence_;
-  // Declared last: its thread stops first.
-  std::unique_ptr<Checkpointer> checkpointer_;
   Writes puts_;
   Writes removes_;
 };
