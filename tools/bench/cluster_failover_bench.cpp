@@ -315,11 +315,14 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
   line("back->client leave ms", "back_to_client_leave_ms");
   line("back->online ms", "back_to_online_ms");
   line("db reads per key", "db_reads_per_key");
+  // The issue sets the time targets for a killed server only: a frozen or cut-off one is found
+  // by silence, after its lease (cache_lease_ms) and cache_verify_ms, by design.
+  const char* timed = o.kind == "kill" ? "" : " (set for kill; here for comparison)";
   std::printf(
-      "targets (%s): report->notified p99 <= 10 ms %s, stall p99 <= 5 ms %s, db reads "
+      "targets (%s): report->notified p99 <= 10 ms %s, stall p99 <= 5 ms %s%s, db reads "
       "per key <= 1.2 %s\n",
       o.kind.c_str(), notified_p99 <= 10 ? "met" : "MISSED", stall_p99 <= 5 ? "met" : "MISSED",
-      ratio_max <= 1.2 ? "met" : "MISSED");
+      timed, ratio_max <= 1.2 ? "met" : "MISSED");
   std::printf(
       "workload: %llu operations, %llu errors, %llu stale, %llu wrong, %llu lost, %llu lost "
       "in the database%s%s\n",
