@@ -224,17 +224,18 @@ void Master::receive(std::int64_t now) {
     }
     std::span<const std::byte> d(buffer.data(), got.value());
     bool from_client = control_claims_client(d);
-    // Before the MAC is even checked: the work a client's datagrams cost is bounded per source.
-    if (from_client && client_limiter_.admit_request(from.addr, client_limits_, now) !=
-                           LookupRateLimiter::Verdict::kAdmitted) {
-      ++stats_.client_rate_limited;
-      continue;
-    }
     auto m = decode_control(d, from_client ? client_key_ : *config_.cluster_key);
     if (!m) {
       ++stats_.reports_refused;
       VIADUCT_LOG(kDebug, "master: datagram from " << from.to_string()
                                                    << " refused: " << m.status().message());
+      continue;
+    }
+    // Counted once the MAC checked out: a sender without the clients' key, forging a client's
+    // source address, must not spend that client's allowance (its map answers would stop).
+    if (from_client && client_limiter_.admit_request(from.addr, client_limits_, now) !=
+                           LookupRateLimiter::Verdict::kAdmitted) {
+      ++stats_.client_rate_limited;
       continue;
     }
     on_message(m.value(), from_client, from, now);
