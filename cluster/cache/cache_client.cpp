@@ -5,6 +5,7 @@
 #include <cstring>
 #include <thread>
 
+#include "failover/background_connector.hpp"
 #include "transport/clock.hpp"
 #include "transport/log.hpp"
 
@@ -20,6 +21,11 @@ Tunable cache_failover_window_ms("cache", "cache_failover_window_ms", 1000, 1, 3
 Tunable cache_client_attempt_timeout_ms("cache", "cache_client_attempt_timeout_ms", 50, 1, 60000,
                                         "a request with no answer for this long is a failed "
                                         "attempt (sent again, elsewhere if need be)");
+Tunable cache_connect_timeout_ms("cache", "cache_connect_timeout_ms", 1000, 1, 60000,
+                                 "a connect to a data server (a client's, or a server's to "
+                                 "forward) runs on a helper thread and gives up after this long; "
+                                 "a request waits for it only its own timeout, a later one takes "
+                                 "the connection");
 Tunable cache_client_deadline_ms("cache", "cache_client_deadline_ms", 10000, 10, 3600000,
                                  "a request no server could serve for this long fails");
 }  // namespace tunables
@@ -29,8 +35,10 @@ constexpr std::int64_t kMs = 1'000'000;
 }
 
 struct CacheClient::Conn {
-  std::unique_ptr<transport::Domain> domain;  // declared first: destroyed last
+  failover::BackgroundConnector connector;    // declared first: destroyed last
+  std::unique_ptr<transport::Domain> domain;  // the channel's, handed over by the connector
   std::unique_ptr<transport::Channel> channel;
+  std::string connecting_to;           // the address of the connect the connector runs ("": none)
   std::uint32_t failures = 0;          // consecutive failed attempts
   std::int64_t failover_until_ns = 0;  // in failover mode for this server until then (0: not)
   bool in_failover = false;
@@ -162,37 +170,48 @@ CacheClient::Conn* CacheClient::connect(std::uint32_t server, int timeout_ms) {
   auto& conn = conns_[server];
   if (!conn) conn = std::make_unique<Conn>();
   if (conn->channel && conn->channel->healthy()) return conn.get();
-  conn->channel.reset();
+  conn->channel.reset();  // before its Domain goes
+  if (conn->domain) conn->connector.retire(std::move(conn->domain));
   const MapServer& s = map_.servers[server];
-  auto address = transport::Address::parse(s.listen);
-  if (!address) return nullptr;
-  if (!conn->domain) {
-    auto domain = transport::Domain::open(address.value());
-    if (!domain) return nullptr;
-    conn->domain = std::move(domain.value());
+  if (conn->connecting_to != s.listen) {  // none running, or one to an address the map dropped
+    auto address = transport::Address::parse(s.listen);
+    if (!address) return nullptr;
+    conn->connector.start(address.value(), {},
+                          static_cast<int>(tunables::cache_connect_timeout_ms.get()));
+    conn->connecting_to = s.listen;
   }
-  transport::ChannelOptions options;
-  auto channel = transport::Channel::connect(*conn->domain, address.value(), options, timeout_ms);
-  if (!channel) return nullptr;
+  conn->connector.wait(std::int64_t{timeout_ms} * kMs);
+  auto outcome = conn->connector.take();
+  if (!outcome) return nullptr;  // still connecting: this attempt failed, the connect goes on
+  conn->connecting_to.clear();
+  if (!outcome->status.is_ok() || !outcome->channel) return nullptr;
+  auto& channel = outcome->channel;
+  // A channel that fails its proof is closed here, its Domain on the connector's thread.
+  auto drop = [&]() -> Conn* {
+    channel.reset();
+    conn->connector.retire(std::move(outcome->domain));
+    return nullptr;
+  };
   // The server proves it is the one the map names: a signature by its key over our nonce.
   failover::ProofNonce nonce = failover::fresh_proof_nonce();
   CacheRequest prove;
   prove.op = CacheOp::kProve;
   prove.value = nonce;
   std::vector<std::byte> bytes;
-  if (!encode_cache_request(prove, bytes).is_ok()) return nullptr;
+  if (!encode_cache_request(prove, bytes).is_ok()) return drop();
   std::uint32_t app = 0;
-  auto n = channel.value()->call(bytes, answer_buf_, timeout_ms, &app);
-  if (!n || app != 0) return nullptr;
+  auto n = channel->call(bytes, answer_buf_, timeout_ms, &app);
+  if (!n || app != 0) return drop();
   auto answer = decode_cache_answer(std::span(answer_buf_.data(), n.value()));
-  if (!answer) return nullptr;
+  if (!answer) return drop();
   auto proven = failover::verify_proof(answer.value().value, s.key, server_key_name(s.id), nonce);
   if (!proven) {
     VIADUCT_LOG(kWarn, "cache client: " << s.listen << " is not " << s.id << ": "
                                         << proven.status().message());
-    return nullptr;
+    return drop();
   }
-  conn->channel = std::move(channel.value());
+  conn->domain = std::move(outcome->domain);
+  conn->channel = std::move(channel);
   return conn.get();
 }
 

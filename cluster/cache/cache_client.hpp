@@ -20,6 +20,14 @@
 //
 // Writes carry (client id, seq): one retried after a lost answer is not applied twice.
 //
+// Connects run on a helper thread per server (failover::BackgroundConnector), for up to
+// cache_connect_timeout_ms. An attempt waits for its connect only as long as for an
+// answer; a connect still running then counts as a failed attempt but goes on, and a later
+// attempt takes its channel. Why: where a connect costs more than an attempt's timeout (rdma_cm's
+// address and route resolution on a slow or busy host: 70-140 ms in the Soft-RoCE guest), a
+// connect started afresh by every attempt never finished, and the client went round its servers
+// in failover mode without serving anything.
+//
 // Threading: one thread at a time.
 #pragma once
 
@@ -45,6 +53,7 @@ namespace tunables {
 extern Tunable cache_client_retries;
 extern Tunable cache_failover_window_ms;
 extern Tunable cache_client_attempt_timeout_ms;
+extern Tunable cache_connect_timeout_ms;
 extern Tunable cache_client_deadline_ms;
 }  // namespace tunables
 

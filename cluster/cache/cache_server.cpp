@@ -4,6 +4,7 @@
 #include <cstring>
 #include <thread>
 
+#include "cluster/cache/cache_client.hpp"  // cache_connect_timeout_ms
 #include "failover/background_connector.hpp"
 #include "transport/clock.hpp"
 #include "transport/log.hpp"
@@ -408,8 +409,10 @@ CacheServer::Peer* CacheServer::connect_peer(std::uint32_t target) {
   if (peer->connecting || steady_now_ns() < peer->retry_after_ns) return nullptr;
   auto address = transport::Address::parse(map_.servers[target].listen);
   if (!address) return nullptr;
+  // The connect may take longer than a forward may wait (rdma_cm on a slow host): the requests
+  // waiting for it fail at their timeout, and a later forward takes the connection.
   peer->connector.start(address.value(), {},
-                        static_cast<int>(tunables::cache_forward_timeout_ms.get()));
+                        static_cast<int>(tunables::cache_connect_timeout_ms.get()));
   peer->connecting = true;
   return nullptr;
 }

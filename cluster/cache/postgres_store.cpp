@@ -98,6 +98,23 @@ Status PostgresStore::connection_error(const std::string& doing) const {
 
 Status PostgresStore::set_up() {
   PGconn* c = connection_.get();
+  // The servers of a cluster start together on a fresh database: their CREATE TABLEs are taken
+  // one at a time (a session advisory lock, released below or with the session), rather than
+  // relying on which error a race between concurrent DDL happens to raise.
+  QueryResult locked(PQexec(c, "SELECT pg_advisory_lock(7628127)"));
+  if (PQresultStatus(locked.get()) != PGRES_TUPLES_OK) {
+    if (PQstatus(c) == CONNECTION_BAD) return connection_error("set-up lock");
+    return {Code::kInternal,
+            "postgresql: set-up lock: " + one_line(PQresultErrorMessage(locked.get()))};
+  }
+  Status created = create_tables();
+  QueryResult unlocked(PQexec(c, "SELECT pg_advisory_unlock(7628127)"));
+  if (!created.is_ok()) return created;
+  return prepare_statements();
+}
+
+Status PostgresStore::create_tables() {
+  PGconn* c = connection_.get();
   for (const std::string& create :
        {create_table_sql(kPostgresDialect), create_fence_table_sql(kPostgresDialect)}) {
     QueryResult created(PQexec(c, create.c_str()));
@@ -111,6 +128,11 @@ Status PostgresStore::set_up() {
       }
     }
   }
+  return Status::ok();
+}
+
+Status PostgresStore::prepare_statements() {
+  PGconn* c = connection_.get();
   // get, version, remove: (type, key[, expected], client, seq, fence token); put: (type, key,
   // value, ...); the fences: (type[, epoch]).
   const Oid key_types[] = {kTextOid, kByteaOid, kInt8Oid, kInt8Oid, kInt8Oid, kInt8Oid};

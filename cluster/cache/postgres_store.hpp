@@ -65,7 +65,9 @@ class PostgresStore final : public SqlRecordStore {
   };
 
   explicit PostgresStore(Connection connection) : connection_(std::move(connection)) {}
-  Status set_up();  // the table when missing, then the prepared statements
+  Status set_up();  // the tables when missing (one store at a time), then the statements
+  Status create_tables();
+  Status prepare_statements();
   Status reconnect_if_broken();
   Result<QueryResult> execute(Statement statement, std::span<const Parameter> parameters);
   Status connection_error(const std::string& doing) const;

@@ -11,9 +11,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "cluster/cache/cache_client.hpp"
@@ -178,12 +180,31 @@ class ClusterTest : public ::testing::Test {
     load->thread = std::thread([raw = load.get()] { raw->workload->run(raw->stop); });
     return load;
   }
+  // What the load's client went through, for a failure message.
+  static std::string describe(Load& load) {
+    std::ostringstream out;
+    const auto& r = load.workload->report();
+    const auto& st = load.client->stats();
+    out << "longest operation " << r.max_latency_ns / 1'000'000 << " ms; calls " << st.calls
+        << ", failed attempts " << st.attempts_failed << ", failover entered "
+        << st.failover_entered << " left " << st.failover_left << ", not-serving " << st.not_serving
+        << ", map fetches " << st.map_fetches << "; events:";
+    std::lock_guard lock(load.mutex);
+    std::int64_t first = load.events.empty() ? 0 : load.events.front().first;
+    for (const auto& [at, what] : load.events) {
+      out << "\n  +" << (at - first) / 1'000'000 << " ms " << what;
+    }
+    return out.str();
+  }
   void finish(Load& load) {
     load.stop = true;
     load.thread.join();
     load.workload->verify(cluster_->database());
     const auto& r = load.workload->report();
-    EXPECT_GT(r.operations, 100u);
+    std::printf("[ measure  ] load: %llu operations, longest %.1f ms\n",
+                static_cast<unsigned long long>(r.operations),
+                static_cast<double>(r.max_latency_ns) / 1e6);
+    EXPECT_GT(r.operations, 100u) << describe(load);
     EXPECT_EQ(r.errors, 0u) << r.first_error;
     EXPECT_EQ(r.stale_reads, 0u) << r.first_error;
     EXPECT_EQ(r.wrong_values, 0u) << r.first_error;
