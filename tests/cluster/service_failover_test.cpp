@@ -216,7 +216,9 @@ TEST_P(ServiceFailover, ActiveKilled_PassiveTakesOverWithNewerEpoch) {
   ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", kInSyncWaitMs)) << p.b->output();
   ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
   p.a->kill_hard();
-  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000))
+      << p.b->output() << "the passive's threads:\n"
+      << p.b->thread_report();
   auto answer = failover::lookup("ORDERS", p.both(), 3000);
   ASSERT_TRUE(answer.is_ok()) << answer.status().to_string();
   EXPECT_EQ(port_of(answer->record), p.base + 1);
@@ -263,7 +265,9 @@ TEST_P(ServiceFailover, RestartedPassiveGetsTheReplyCache_ResendAfterTakeoverNot
   p.restart_b();
   ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", 10000)) << p.b->output();
   p.a->kill_hard();
-  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000))
+      << p.b->output() << "the passive's threads:\n"
+      << p.b->thread_report();
   auto again = connect_client(p.b_uri, "ORDERS", 2, nullptr);
   ASSERT_TRUE(again.is_ok()) << again.status().to_string();
   // The re-send of (0x77, 1): the cached answer, not a second addition.
@@ -283,7 +287,9 @@ TEST_P(ServiceFailover, ActiveFrozen_PassiveTakesOver_OldActiveStepsDownOnWake) 
   ASSERT_TRUE(p.b->wait_for("in-sync ORDERS", kInSyncWaitMs)) << p.b->output();
   ASSERT_TRUE(failover::lookup("ORDERS", p.both(), 3000).is_ok());
   p.a->signal(SIGSTOP);
-  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000))
+      << p.b->output() << "the passive's threads:\n"
+      << p.b->thread_report();
   p.a->signal(SIGCONT);
   ASSERT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
   // Never two actives: the old one no longer answers lookups nor accepts clients.
@@ -379,7 +385,9 @@ TEST_P(ServiceFailover, FakePartnerWithoutKey_CutOff_NoStateChange_NoCrash) {
   std::byte out[8];
   ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&add, 1)), out).is_ok());
   p.a->kill_hard();
-  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS", 10000))
+      << p.b->output() << "the passive's threads:\n"
+      << p.b->thread_report();
   add = 0;
   ASSERT_TRUE(session.value()->call(std::as_bytes(std::span(&add, 1)), out).is_ok());
   std::memcpy(&total, out, 8);
@@ -512,7 +520,9 @@ TEST_P(ServiceFailover, ActiveFrozenWithClientsConnected_StepsDownOnWake_NoCrash
     clients.push_back(std::move(c.value()));
   }
   p.a->signal(SIGSTOP);
-  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000)) << p.b->output();
+  ASSERT_TRUE(p.b->wait_for("took-over ORDERS epoch 2", 10000))
+      << p.b->output() << "the passive's threads:\n"
+      << p.b->thread_report();
   p.a->signal(SIGCONT);
   ASSERT_TRUE(p.a->wait_for("stepped-down ORDERS epoch 2", 10000)) << p.a->output();
   // The clients' requests to the old active now fail (closed or refused), none is executed there.

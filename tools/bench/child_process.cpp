@@ -8,6 +8,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace viaduct::bench {
@@ -114,6 +119,43 @@ std::optional<int> ChildProcess::wait_exit(int timeout_ms) {
     if (r < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+std::string ChildProcess::thread_report() const {
+  if (pid_ <= 0) return "(not running)\n";
+  auto first_line = [](const std::filesystem::path& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  std::ostringstream out;
+  std::error_code ec;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid_) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+    // stat: "tid (comm) state ...": the state is the field after the closing parenthesis.
+    std::string stat = first_line(task.path() / "stat");
+    auto close = stat.rfind(')');
+    char state = close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
+    std::string syscall = first_line(task.path() / "syscall");
+    out << "  thread " << task.path().filename().string() << " " << first_line(task.path() / "comm")
+        << " state " << state << " wchan " << first_line(task.path() / "wchan") << " syscall "
+        << syscall.substr(0, syscall.find(' ')) << "\n";
+  }
+  if (ec) out << "  " << tasks.string() << ": " << ec.message() << "\n";
+  // The user-space stacks too, where gdb is installed (a developer's machine; CI may lack it).
+  if (std::filesystem::exists("/usr/bin/gdb")) {
+    std::string command = "timeout 20 /usr/bin/gdb -p " + std::to_string(pid_) +
+                          " -batch -nx -ex 'thread apply all bt 25' 2>&1";
+    if (FILE* gdb = ::popen(command.c_str(), "r")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, gdb) != nullptr) {
+        if (line[0] == '#' || std::strncmp(line, "Thread", 6) == 0) out << "  " << line;
+      }
+      ::pclose(gdb);
+    }
+  }
+  return out.str();
 }
 
 }  // namespace viaduct::bench

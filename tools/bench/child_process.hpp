@@ -32,6 +32,9 @@ class ChildProcess {
   // while it still runs. A fault run tells a crash (SIGSEGV, exit 1) from its own SIGKILL by it.
   std::optional<int> wait_exit(int timeout_ms);
   [[nodiscard]] pid_t pid() const { return pid_; }
+  // Where each of the child's threads is, from /proc (name, state, kernel wait channel, system
+  // call): for a test's failure message when the child stopped doing what it should.
+  [[nodiscard]] std::string thread_report() const;
 
  private:
   pid_t pid_ = -1;
