@@ -63,6 +63,8 @@ TEST_F(CacheBench, ClusterFailoverKillThreeTimes_EveryTrialCompletesNothingLost)
   // Each trial saw the whole story: a report, a verdict, the group notified, the return.
   for (const auto& t : j["trial_reports"]) {
     EXPECT_GT(t["stall_ms"].get<double>(), 0) << t.dump();
+    EXPECT_GT(t["stall_span_ms"].get<double>(), 0) << t.dump();
+    EXPECT_GT(t["longest_operation_second_after_fault_ms"].get<double>(), 0) << t.dump();
     EXPECT_GE(t["report_to_notified_ms"].get<double>(), t["report_to_verdict_ms"].get<double>())
         << t.dump();
     EXPECT_GT(t["back_to_online_ms"].get<double>(), 0) << t.dump();

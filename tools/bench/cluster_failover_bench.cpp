@@ -58,10 +58,13 @@ struct Trial {
   std::int64_t fault_ns = 0;
   bool complete = false;
   std::string failure;
-  // The machine's own noise, for comparison: the longest operation in the same length of time
-  // just before the fault, when nothing failed.
-  double before_ms = 0;
-  double stall_ms = 0, fault_to_report_ms = 0, report_to_verdict_ms = 0, report_to_notified_ms = 0;
+  // The stall: the longest operation that ran between the fault and the completion of the
+  // client's first operation on the victim's types begun after it (`span_ms` long).
+  double stall_ms = 0, span_ms = 0;
+  // The same second-long window after and before the fault: the machine's own noise is in both.
+  double second_after_ms = 0, before_ms = 0;
+  double fault_to_effect_ms = 0, fault_to_enter_ms = 0, notified_to_served_ms = 0;
+  double fault_to_report_ms = 0, report_to_verdict_ms = 0, report_to_notified_ms = 0;
   double restart_to_leave_ms = 0, restart_to_online_ms = 0;
   std::uint64_t db_reads = 0, db_queries = 0, distinct_keys = 0;
   [[nodiscard]] double read_ratio() const {
@@ -109,6 +112,9 @@ bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const NetnsLab* n
     cluster.freeze(victim);
   }
   t->fault_ns = fault;
+  // The fault is in effect once its call returned (kill reaps the process): an operation begun
+  // before then may still have been served by the victim.
+  std::int64_t in_effect = steady_now_ns();
   auto report = lab.wait_master("master report " + victim + " ", fault, kStepTimeoutMs);
   auto verdict = lab.wait_master("master verdict-offline " + victim + " ", fault, kStepTimeoutMs);
   auto notified = lab.wait_master("master group-notified " + victim + " ", fault, kStepTimeoutMs);
@@ -139,10 +145,38 @@ bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const NetnsLab* n
   t->report_to_notified_ms = ms(*notified - *report);
   t->restart_to_online_ms = ms(*online - back);
   t->restart_to_leave_ms = ms(*leave - back);
-  // The stall: every operation that was running in [fault, fault + 1 s].
-  for (const auto& op : lab.operations(fault, fault + kStallWindowNs + 60'000 * kMs)) {
-    if (op.at_ns - op.latency_ns <= fault + kStallWindowNs) {
+  auto types = cluster.types_of(victim);
+  auto of_victim = [&types](const CacheLab::Operation& op) {
+    return std::find(types.begin(), types.end(), op.type) != types.end();
+  };
+  // The stall the failover caused. The first operation on the victim's types begun after the
+  // fault took effect is the one that found the victim gone: it waits out the detection, the
+  // report, the verdict and the re-routing, and completes only once another server serves those
+  // types. Every operation running until it completed counts (the load runs one at a time: the
+  // others in that span are the operations queued behind the failed one or before it). A trial with
+  // no such operation in the window counts the whole window.
+  auto since_fault = lab.operations(fault, fault + kStallWindowNs + 60'000 * kMs);
+  std::int64_t recovered = fault + kStallWindowNs;
+  for (const auto& op : since_fault) {  // in completion order: one load thread
+    if (of_victim(op) && op.at_ns - op.latency_ns >= in_effect) {
+      recovered = op.at_ns;
+      break;
+    }
+  }
+  t->span_ms = ms(recovered - fault);
+  // Where the span goes: the fault itself (a kill returns once the process is reaped), the
+  // client's detection and retries, the master (fault_to_report_ms and the rest above), and the
+  // failover server's answer once notified.
+  t->fault_to_effect_ms = ms(in_effect - fault);
+  if (auto enter = lab.wait_client("failover-enter", victim, fault, 0)) {
+    t->fault_to_enter_ms = ms(*enter - fault);
+  }
+  t->notified_to_served_ms = ms(recovered - *notified);
+  for (const auto& op : since_fault) {
+    if (op.at_ns - op.latency_ns <= recovered)
       t->stall_ms = std::max(t->stall_ms, ms(op.latency_ns));
+    if (op.at_ns - op.latency_ns <= fault + kStallWindowNs) {
+      t->second_after_ms = std::max(t->second_after_ms, ms(op.latency_ns));
     }
   }
   for (const auto& op : lab.operations(fault - kStallWindowNs, fault)) {
@@ -155,10 +189,9 @@ bool run_trial(const ClusterFailoverOptions& o, CacheLab& lab, const NetnsLab* n
   }
   // Keys of the victim's types the failover server had to read: first touched by a read in the
   // window (a write fills its cache without a read).
-  auto types = cluster.types_of(victim);
   std::set<std::pair<std::string_view, std::uint32_t>> seen;
   for (const auto& op : lab.operations(fault, *online)) {
-    if (std::find(types.begin(), types.end(), op.type) == types.end()) continue;
+    if (!of_victim(op)) continue;
     if (seen.insert({op.type, op.key}).second && !op.write) ++t->distinct_keys;
   }
   // The failover server's counters around the window (its stats lines, every few ms).
@@ -230,13 +263,15 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
         o.kind == "cut" ? std::string(kCutVictim) : ids[static_cast<std::size_t>(i) % ids.size()];
     bool ok = run_trial(o, lab, netns.get(), victim, &t, i == 0 ? &timeline : nullptr);
     std::printf(
-        "trial %d %s: stall %.2f ms (before the fault %.2f ms), report->verdict %.2f ms, "
+        "trial %d %s: stall %.2f ms over %.2f ms (longest operation in the second after the fault "
+        "%.2f ms, before it %.2f ms), report->verdict %.2f ms, "
         "report->notified %.2f ms, "
         "back->leave %.1f ms, back->online %.1f ms, db reads %llu (queries %llu) for %llu "
         "keys%s%s\n",
-        i + 1, t.victim.c_str(), t.stall_ms, t.before_ms, t.report_to_verdict_ms,
-        t.report_to_notified_ms, t.restart_to_leave_ms, t.restart_to_online_ms,
-        static_cast<unsigned long long>(t.db_reads), static_cast<unsigned long long>(t.db_queries),
+        i + 1, t.victim.c_str(), t.stall_ms, t.span_ms, t.second_after_ms, t.before_ms,
+        t.report_to_verdict_ms, t.report_to_notified_ms, t.restart_to_leave_ms,
+        t.restart_to_online_ms, static_cast<unsigned long long>(t.db_reads),
+        static_cast<unsigned long long>(t.db_queries),
         static_cast<unsigned long long>(t.distinct_keys),
         ok ? "" : "; FAILED: ", t.failure.c_str());
     std::fflush(stdout);
@@ -249,11 +284,17 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(o.settle_ms));
   }
   const auto& r = lab.stop_and_verify();
-  std::vector<double> before;
+  std::vector<double> before, second_after, span, to_effect, to_enter, to_report, to_served;
   std::vector<double> stall, to_verdict, to_notified, to_leave, to_online, ratio;
   for (const auto& t : trials) {
     if (!t.complete) continue;
     stall.push_back(t.stall_ms);
+    span.push_back(t.span_ms);
+    to_effect.push_back(t.fault_to_effect_ms);
+    to_enter.push_back(t.fault_to_enter_ms);
+    to_report.push_back(t.fault_to_report_ms);
+    to_served.push_back(t.notified_to_served_ms);
+    second_after.push_back(t.second_after_ms);
     before.push_back(t.before_ms);
     to_verdict.push_back(t.report_to_verdict_ms);
     to_notified.push_back(t.report_to_notified_ms);
@@ -266,6 +307,12 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
                    {"trials_requested", o.trials},
                    {"all_complete", all_complete},
                    {"stall_ms", summary_json(stall)},
+                   {"stall_span_ms", summary_json(span)},
+                   {"fault_to_effect_ms", summary_json(to_effect)},
+                   {"fault_to_client_failover_enter_ms", summary_json(to_enter)},
+                   {"fault_to_report_ms", summary_json(to_report)},
+                   {"notified_to_served_ms", summary_json(to_served)},
+                   {"longest_operation_second_after_fault_ms", summary_json(second_after)},
                    {"longest_operation_before_fault_ms", summary_json(before)},
                    {"report_to_verdict_ms", summary_json(to_verdict)},
                    {"report_to_notified_ms", summary_json(to_notified)},
@@ -287,8 +334,13 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
                                   {"complete", t.complete},
                                   {"failure", t.failure},
                                   {"stall_ms", t.stall_ms},
+                                  {"stall_span_ms", t.span_ms},
+                                  {"longest_operation_second_after_fault_ms", t.second_after_ms},
                                   {"longest_operation_before_fault_ms", t.before_ms},
+                                  {"fault_to_effect_ms", t.fault_to_effect_ms},
+                                  {"fault_to_client_failover_enter_ms", t.fault_to_enter_ms},
                                   {"fault_to_report_ms", t.fault_to_report_ms},
+                                  {"notified_to_served_ms", t.notified_to_served_ms},
                                   {"report_to_verdict_ms", t.report_to_verdict_ms},
                                   {"report_to_notified_ms", t.report_to_notified_ms},
                                   {"back_to_client_leave_ms", t.restart_to_leave_ms},
@@ -309,7 +361,13 @@ int run_cluster_failover_bench(const ClusterFailoverOptions& o) {
                 j[key]["p99"].get<double>(), j[key]["max"].get<double>());
   };
   line("stall ms", "stall_ms");
-  line("before the fault (noise) ms", "longest_operation_before_fault_ms");
+  line("  over (fault->served) ms", "stall_span_ms");
+  line("  fault->in effect ms", "fault_to_effect_ms");
+  line("  fault->client enters ms", "fault_to_client_failover_enter_ms");
+  line("  fault->master report ms", "fault_to_report_ms");
+  line("  notified->served ms", "notified_to_served_ms");
+  line("second after, longest ms", "longest_operation_second_after_fault_ms");
+  line("second before, longest ms", "longest_operation_before_fault_ms");
   line("report->verdict ms", "report_to_verdict_ms");
   line("report->notified ms", "report_to_notified_ms");
   line("back->client leave ms", "back_to_client_leave_ms");

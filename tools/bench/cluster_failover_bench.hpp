@@ -4,7 +4,15 @@
 // freeze (the load uses every type). A trial: the fault; the master's verdict and the group
 // notified; 1 s after the fault, the server restarted (or SIGCONT, or its link mended); the
 // master's `online` and the client out of failover mode; a settle. Per trial:
-//   - stall: the longest operation that completed between the fault and 1 s after it;
+//   - stall: the longest operation that ran between the fault and the completion of the client's
+//     first operation on the victim's types begun after the fault took effect: that operation
+//     found the victim gone and waited for the failover (detection, report, verdict,
+//     re-routing). Beside it, for comparison, the longest operation in the second after the
+//     fault and in the second before it: with one operation every ~60 us, a second-long
+//     window's maximum is the machine's noise (scheduling, page faults, fsync), failover or not;
+//     and where the span went: fault -> in effect (a kill returns once the victim is reaped),
+//     -> the client entered failover mode, -> the master had the report, and the group
+//     notified -> the first operation served;
 //   - first report -> verdict, first report -> every group member notified (master's lines);
 //   - restart/thaw/mend -> client left failover mode, -> master's `online`;
 //   - the failover server's database reads (cache misses + direct reads) from the fault to
